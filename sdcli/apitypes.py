@@ -1,0 +1,98 @@
+"""Plain dataclasses for what the web UI answers, parsed once and leniently at the client edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One result image exactly as the server encoded it (no re-encoding anywhere)."""
+
+    data: bytes
+    index: int  # position among this request's results, from 0
+    seed: int | None = None
+    infotext: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """A txt2img/img2img answer: the real images, the decoded `info`, and anything extra."""
+
+    images: list[GeneratedImage]
+    info: dict[str, Any]
+    parameters: dict[str, Any]
+    extra_images: list[bytes] = field(default_factory=list)  # grids, masks, extension output
+
+
+@dataclass(frozen=True)
+class SdModel:
+    """A checkpoint from /sd-models; `hash` and `sha256` are None until the server computed them."""
+
+    title: str
+    model_name: str
+    filename: str = ""
+    hash: str | None = None
+    sha256: str | None = None
+    config: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The path relative to the models dir with extension, as the web UI's aliases use it."""
+        title = self.title
+        if self.hash and title.endswith(f" [{self.hash}]"):
+            return title[: -len(self.hash) - 3]
+        return title
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: str
+    aliases: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    name: str
+    label: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The server's one global job, from /sdapi/v1/progress (may be another client's job)."""
+
+    progress: float
+    eta_relative: float
+    job_count: int
+    job_no: int
+    sampling_step: int
+    sampling_steps: int
+    job: str = ""
+    textinfo: str | None = None
+    interrupted: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return self.job_count == 0
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """One task's state from /internal/progress (UI mode only): ours, even behind a queue."""
+
+    active: bool
+    queued: bool
+    completed: bool
+    progress: float | None = None
+    eta: float | None = None
+    textinfo: str | None = None
+
+
+@dataclass(frozen=True)
+class PngInfo:
+    info: str
+    items: dict[str, Any]
+    parameters: dict[str, Any]

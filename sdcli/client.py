@@ -1,0 +1,512 @@
+"""WebUIClient: the only module that speaks HTTP. Every failure leaves it as an SdcliError."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sdcli.apitypes import (
+    GeneratedImage,
+    GenerationResult,
+    PngInfo,
+    Progress,
+    Sampler,
+    Scheduler,
+    SdModel,
+    TaskProgress,
+)
+from sdcli.errors import ApiError, AuthError, ConnectionFailed, ServerTimeout
+
+if TYPE_CHECKING:
+    import requests
+
+API = "/sdapi/v1"
+QUICK_READ_TIMEOUT = 30.0  # list endpoints and progress never take the queue lock
+POLL_READ_TIMEOUT = 10.0
+
+
+def strip_data_url(b64: str) -> str:
+    """Accept both bare base64 and `data:image/png;base64,...` (forks and live previews differ)."""
+    if b64.startswith("data:"):
+        return b64.partition(",")[2]
+    return b64
+
+
+def decode_image(b64: str, *, what: str) -> bytes:
+    """Strict base64 decoding: garbage must fail here, not become a corrupt file later."""
+    try:
+        raw = strip_data_url(b64).encode("ascii")
+        if sys.version_info >= (3, 11):
+            return binascii.a2b_base64(raw, strict_mode=True)
+        return base64.b64decode(raw, validate=True)  # pragma: no cover - Python 3.10
+    except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+        raise ApiError(f"{what} in the server's answer is not valid base64") from exc
+
+
+class WebUIClient:
+    """A web UI API client over one keep-alive `requests.Session` per process."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        connect_timeout: float = 5.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._session = session
+        self._auth = auth
+        self.sent_auth = auth is not None
+
+    @property
+    def session(self) -> requests.Session:
+        """Created on first use so commands that never talk HTTP never import requests."""
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            # The web UI sends no WWW-Authenticate challenge: credentials must go preemptively.
+            if self._auth is not None:
+                self._session.auth = self._auth
+            self._session.headers["User-Agent"] = f"sdcli/{_version()}"
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def __enter__(self) -> WebUIClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ----------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        read_timeout: float | None = QUICK_READ_TIMEOUT,
+        send_body: bool = False,
+    ) -> Any:
+        """Send one request and return the decoded JSON body, or raise our own error."""
+        import requests
+
+        url = self.base_url + path
+        kwargs: dict[str, Any] = {"params": params}
+        if json_body is not None or send_body:
+            # Serialised here so `null` is never sent by accident for a defaulted field.
+            kwargs["data"] = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        try:
+            response = self.session.request(
+                method, url, timeout=(self.connect_timeout, read_timeout), **kwargs
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise ConnectionFailed(
+                f"cannot reach {self.base_url}: no answer to connect within "
+                f"{self.connect_timeout:g} s",
+                hint="is the host up and the port right?",
+            ) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise ServerTimeout(
+                f"{self.base_url} did not answer {method} {path} within {read_timeout:g} s",
+                hint="raise --timeout, or 0 to wait as long as the job takes",
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise _connection_error(self.base_url, method, path, exc) from exc
+        except requests.exceptions.RequestException as exc:
+            raise ApiError(f"request to {self.base_url}{path} failed: {_reason(exc)}") from exc
+        return self._decode(response, method, path)
+
+    def _decode(self, response: requests.Response, method: str, path: str) -> Any:
+        import requests
+
+        status = response.status_code
+        try:
+            content = response.content
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionFailed(
+                f"the connection to {self.base_url} broke while reading the answer to {path}",
+                hint="did the web UI crash or restart?",
+            ) from exc
+        body: Any = None
+        is_json = False
+        if content.strip():
+            try:
+                body = json.loads(content)
+                is_json = True
+            except ValueError:
+                is_json = False
+        else:
+            is_json = 200 <= status < 300  # empty 2xx: treat as null
+        if 200 <= status < 300:
+            if not is_json:
+                raise ApiError(
+                    f"{self.base_url}{path} answered {status} with "
+                    f"{_describe_non_json(response, content)}",
+                    status=status,
+                    hint="is this really the web UI API?",
+                )
+            return body
+        raise _status_error(
+            self.base_url,
+            method,
+            path,
+            status,
+            body if is_json else None,
+            response,
+            content,
+            sent_auth=self.sent_auth,
+        )
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", path, json_body=body, send_body=True, **kwargs)
+
+    def get_optional(self, path: str, **kwargs: Any) -> Any | None:
+        """GET that returns None on a 404, for endpoints that only some versions have."""
+        try:
+            return self.get(path, **kwargs)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def txt2img(self, payload: Mapping[str, Any]) -> GenerationResult:
+        body = self.post(f"{API}/txt2img", dict(payload), read_timeout=self.timeout)
+        return parse_generation(body)
+
+    def img2img(self, payload: Mapping[str, Any]) -> GenerationResult:
+        body = self.post(f"{API}/img2img", dict(payload), read_timeout=self.timeout)
+        return parse_generation(body)
+
+    def progress(self, *, skip_current_image: bool = True) -> Progress:
+        body = self.get(
+            f"{API}/progress",
+            params={"skip_current_image": "true" if skip_current_image else "false"},
+            read_timeout=POLL_READ_TIMEOUT,
+        )
+        return parse_progress(body)
+
+    def task_progress(self, task_id: str) -> TaskProgress | None:
+        """Our own task's state; None where /internal/progress does not exist (--nowebui, forks)."""
+        try:
+            body = self.post(
+                "/internal/progress",
+                {"id_task": task_id, "id_live_preview": -1, "live_preview": False},
+                read_timeout=POLL_READ_TIMEOUT,
+            )
+        except ApiError as exc:
+            if exc.status in (404, 405):
+                return None
+            raise
+        if not isinstance(body, dict):
+            return None
+        return TaskProgress(
+            active=bool(body.get("active")),
+            queued=bool(body.get("queued")),
+            completed=bool(body.get("completed")),
+            progress=_opt_float(body.get("progress")),
+            eta=_opt_float(body.get("eta")),
+            textinfo=body.get("textinfo") if isinstance(body.get("textinfo"), str) else None,
+        )
+
+    def interrupt(self, *, read_timeout: float = 5.0) -> None:
+        self.post(f"{API}/interrupt", read_timeout=read_timeout)
+
+    def skip(self) -> None:
+        self.post(f"{API}/skip")
+
+    # -- models, options, lists ---------------------------------------------------------------
+
+    def get_options(self) -> dict[str, Any]:
+        body = self.get(f"{API}/options")
+        return body if isinstance(body, dict) else {}
+
+    def set_options(self, options: Mapping[str, Any]) -> None:
+        """POST /options; blocks while the server loads a model, so it uses the long timeout."""
+        self.post(f"{API}/options", dict(options), read_timeout=self.timeout)
+
+    def sd_models(self) -> list[SdModel]:
+        body = self.get(f"{API}/sd-models")
+        return [parse_model(item) for item in _list_of_dicts(body, "sd-models")]
+
+    def refresh_checkpoints(self) -> None:
+        self.post(f"{API}/refresh-checkpoints", read_timeout=self.timeout)
+
+    def samplers(self) -> list[Sampler]:
+        body = self.get(f"{API}/samplers")
+        return [
+            Sampler(
+                name=str(item.get("name", "")),
+                aliases=tuple(str(a) for a in item.get("aliases") or ()),
+                options=dict(item.get("options") or {}),
+            )
+            for item in _list_of_dicts(body, "samplers")
+        ]
+
+    def schedulers(self) -> list[Scheduler] | None:
+        """None on servers before 1.9.1, which have no /schedulers (a 404 is not an error here)."""
+        body = self.get_optional(f"{API}/schedulers")
+        if body is None:
+            return None
+        return [
+            Scheduler(
+                name=str(item.get("name", "")),
+                label=str(item.get("label") or item.get("name", "")),
+                aliases=tuple(str(a) for a in item.get("aliases") or ()),
+            )
+            for item in _list_of_dicts(body, "schedulers")
+        ]
+
+    def upscalers(self) -> list[str]:
+        body = self.get(f"{API}/upscalers")
+        names = [str(item.get("name")) for item in _list_of_dicts(body, "upscalers")]
+        latent = self.get_optional(f"{API}/latent-upscale-modes") or []
+        return names + [str(item.get("name")) for item in _list_of_dicts(latent, "latent modes")]
+
+    def png_info(self, png: bytes) -> PngInfo:
+        body = self.post(
+            f"{API}/png-info", {"image": binascii.b2a_base64(png, newline=False).decode()}
+        )
+        if not isinstance(body, dict):
+            raise ApiError("png-info answered with something other than an object")
+        return PngInfo(
+            info=str(body.get("info") or ""),
+            items=dict(body.get("items") or {}),
+            parameters=dict(body.get("parameters") or {}),
+        )
+
+    def ping(self) -> None:
+        """A cheap call that proves the API answers (and that our credentials work)."""
+        self.get(
+            f"{API}/progress", params={"skip_current_image": "true"}, read_timeout=POLL_READ_TIMEOUT
+        )
+
+
+# -- parsing helpers (pure) ------------------------------------------------------------------
+
+
+def parse_generation(body: Any) -> GenerationResult:
+    """Split a txt2img/img2img answer into the real images (with seeds and infotexts) and extras."""
+    if not isinstance(body, dict) or not isinstance(body.get("images", []), list):
+        raise ApiError("the server's generation answer has no `images` list")
+    raw_info = body.get("info")
+    info: dict[str, Any] = {}
+    if isinstance(raw_info, str) and raw_info:
+        try:
+            decoded = json.loads(raw_info)
+        except ValueError as exc:
+            raise ApiError("the server's `info` field is not valid JSON") from exc
+        info = decoded if isinstance(decoded, dict) else {}
+    elif isinstance(raw_info, dict):  # some forks send it already decoded
+        info = raw_info
+    images_b64 = body.get("images") or []
+    raw_seeds: Any = info.get("all_seeds")
+    seeds = raw_seeds if isinstance(raw_seeds, list) else None
+    raw_texts: Any = info.get("infotexts")
+    infotexts: list[Any] = raw_texts if isinstance(raw_texts, list) else []
+    first = info.get("index_of_first_image", 0)
+    first = first if isinstance(first, int) and 0 <= first <= len(images_b64) else 0
+    count = len(images_b64) - first
+    if seeds is not None:
+        count = min(count, len(seeds))  # extensions may append images with no seed
+    images: list[GeneratedImage] = []
+    for i in range(count):
+        pos = first + i
+        text = infotexts[pos] if pos < len(infotexts) and isinstance(infotexts[pos], str) else None
+        seed = seeds[i] if seeds is not None and isinstance(seeds[i], int) else None
+        data = decode_image(_as_str(images_b64[pos]), what=f"image {pos + 1}")
+        images.append(GeneratedImage(data=data, index=i, seed=seed, infotext=text))
+    extra_positions = [p for p in range(len(images_b64)) if not first <= p < first + count]
+    extra = [decode_image(_as_str(images_b64[p]), what=f"image {p + 1}") for p in extra_positions]
+    raw_params: Any = body.get("parameters")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+    return GenerationResult(images=images, info=info, parameters=params, extra_images=extra)
+
+
+def parse_progress(body: Any) -> Progress:
+    if not isinstance(body, dict):
+        raise ApiError("the progress answer is not an object")
+    raw_state: Any = body.get("state")
+    state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
+    return Progress(
+        progress=_opt_float(body.get("progress")) or 0.0,
+        eta_relative=_opt_float(body.get("eta_relative")) or 0.0,
+        job_count=_int(state.get("job_count")),
+        job_no=_int(state.get("job_no")),
+        sampling_step=_int(state.get("sampling_step")),
+        sampling_steps=_int(state.get("sampling_steps")),
+        job=str(state.get("job") or ""),
+        textinfo=body.get("textinfo") if isinstance(body.get("textinfo"), str) else None,
+        interrupted=bool(state.get("interrupted")),
+    )
+
+
+def parse_model(item: Mapping[str, Any]) -> SdModel:
+    def opt(key: str) -> str | None:
+        value = item.get(key)
+        return str(value) if value else None
+
+    return SdModel(
+        title=str(item.get("title") or item.get("model_name") or ""),
+        model_name=str(item.get("model_name") or ""),
+        filename=str(item.get("filename") or ""),
+        hash=opt("hash"),
+        sha256=opt("sha256"),
+        config=opt("config"),
+    )
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ApiError("an image in the server's answer is not a base64 string")
+    return value
+
+
+def _list_of_dicts(body: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(body, list):
+        raise ApiError(f"the server's {what} answer is not a list")
+    return [item for item in body if isinstance(item, dict)]
+
+
+def _opt_float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _version() -> str:
+    from sdcli import __version__
+
+    return __version__
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause's message, which is the readable one in urllib3's chains."""
+    seen: BaseException = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        nxt = seen.__cause__ or seen.__context__
+        assert nxt is not None
+        seen = nxt
+    text = str(seen) or type(seen).__name__
+    return text.split(": ", 1)[-1] if text.startswith("<") else text
+
+
+def _connection_error(base_url: str, method: str, path: str, exc: Exception) -> ConnectionFailed:
+    text = repr(exc)
+    if "NameResolution" in text or "getaddrinfo" in text or "Name or service not known" in text:
+        host = base_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        return ConnectionFailed(
+            f"cannot reach {base_url}: the host name {host!r} does not resolve",
+            hint="check --url or SDCLI_URL",
+        )
+    if "RemoteDisconnected" in text or "ProtocolError" in text or "ConnectionReset" in text:
+        return ConnectionFailed(
+            f"the connection to {base_url} closed before {method} {path} was answered",
+            hint="did the web UI crash or restart?",
+        )
+    return ConnectionFailed(
+        f"cannot reach {base_url} (is the web UI running with --api?)",
+        hint=None,
+    )
+
+
+def _describe_non_json(response: requests.Response, content: bytes) -> str:
+    ctype = response.headers.get("content-type", "")
+    head = content.lstrip()[:15].lower()
+    if "html" in ctype or head.startswith((b"<!doctype", b"<html", b"<")):
+        return "an HTML page instead of JSON"
+    if not content.strip():
+        return "an empty body instead of JSON"
+    return "a body that is not valid JSON (truncated?)"
+
+
+def _status_error(
+    base_url: str,
+    method: str,
+    path: str,
+    status: int,
+    body: Any,
+    response: requests.Response,
+    content: bytes,
+    *,
+    sent_auth: bool,
+) -> ApiError | AuthError:
+    reason = response.reason or ""
+    detail = _error_detail(body)
+    hint: str | None
+    if status in (401, 403):
+        msg = f"{base_url} refused access ({status}"
+        msg += f": {detail})" if detail else ")"
+        hint = (
+            "check the user name and password given with --auth or SDCLI_AUTH"
+            if sent_auth
+            else "the server needs --auth USER:PASS (or SDCLI_AUTH), as set by its --api-auth"
+        )
+        return AuthError(msg, hint=hint)
+    if body is None:
+        what = _describe_non_json(response, content)
+        hint = (
+            "is a proxy in front of the web UI, and is the web UI running?"
+            if status >= 500
+            else None
+        )
+        return ApiError(
+            f"{base_url}{path} answered {status} {reason} with {what}".replace("  ", " "),
+            status=status,
+            hint=hint,
+        )
+    if status == 404 and body == {"detail": "Not Found"}:
+        hint = "start the web UI with --api" if path.startswith(API) else None
+        return ApiError(f"{base_url} has no {path} (404)", status=status, detail=detail, hint=hint)
+    if status == 422 and isinstance(body, dict) and isinstance(body.get("detail"), list):
+        return ApiError(
+            f"the server rejected the request (422): {detail}", status=status, detail=detail
+        )
+    label = "the server failed" if status >= 500 else "the server refused the request"
+    return ApiError(f"{label} ({status}): {detail or reason}", status=status, detail=detail)
+
+
+def _error_detail(body: Any) -> str:
+    """One line from any of the error shapes: FastAPI, the web UI's, Forge's or SD.Next's."""
+    if not isinstance(body, dict):
+        return ""
+    detail = body.get("detail")
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = [str(p) for p in item.get("loc", []) if p != "body"]
+                parts.append(f"{'.'.join(loc) or 'body'}: {item.get('msg', '')}")
+        return "; ".join(parts)
+    error = str(body.get("error") or "")
+    text = str(detail or body.get("errors") or body.get("message") or "")
+    if error and error != "HTTPException" and text:
+        return f"{error}: {text}"
+    return text or error

@@ -1,0 +1,206 @@
+"""Settings resolved once per process: flag > environment > config file > built-in default."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from sdcli import paths
+from sdcli.errors import UsageError
+
+DEFAULT_URL = "http://127.0.0.1:7860"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+# config file key -> environment variable
+ENV_VARS = {
+    "url": "SDCLI_URL",
+    "auth": "SDCLI_AUTH",
+    "timeout": "SDCLI_TIMEOUT",
+    "output_dir": "SDCLI_OUTPUT_DIR",
+    "default_preset": "SDCLI_PRESET",
+}
+FILE_KEYS = frozenset({*ENV_VARS, "connect_timeout"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about where and how to talk to the web UI."""
+
+    url: str  # base URL without credentials: safe to print
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    timeout: float | None = (
+        None  # read timeout for slow calls (generation, model load); None = wait
+    )
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    output_dir: Path = Path(".")
+    default_preset: str | None = None
+    debug: bool = False
+    url_source: str = "default"  # flag, env, config or default: shown by `sdcli info`
+    warnings: tuple[str, ...] = ()
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """`http://user:pass@host:7860/` -> (`http://host:7860`, (user, pass)); http:// if missing."""
+    raw = url.strip()
+    if "://" not in raw:
+        raw = "http://" + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"invalid server URL {mask_url(url)!r}", hint="expected e.g. http://127.0.0.1:7860"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise UsageError(f"invalid port in server URL {mask_url(url)!r}") from exc
+    auth = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        auth = (unquote(user), unquote(password))
+    clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return clean, auth
+
+
+def mask_url(url: str) -> str:
+    """Hide a password embedded in a URL, for any message that must mention the URL."""
+    if "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, _, hostpart = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{hostpart}" if ":" in userinfo else url
+
+
+def parse_auth(value: str, *, where: str) -> tuple[str, str]:
+    """`USER:PASS` as the web UI's --api-auth takes it (the password may contain ':')."""
+    user, sep, password = value.partition(":")
+    if not sep or not user:
+        raise UsageError(f"{where} must look like USER:PASS")
+    return user, password
+
+
+def parse_timeout(value: Any, *, where: str) -> float | None:
+    """Seconds as a positive number; 0, 'none' or 'inf' mean wait as long as it takes."""
+    if isinstance(value, str) and value.strip().lower() in ("", "none", "inf", "0"):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{where} must be a number of seconds, not {value!r}") from None
+    if seconds < 0:
+        raise UsageError(f"{where} must not be negative")
+    return seconds or None
+
+
+def read_config_file(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The config file's table, plus warnings (e.g. credentials readable by others)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, []
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from exc
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - FILE_KEYS)
+    if unknown:
+        raise UsageError(
+            f"config file {path}: unknown key {unknown[0]!r}",
+            hint="known keys: " + ", ".join(sorted(FILE_KEYS)),
+        )
+    warnings: list[str] = []
+    has_secret = "auth" in data or "@" in str(data.get("url", ""))
+    if has_secret and os.name == "posix":
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            warnings.append(
+                f"config file {path} holds credentials and is readable by others "
+                f"(run: chmod 600 {path})"
+            )
+    return data, warnings
+
+
+def load_settings(
+    *,
+    url: str | None = None,
+    auth: str | None = None,
+    timeout: str | float | None = None,
+    output_dir: Path | None = None,
+    debug: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve each setting from the first place that has it: flag, environment, file, default."""
+    environ = os.environ if env is None else env
+    file_data, warnings = read_config_file(paths.config_file())
+
+    def pick(key: str, flag: Any) -> tuple[Any, str]:
+        if flag is not None:
+            return flag, "flag"
+        env_value = environ.get(ENV_VARS[key]) if key in ENV_VARS else None
+        if env_value:
+            return env_value, "env"
+        if key in file_data:
+            return file_data[key], "config"
+        return None, "default"
+
+    raw_url, url_source = pick("url", url)
+    base_url, url_auth = split_credentials(str(raw_url) if raw_url else DEFAULT_URL)
+
+    raw_auth, auth_source = pick("auth", auth)
+    credentials = url_auth
+    if raw_auth:
+        where = {"flag": "--auth", "env": "SDCLI_AUTH", "config": "config key 'auth'"}[auth_source]
+        credentials = parse_auth(str(raw_auth), where=where)
+
+    raw_timeout, timeout_source = pick("timeout", timeout)
+    read_timeout = (
+        parse_timeout(raw_timeout, where=_where("timeout", timeout_source))
+        if raw_timeout is not None
+        else None
+    )
+    raw_connect = file_data.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    connect = parse_timeout(raw_connect, where="config key 'connect_timeout'")
+
+    raw_out, _ = pick("output_dir", output_dir)
+    preset, _ = pick("default_preset", None)
+
+    if credentials and urlsplit(base_url).scheme == "http" and not _is_loopback(base_url):
+        warnings.append(
+            f"sending the password unencrypted over http:// to {base_url} (use https:// if you can)"
+        )
+    return Settings(
+        url=base_url,
+        auth=credentials,
+        timeout=read_timeout,
+        connect_timeout=connect or DEFAULT_CONNECT_TIMEOUT,
+        output_dir=Path(str(raw_out)).expanduser() if raw_out else Path("."),
+        default_preset=str(preset) if preset else None,
+        debug=debug or environ.get("SDCLI_DEBUG", "") not in ("", "0"),
+        url_source=url_source,
+        warnings=tuple(warnings),
+    )
+
+
+def _where(key: str, source: str) -> str:
+    return {"flag": f"--{key}", "env": ENV_VARS.get(key, key)}.get(source, f"config key {key!r}")
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")

@@ -1,0 +1,97 @@
+"""Our exception tree: every failure a user can meet, each with one message and one exit code.
+
+Library code raises these; only the CLI layer prints them (in one place) and exits.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes (README "Exit codes")."""
+
+    OK = 0
+    SERVER = 1  # the server failed or refused the request
+    USAGE = 2  # bad usage or bad local input (preset, file, value)
+    UNREACHABLE = 3  # cannot reach the server (refused, DNS, timeout)
+    AUTH = 4  # authentication failed
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class SdcliError(Exception):
+    """Base of every error sdcli reports to a user: `message` is shown as is, on one line."""
+
+    exit_code: ExitCode = ExitCode.SERVER
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(SdcliError):
+    """A bad flag value or a bad local file: nothing was sent to the server."""
+
+    exit_code = ExitCode.USAGE
+
+
+class PresetError(UsageError):
+    """A preset that cannot be found, parsed or validated; names the file and the key."""
+
+
+class NotFoundError(UsageError):
+    """A model, sampler or scheduler name that the server does not know (or that is ambiguous)."""
+
+    def __init__(
+        self, message: str, *, candidates: list[str] | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.candidates = candidates or []
+
+
+class OutputError(UsageError):
+    """The output file or directory cannot be written (exists, not writable, disk full)."""
+
+
+class ConnectionFailed(SdcliError):
+    """The server could not be reached at all: refused, DNS failure or a timeout."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class ServerTimeout(ConnectionFailed):
+    """The server accepted the connection but did not answer within the read timeout."""
+
+
+class AuthError(SdcliError):
+    """The server refused our credentials (401/403)."""
+
+    exit_code = ExitCode.AUTH
+
+
+class ApiError(SdcliError):
+    """The server answered with an error status or a body we cannot use."""
+
+    exit_code = ExitCode.SERVER
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.detail = detail
+
+
+class Interrupted(SdcliError):
+    """The user pressed Ctrl-C; whatever the server returned was saved first."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,134 @@
+"""Preset values + flags + `--set` -> the exact txt2img request body (pure, no I/O).
+
+Keys here are the user-facing ones (presets, flags); the wire names are chosen in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sdcli.errors import UsageError
+
+# user-facing key -> request field; the rest (sampler, scheduler, clip_skip, model, counts,
+# prompt_template, description, extends, params) need more than a rename.
+DIRECT_FIELDS = {
+    "negative_prompt": "negative_prompt",
+    "steps": "steps",
+    "cfg_scale": "cfg_scale",
+    "width": "width",
+    "height": "height",
+    "seed": "seed",
+    "batch_size": "batch_size",
+    "denoising_strength": "denoising_strength",
+}
+
+
+def merge_values(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Later layers win; `params` tables merge key by key. `None` means "not given"."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if value is None:
+                continue
+            if key == "params" and isinstance(value, Mapping):
+                merged["params"] = _deep_merge(merged.get("params", {}), value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_template(template: str | None, prompt: str) -> str:
+    """`prompt_template = "masterpiece, {prompt}"`; braces elsewhere in prompts stay literal."""
+    if not template:
+        return prompt
+    return template.replace("{prompt}", prompt) if "{prompt}" in template else template
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE`: VALUE as JSON if it parses (numbers, true, lists), else as a string.
+
+    Dotted keys reach into objects: `--set override_settings.sd_vae=auto.vae`.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UsageError(f"--set {item!r} must look like KEY=VALUE (e.g. --set tiling=true)")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if value is None:
+            raise UsageError(
+                f"--set {key}=null would send JSON null, which the web UI may crash on",
+                hint="leave the key out to use the server's default",
+            )
+        target = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            nxt = target.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise UsageError(f"--set {key}: {part!r} is already set to a plain value")
+            target = nxt
+        target[leaf] = value
+    return out
+
+
+def build_payload(
+    values: Mapping[str, Any],
+    prompt: str,
+    *,
+    sampler_name: str | None = None,
+    scheduler: str | None = None,
+    model_title: str | None = None,
+    sets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The txt2img body. Names come resolved against the server (or raw, for --dry-run).
+
+    Never contains JSON null: an absent key lets the server use its default.
+    """
+    body: dict[str, Any] = {"prompt": apply_template(values.get("prompt_template"), prompt)}
+    for key, wire in DIRECT_FIELDS.items():
+        if values.get(key) is not None:
+            body[wire] = values[key]
+    if sampler_name:
+        body["sampler_name"] = sampler_name
+    if scheduler:
+        body["scheduler"] = scheduler
+    overrides: dict[str, Any] = {}
+    # The seed post set clip skip in its UI but never sent it: the web UI has no `clip_skip`
+    # field and drops unknown keys, so it must travel as a per-request setting override.
+    if values.get("clip_skip") is not None:
+        overrides["CLIP_stop_at_last_layers"] = values["clip_skip"]
+    if model_title:
+        overrides["sd_model_checkpoint"] = model_title
+    params = values.get("params") or {}
+    if params:
+        body = _deep_merge(body, params)
+    if overrides:
+        body["override_settings"] = _deep_merge(overrides, body.get("override_settings") or {})
+    if sets:
+        body = _deep_merge(body, sets)
+    if body.get("override_settings"):
+        body.setdefault("override_settings_restore_afterwards", True)
+    cleaned: dict[str, Any] = _drop_nulls(body)
+    return cleaned
+
+
+def _drop_nulls(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_nulls(v) for k, v in obj.items() if v is not None}
+    return obj
