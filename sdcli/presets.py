@@ -1,0 +1,529 @@
+"""TOML presets: find them on the search path, load and validate them, resolve `extends`, save.
+
+A preset holds the settings a user thinks in (`sampler`, `steps`, `clip_skip`…), not the web UI's
+wire format; `sdcli/payload.py` translates. Everything here raises `PresetError` (or `OutputError`
+when saving) with the file and the key, so the CLI can print one useful line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from sdcli.errors import OutputError, PresetError
+from sdcli.paths import builtin_presets_dir, user_presets_dir
+
+PresetSource = Literal["built-in", "user", "path", "file"]
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """What one preset key accepts; `presets new` can build its options and help from these."""
+
+    type: type  # str, int, float (an int is accepted too) or dict (a TOML table)
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    multiple_of: int | None = None
+    non_empty: bool = False
+
+
+# The order here is the order `dumps_preset` writes keys in.
+PRESET_KEYS: Final[dict[str, KeySpec]] = {
+    "description": KeySpec(str, "one line shown by `sdcli presets list`"),
+    "extends": KeySpec(str, "name of a preset to start from; this file's keys win", non_empty=True),
+    "prompt_template": KeySpec(str, "text around the prompt; must contain {prompt}"),
+    "negative_prompt": KeySpec(str, "what the image should not contain"),
+    "sampler": KeySpec(str, 'sampler name, e.g. "DPM++ 2M" or "Euler a"', non_empty=True),
+    "scheduler": KeySpec(str, 'schedule type, e.g. "Karras" (web UI 1.9+)', non_empty=True),
+    "steps": KeySpec(int, "sampling steps", minimum=1),
+    "cfg_scale": KeySpec(float, "how strongly the prompt is followed (CFG scale)", minimum=0),
+    "clip_skip": KeySpec(int, "CLIP layers to skip at the end (1 = none)", minimum=1, maximum=12),
+    "width": KeySpec(int, "image width in pixels", minimum=64, maximum=2048, multiple_of=8),
+    "height": KeySpec(int, "image height in pixels", minimum=64, maximum=2048, multiple_of=8),
+    "seed": KeySpec(int, "-1 for a random seed", minimum=-1),
+    "batch_size": KeySpec(int, "images generated together in one batch", minimum=1),
+    "batch_count": KeySpec(int, "batches run one after another", minimum=1),
+    "model": KeySpec(str, "checkpoint to use for this request", non_empty=True),
+    "denoising_strength": KeySpec(float, "0 keeps the input image, 1 ignores it", 0, 1),
+    "params": KeySpec(dict, "any other web UI request fields, sent as they are"),
+}
+
+# Names people type from the web UI or its API; they make better "did you mean" answers.
+_ALIASES: Final[dict[str, str]] = {
+    "sampler_name": "sampler",
+    "sampler_index": "sampler",
+    "schedule_type": "scheduler",
+    "n_iter": "batch_count",
+    "cfg": "cfg_scale",
+    "guidance_scale": "cfg_scale",
+    "clip": "clip_skip",
+    "clip_stop_at_last_layers": "clip_skip",
+    "negative": "negative_prompt",
+    "checkpoint": "model",
+    "sd_model_checkpoint": "model",
+    "denoise": "denoising_strength",
+    "prompt": "prompt_template",
+    "template": "prompt_template",
+    "inherits": "extends",
+    "parent": "extends",
+}
+
+# Keys that describe a preset file rather than the request; they are not inherited or merged.
+_META_KEYS: Final = ("description", "extends")
+_TYPE_WORDS: Final[dict[type, str]] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    dict: "a table",
+}
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+_LIST_HINT = "run `sdcli presets list` to see them"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A loaded preset: `values` are validated, with `extends` resolved (parent first, child wins).
+
+    `values` hold only request settings: `description` is an attribute and `extends` is resolved
+    into `parents` (nearest first), so merging presets never mixes up whose description is whose.
+    """
+
+    name: str
+    source: PresetSource
+    path: Path | None
+    values: dict[str, Any] = field(hash=False)
+    description: str = ""
+    parents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """One row of `sdcli presets list`: never raises, a broken file carries `error` instead."""
+
+    name: str
+    source: PresetSource
+    path: Path
+    description: str = ""
+    shadows: tuple[PresetSource, ...] = ()  # sources further down the search path it hides
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for `--json`."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "path": str(self.path),
+            "description": self.description,
+            "shadows": list(self.shadows),
+            "error": self.error,
+        }
+
+
+def search_path() -> list[tuple[PresetSource, Path]]:
+    """Directories searched for NAME.toml, first hit wins (DESIGN.md "Presets")."""
+    dirs: list[tuple[PresetSource, Path]] = [
+        ("path", Path(entry).expanduser())
+        for entry in os.environ.get("SDCLI_PRESETS_PATH", "").split(os.pathsep)
+        if entry.strip()
+    ]
+    dirs.append(("user", user_presets_dir()))
+    dirs.append(("built-in", builtin_presets_dir()))
+    return dirs
+
+
+def find_preset(name: str) -> tuple[PresetSource, Path]:
+    """Where preset `name` lives: a path to a .toml file as is, else the first search-path hit."""
+    return _find(name)
+
+
+def load_preset(name: str) -> Preset:
+    """Load, validate and resolve preset `name` (or a path to a .toml file)."""
+    source, path = find_preset(name)
+    display = path.stem if source == "file" else name
+    return _load(display, source, path)
+
+
+def merge_presets(presets: Sequence[Preset]) -> dict[str, Any]:
+    """Combine several presets' values: later presets win; `params` are merged key by key."""
+    merged: dict[str, Any] = {}
+    for preset in presets:
+        merged = _merge(merged, preset.values)
+    return merged
+
+
+def list_presets() -> list[PresetInfo]:
+    """Every preset name once, as the search path resolves it; broken files get `error`."""
+    winners: dict[str, PresetInfo] = {}
+    for source, directory in search_path():
+        for path in _toml_files(directory):
+            name = path.stem
+            if name in winners:
+                first = winners[name]
+                winners[name] = replace(first, shadows=(*first.shadows, source))
+                continue
+            description, error = "", None
+            try:
+                preset = _load(name, source, path)
+                description = preset.description
+            except PresetError as exc:
+                error = str(exc)
+                description = _raw_description(path)
+            winners[name] = PresetInfo(name, source, path, description, error=error)
+    return [winners[name] for name in sorted(winners)]
+
+
+def validate_values(values: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """Check keys, types and ranges; return a clean copy. `where` names the file or the flag.
+
+    Every problem is reported at once (joined by "; "), so a user fixes a file in one go.
+    `None` means "not set" and is dropped: TOML has no null and the server must never get one.
+    """
+    problems: list[str] = []
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        spec = PRESET_KEYS.get(key)
+        if spec is None:
+            problems.append(_unknown_key(key, where))
+            continue
+        problem = _check_value(key, value, spec)
+        if problem is None and key == "params":
+            problem = _check_params(value, "params")
+        if problem is None and key == "prompt_template" and "{prompt}" not in value:
+            problem = "'prompt_template' must contain {prompt}, where the prompt goes"
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+            continue
+        clean[key] = _copy(value)
+    if problems:
+        raise PresetError("; ".join(problems))
+    return clean
+
+
+def save_preset(name: str, values: Mapping[str, Any], *, force: bool = False) -> Path:
+    """Write user preset NAME.toml atomically; an existing file is kept unless `force`."""
+    from sdcli.output import write_atomic
+
+    _check_name(name)
+    path = user_presets_dir() / f"{name}.toml"
+    clean = validate_values(values, where=str(path))
+    parent = clean.get("extends")
+    if parent is not None:
+        _check_parent(name, parent, path)
+    if path.exists() and not force:
+        raise OutputError(
+            f"preset '{name}' already exists at {path}", hint="use --force to replace it"
+        )
+    return write_atomic(path, dumps_preset(clean).encode("utf-8"), overwrite=force)
+
+
+def dumps_preset(values: Mapping[str, Any]) -> str:
+    """TOML text with a stable key order: description first, known keys in order, params last."""
+    import tomli_w
+
+    present = {key: value for key, value in values.items() if value is not None}
+    ordered = {key: present[key] for key in PRESET_KEYS if key in present}
+    ordered.update({key: value for key, value in present.items() if key not in PRESET_KEYS})
+    if "params" in ordered:
+        ordered["params"] = ordered.pop("params")  # a TOML table must come after plain keys
+    return tomli_w.dumps(ordered)
+
+
+# --- finding -------------------------------------------------------------------------------
+
+
+def _find(
+    name: str, *, after: Path | None = None, pending: Path | None = None
+) -> tuple[PresetSource, Path]:
+    """Search for NAME.toml; with `after`, only in directories that come after that one.
+
+    `pending` is a file about to be saved: it counts as present, so a save can detect cycles.
+    """
+    if not name:
+        raise PresetError("a preset name cannot be empty", hint=_LIST_HINT)
+    if _looks_like_path(name):
+        path = Path(name).expanduser()
+        if _is_file(path):
+            return "file", path
+        stem = name.removesuffix(".toml")
+        hint = None
+        if not _looks_like_path(stem) and stem in _known_names():
+            hint = f"to use the preset named '{stem}', leave out .toml"
+        raise PresetError(f"preset file not found: {path}", hint=hint)
+    dirs = search_path()
+    if after is not None:
+        later = [i for i, (_, d) in enumerate(dirs) if _same_dir(d, after)]
+        dirs = dirs[later[0] + 1 :] if later else dirs
+    for source, directory in dirs:
+        path = directory / f"{name}.toml"
+        if _is_file(path) or path == pending:
+            return source, path
+    raise PresetError(
+        f"unknown preset '{name}'{_did_you_mean(name, _known_names())}", hint=_LIST_HINT
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    separators = {"/", os.sep, os.altsep or "/"}
+    return name.endswith(".toml") or any(sep in name for sep in separators)
+
+
+def _is_file(path: Path) -> bool:
+    """Like Path.is_file, but a directory we may not enter holds no presets instead of raising."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
+
+
+def _toml_files(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.glob("*.toml") if _is_file(p))
+    except OSError:  # a missing or unreadable search directory simply holds no presets
+        return []
+
+
+def _known_names() -> list[str]:
+    return sorted({p.stem for _, d in search_path() for p in _toml_files(d)})
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _load(name: str, source: PresetSource, path: Path) -> Preset:
+    raw = _read_toml(path)
+    values = validate_values(raw, where=str(path))
+    description = values.get("description", "")
+    resolved, parents = _resolve(name, path, values, chain=[(name, path)])
+    return Preset(name, source, path, resolved, description, parents)
+
+
+def _resolve(
+    name: str,
+    path: Path,
+    values: dict[str, Any],
+    *,
+    chain: list[tuple[str, Path]],
+    pending: Path | None = None,
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Values with the `extends` chain applied; `chain` holds the files already on the way."""
+    own = {k: v for k, v in values.items() if k not in _META_KEYS}
+    parent = values.get("extends")
+    if parent is None:
+        return own, ()
+    parent_path = _find_parent(name, parent, path, pending=pending)
+    seen = [p.resolve() for _, p in chain]
+    if parent_path.resolve() in seen:
+        names = " -> ".join([n for n, _ in chain] + [parent])
+        raise PresetError(f"{path}: 'extends' makes a cycle: {names}")
+    parent_values = validate_values(_read_toml(parent_path), where=str(parent_path))
+    inherited, grandparents = _resolve(
+        parent, parent_path, parent_values, chain=[*chain, (parent, parent_path)], pending=pending
+    )
+    return _merge(inherited, own), (parent, *grandparents)
+
+
+def _find_parent(name: str, parent: str, path: Path, *, pending: Path | None = None) -> Path:
+    """The file `extends = parent` in `path` means; errors name `path`, the file to fix."""
+    if _looks_like_path(parent):
+        parent = str(path.parent / Path(parent).expanduser())  # relative to the preset file
+    if parent == name:
+        # `extends = "chibi"` inside a chibi.toml means the chibi it shadows, further down the path.
+        try:
+            return _find(parent, after=path.parent, pending=pending)[1]
+        except PresetError as exc:
+            raise PresetError(
+                f"{path}: extends itself ('{name}'), and no preset named '{name}' comes after it "
+                "on the search path"
+            ) from exc
+    try:
+        return _find(parent, pending=pending)[1]
+    except PresetError as exc:
+        raise PresetError(f"{path}: extends {exc.message}", hint=exc.hint) from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PresetError(f"cannot read preset {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise PresetError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: invalid TOML: {exc}") from exc
+    return data
+
+
+def _raw_description(path: Path) -> str:
+    """Best-effort description of a broken preset, so `presets list` still says what it was."""
+    try:
+        value = _read_toml(path).get("description", "")
+    except PresetError:
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {key: _copy(value) for key, value in base.items()}
+    for key, value in over.items():
+        if key == "params" and isinstance(merged.get("params"), dict):
+            merged["params"].update(_copy(value))
+        else:
+            merged[key] = _copy(value)
+    return merged
+
+
+def _copy(value: Any) -> Any:
+    """A copy of TOML data, so a caller mutating merged values cannot change a loaded preset."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+# --- validating ----------------------------------------------------------------------------
+
+
+def _check_value(key: str, value: Any, spec: KeySpec) -> str | None:
+    """A problem with one value, or None. bool is not an int here, though Python says it is."""
+    ok = isinstance(value, spec.type) and not isinstance(value, bool)
+    if spec.type is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok:
+        return f"'{key}' must be {_TYPE_WORDS[spec.type]}, got {_describe(value)}"
+    if isinstance(value, str):
+        if spec.non_empty and not value.strip():
+            return f"'{key}' must not be empty"
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"'{key}' must be a finite number, got {value}"
+    if isinstance(value, int | float):
+        return _check_range(key, value, spec)
+    return None
+
+
+def _check_range(key: str, value: float, spec: KeySpec) -> str | None:
+    low, high = spec.minimum, spec.maximum
+    if low is not None and high is not None and not low <= value <= high:
+        return f"'{key}' must be between {_num(low)} and {_num(high)}, got {value}"
+    if low is not None and value < low:
+        return f"'{key}' must be at least {_num(low)}, got {value}"
+    if high is not None and value > high:
+        return f"'{key}' must be at most {_num(high)}, got {value}"
+    step = spec.multiple_of
+    if step and int(value) % step:
+        below = int(value) // step * step
+        return f"'{key}' must be a multiple of {step}, got {value} (try {below} or {below + step})"
+    return None
+
+
+def _check_params(value: Any, where: str) -> str | None:
+    """`[params]` goes into a JSON body: refuse what JSON cannot carry (dates, nan, inf)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _check_params(item, f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _check_params(item, f"{where}[{index}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"'{where}' must be a finite number, got {value}"
+    if isinstance(value, datetime | date | time):
+        return (
+            f"'{where}' is {_describe(value)}; JSON can only carry strings, numbers, "
+            "booleans, arrays and tables (quote it as a string)"
+        )
+    return None
+
+
+def _describe(value: Any) -> str:
+    words = {
+        bool: "a boolean",
+        str: "a string",
+        int: "an integer",
+        float: "a float",
+        dict: "a table",
+        list: "an array",
+        datetime: "a date-time",
+        date: "a date",
+        time: "a time",
+    }
+    word = words.get(type(value), type(value).__name__)
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return f"{word} ({shown})" if not isinstance(value, dict | list) else word
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _unknown_key(key: str, where: str) -> str:
+    alias = _ALIASES.get(key) or _ALIASES.get(key.lower())
+    suggestion = f" (did you mean '{alias}'?)" if alias else _did_you_mean(key, PRESET_KEYS)
+    return (
+        f"{where}: unknown key '{key}'{suggestion}; "
+        "to send a web UI field as is, put it under [params]"
+    )
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# --- saving --------------------------------------------------------------------------------
+
+
+def _check_name(name: str) -> None:
+    """A preset name becomes a file name: keep it portable and unable to leave the directory."""
+    if name.endswith(".toml"):
+        raise PresetError(f"invalid preset name '{name}'", hint="leave out .toml")
+    if not _SAFE_NAME.fullmatch(name) or name.endswith(".") or _WINDOWS_RESERVED.fullmatch(name):
+        raise PresetError(
+            f"invalid preset name '{name}'",
+            hint="use up to 64 letters, digits, '-', '_' or '.', starting with a letter or digit",
+        )
+
+
+def _check_parent(name: str, parent: str, path: Path) -> None:
+    """Refuse to save a preset whose parent is missing or broken, or which would close a cycle."""
+    parent_path = _find_parent(name, parent, path)
+    if parent_path.resolve() == path.resolve():
+        raise PresetError(f"{path}: 'extends' makes a cycle: {name} -> {parent}")
+    parent_values = validate_values(_read_toml(parent_path), where=str(parent_path))
+    chain = [(name, path), (parent, parent_path)]
+    _resolve(parent, parent_path, parent_values, chain=chain, pending=path)
