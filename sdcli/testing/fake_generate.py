@@ -1,0 +1,361 @@
+"""txt2img and img2img as the web UI runs them: checks, queue, steps, seeds, infotexts, PNGs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdcli.testing.fake_data import (
+    SamplerChoice,
+    endpoint_data,
+    find_checkpoint,
+    load_json,
+    resolve_sampler,
+)
+from sdcli.testing.fake_engine import (
+    RESTRICTED_OPTIONS,
+    Engine,
+    HTTPFailure,
+    ServerCrash,
+    Stopping,
+    create_task_id,
+)
+from sdcli.testing.fake_infotext import format_infotext, parse_infotext
+from sdcli.testing.fake_png import NotAnImage, encode_png, read_text_chunks
+
+_CRASH_ON_NULL = ("steps", "width", "height", "batch_size", "n_iter", "cfg_scale")
+_INFOTEXT_FIELDS = {  # infotext key -> request field, for the `infotext` request field
+    "Prompt": "prompt",
+    "Negative prompt": "negative_prompt",
+    "Steps": "steps",
+    "Sampler": "sampler_name",
+    "Schedule type": "scheduler",
+    "CFG scale": "cfg_scale",
+    "Seed": "seed",
+    "Size-1": "width",
+    "Size-2": "height",
+    "Variation seed": "subseed",
+    "Variation seed strength": "subseed_strength",
+    "Denoising strength": "denoising_strength",
+}
+
+
+def decode_image(data: Any) -> bytes:
+    """The server's lenient decoding (data URI or bare base64); 500 when no image comes out."""
+    try:
+        text = str(data)
+        if text.startswith("data:image/"):
+            text = text.split(";")[1].split(",")[1]
+        raw = base64.b64decode(text)
+        read_text_chunks(raw)
+    except (binascii.Error, ValueError, IndexError, NotAnImage):
+        raise HTTPFailure(500, "Invalid encoded image") from None
+    if not raw:
+        raise HTTPFailure(500, "Invalid encoded image")
+    return raw
+
+
+@dataclass
+class Job:
+    """One validated generation request, before it reaches the queue."""
+
+    kind: str
+    values: dict[str, Any]
+    sent: set[str]  # request fields the client actually gave
+    task_id: str = ""
+    choice: SamplerChoice = field(
+        default_factory=lambda: SamplerChoice(None, "Automatic", None, False)
+    )
+
+
+def _apply_infotext(job: Job) -> None:
+    """The 1.8+ `infotext` field: fill the fields the client did not set (clip skip too)."""
+    text = job.values.get("infotext")
+    if not isinstance(text, str) or not text:
+        return
+    parsed = parse_infotext(text)
+    for key, name in _INFOTEXT_FIELDS.items():
+        if key in parsed and name not in job.sent and name in job.values:
+            raw = parsed[key]
+            default = job.values[name]
+            try:
+                job.values[name] = type(default)(raw) if isinstance(default, (int, float)) else raw
+            except ValueError:
+                continue
+    overrides = job.values.get("override_settings") or {}
+    if "Clip skip" in parsed and "CLIP_stop_at_last_layers" not in overrides:
+        job.values["override_settings"] = {
+            **overrides,
+            "CLIP_stop_at_last_layers": int(parsed["Clip skip"]),
+        }
+
+
+def _check_scripts(job: Job) -> None:
+    """Selectable script and alwayson_scripts names, as get_selectable_script/init_script_args."""
+    infos = [s for s in load_json("script-info.json") if s["is_img2img"] == (job.kind == "img2img")]
+    selectable = {s["name"].lower() for s in infos if not s["is_alwayson"]}
+    alwayson = {s["name"].lower() for s in infos if s["is_alwayson"]}
+    name = job.values.get("script_name")
+    if name is not None and str(name).lower() not in selectable:
+        raise HTTPFailure(422, f"Script '{name}' not found")
+    for key in job.values.get("alwayson_scripts") or {}:
+        if key.lower() in selectable:
+            raise HTTPFailure(
+                422, "Cannot have a selectable script in the always on scripts params"
+            )
+        if key.lower() not in alwayson:
+            raise HTTPFailure(422, f"always on script {key} not found")
+
+
+def prepare(engine: Engine, kind: str, values: dict[str, Any], body: dict[str, Any]) -> Job:
+    """Everything the server checks before queueing: init image, scripts, sampler."""
+    job = Job(kind, values, set(body))
+    if kind == "img2img":
+        if values.get("init_images") is None:
+            raise HTTPFailure(404, "Init image not found")
+        for image in values["init_images"]:
+            decode_image(image)
+        if values.get("mask") is not None:
+            decode_image(values["mask"])
+    _apply_infotext(job)
+    _check_scripts(job)
+    name = values.get("sampler_name") or values.get("sampler_index")
+    job.choice = resolve_sampler(
+        engine.profile, engine.samplers, engine.schedulers, name, values.get("scheduler")
+    )
+    if job.choice.sampler is None:
+        status = 400 if engine.profile.has_schedulers and not engine.profile.strict_sampler else 404
+        raise HTTPFailure(status, "Sampler not found")
+    job.task_id = values.get("force_task_id") or create_task_id(kind)
+    return job
+
+
+def run(engine: Engine, job: Job, png_parameters: bool) -> dict[str, Any]:
+    """Queue, run and answer one job: `{"images", "parameters", "info"}`."""
+    with engine.cv:
+        engine.pending[job.task_id] = time.time()
+        engine.cv.notify_all()
+    try:
+        with engine.queue_lock():
+            with engine.cv:
+                engine.begin(f"scripts_{job.kind}", job.task_id)
+            try:
+                images, info = _process(engine, job, png_parameters)
+                with engine.cv:
+                    engine.finish_task(job.task_id)
+            finally:
+                with engine.cv:
+                    engine.end(job.task_id)
+    finally:
+        with engine.cv:
+            engine.pending.pop(job.task_id, None)
+    params = dict(job.values)
+    if job.kind == "img2img" and not params.get("include_init_images"):
+        params["init_images"], params["mask"] = None, None
+    encoded = [base64.b64encode(png).decode("ascii") for png in images]
+    return {
+        "images": encoded if job.values.get("send_images", True) is not False else [],
+        "parameters": params,
+        "info": json.dumps(info),
+    }
+
+
+def _apply_overrides(engine: Engine, job: Job) -> dict[str, Any]:
+    """process_images' override_settings (cv held): model first, unknown keys are a KeyError."""
+    overrides = dict(job.values.get("override_settings") or {})
+    target = find_checkpoint(engine.models, overrides.get("sd_model_checkpoint"))
+    if target is None:
+        overrides.pop("sd_model_checkpoint", None)
+        target = engine.configured_model()
+    engine.load(target, normalise_option=False)
+    stored: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if engine.options.get(key) == value or key in RESTRICTED_OPTIONS:
+            continue
+        if key not in engine.options:
+            raise ServerCrash("KeyError", repr(key))
+        stored[key] = engine.options[key]
+        engine.options[key] = value
+    return stored
+
+
+def _process(engine: Engine, job: Job, png_parameters: bool) -> tuple[list[bytes], dict[str, Any]]:
+    v = job.values
+    with engine.cv:
+        engine.sleep(engine.step_delay)  # job_count is still -1: the "0.01 plateau" begins
+        engine.maybe_pause(-1)
+        stored = _apply_overrides(engine, job)
+        model = engine.loaded
+        opts = dict(engine.options)
+    try:
+        return _sample(engine, job, model.name_for_extra, model.shorthash, opts, png_parameters)
+    finally:
+        if v.get("override_settings_restore_afterwards", True) is not False:
+            with engine.cv:
+                engine.options.update(stored)
+
+
+def _sample(
+    engine: Engine,
+    job: Job,
+    model_name: str,
+    model_hash: str | None,
+    opts: dict[str, Any],
+    png_parameters: bool,
+) -> tuple[list[bytes], dict[str, Any]]:
+    v = job.values
+    for name in _CRASH_ON_NULL:
+        if name in v and v[name] is None:
+            raise ServerCrash(
+                "TypeError", "unsupported operand type(s) for *: 'NoneType' and 'int'"
+            )
+    clip_skip = opts.get("CLIP_stop_at_last_layers", 1)
+    if v.get("clip_skip") is not None:  # a real request field on SD.Next only
+        clip_skip = v["clip_skip"]
+    if not isinstance(clip_skip, (int, float)):
+        raise ServerCrash(
+            "TypeError", f"bad operand type for unary -: '{type(clip_skip).__name__}'"
+        )
+    steps, width, height = int(v["steps"]), int(v["width"]), int(v["height"])
+    batch, n_iter = int(v["batch_size"]), int(v["n_iter"])
+    # the VAE works on 8-pixel cells: width 63 gives a 56-pixel-wide image (captured)
+    image_w, image_h = width // 8 * 8, height // 8 * 8
+    if image_w < 8 or image_h < 8:
+        raise ServerCrash("RuntimeError", "cannot reshape tensor of 0 elements")
+    total = batch * n_iter
+    seed = v.get("seed")
+    seed = random.randrange(4294967294) if seed is None or seed == -1 else int(seed)
+    subseed = v.get("subseed")
+    subseed = random.randrange(4294967294) if subseed is None or subseed == -1 else int(subseed)
+    strength = v.get("subseed_strength") or 0
+    all_seeds = [seed + (i if strength == 0 else 0) for i in range(total)]
+    all_subseeds = [subseed + i for i in range(total)]
+    choice = job.choice
+    extra: dict[str, Any] = {}
+    if engine.profile.has_schedulers and choice.k_diffusion:
+        effective = choice.scheduler if choice.scheduler != "Automatic" else choice.default_schedule
+        if effective is not None:
+            extra["Schedule type"] = effective
+    if job.kind == "img2img":
+        extra["Denoising strength"] = v.get("denoising_strength")
+    restore_faces = bool(
+        v.get("restore_faces")
+        if v.get("restore_faces") is not None
+        else opts.get("face_restoration")
+    )
+    tiling = bool(v.get("tiling") if v.get("tiling") is not None else opts.get("tiling"))
+    prompt, negative = str(v.get("prompt") or ""), str(v.get("negative_prompt") or "")
+
+    def infotext(i: int) -> str:
+        fixed = {
+            "Steps": steps,
+            "Sampler": choice.sampler,
+            "Schedule type": choice.scheduler if engine.profile.has_schedulers else None,
+            "CFG scale": v["cfg_scale"],
+            "Seed": all_seeds[i],
+            "Face restoration": opts.get("face_restoration_model") if restore_faces else None,
+            "Size": f"{width}x{height}",
+            "Model hash": model_hash if opts.get("add_model_hash_to_info", True) else None,
+            "Model": model_name if opts.get("add_model_name_to_info", True) else None,
+            "Variation seed": all_subseeds[i] if strength > 0 else None,
+            "Variation seed strength": strength if strength > 0 else None,
+            "Seed resize from": _resize_from(v),
+            "Clip skip": None if clip_skip <= 1 else clip_skip,
+            "RNG": opts.get("randn_source") if opts.get("randn_source", "GPU") != "GPU" else None,
+            "Tiling": "True" if tiling else None,
+        }
+        version = engine.profile.version if opts.get("add_version_to_infotext", True) else None
+        return format_infotext(prompt, negative, fixed, extra, version)
+
+    images: list[bytes] = []
+    infotexts: list[str] = []
+    with engine.cv:
+        engine.state.job_count = n_iter
+    for n in range(n_iter):
+        with engine.cv:
+            st = engine.state
+            if st.interrupted or st.stopping_generation:
+                break
+            st.skipped = False
+            if n_iter > 1:
+                st.job = f"Batch {n + 1} out of {n_iter}"
+            st.sampling_steps, st.sampling_step = steps, 0
+            engine.set_preview(width, height, all_seeds[n * batch])
+            engine.sleep(engine.step_delay)  # the first step is the slow one: progress sits at 0.01
+            engine.maybe_pause(0)
+            for step in range(1, steps + 1):
+                if not (st.interrupted or st.skipped):
+                    engine.sleep(engine.step_delay)
+                if st.interrupted or st.skipped:
+                    break
+                st.sampling_step = step
+                engine.cv.notify_all()
+                engine.maybe_pause(step)
+            # an interrupted batch still decodes its last latent: a noisier picture, same size
+            noise = 0 if st.sampling_step == steps else 1 + st.sampling_step
+        for i in range(n * batch, (n + 1) * batch):
+            text = infotext(i)
+            chunks = (
+                {"parameters": text} if png_parameters and opts.get("enable_pnginfo", True) else {}
+            )
+            images.append(encode_png(image_w, image_h, all_seeds[i] * 1009 + noise, text=chunks))
+            infotexts.append(text)
+        with engine.cv:
+            engine.next_job()
+    if engine.stopping:
+        raise Stopping
+    fmt = str(opts.get("samples_format", "png")).lower()
+    if fmt not in ("png", "jpg", "jpeg", "webp"):
+        raise HTTPFailure(500, "Invalid image format")
+    info = {
+        "prompt": prompt,
+        "all_prompts": [prompt] * total,
+        "negative_prompt": negative,
+        "all_negative_prompts": [negative] * total,
+        "seed": all_seeds[0],
+        "all_seeds": all_seeds,
+        "subseed": all_subseeds[0],
+        "all_subseeds": all_subseeds,
+        "subseed_strength": strength,
+        "width": width,
+        "height": height,
+        "sampler_name": choice.sampler,
+        "cfg_scale": v["cfg_scale"],
+        "steps": steps,
+        "batch_size": batch,
+        "restore_faces": restore_faces,
+        "face_restoration_model": opts.get("face_restoration_model") if restore_faces else None,
+        "sd_model_name": model_name,
+        "sd_model_hash": model_hash,
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": v.get("seed_resize_from_w", -1),
+        "seed_resize_from_h": v.get("seed_resize_from_h", -1),
+        "denoising_strength": v.get("denoising_strength"),
+        "extra_generation_params": extra,
+        "index_of_first_image": 0,
+        "infotexts": infotexts,
+        "styles": list(v.get("styles") or []),
+        "job_timestamp": engine.state.job_timestamp,
+        "clip_skip": clip_skip,
+        "is_using_inpainting_conditioning": False,
+        "version": engine.profile.version,
+    }
+    return images, info
+
+
+def _resize_from(v: dict[str, Any]) -> str | None:
+    w, h = v.get("seed_resize_from_w"), v.get("seed_resize_from_h")
+    if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+        return f"{w}x{h}"
+    return None
+
+
+def upscalers() -> list[str]:
+    """Names accepted by the extras endpoints."""
+    return [u["name"] for u in endpoint_data("upscalers")]

@@ -1,0 +1,339 @@
+"""A stdlib fake of the Stable Diffusion web UI API, faithful to captures of a live v1.10.1.
+
+Used by the end-to-end tests over loopback HTTP, by the benchmarks, and by anyone who wants to
+try sdcli without a GPU: `python -m sdcli.testing.fake_webui --port 7860`. It only ever binds
+127.0.0.1. Flavours (A1111 1.10 UI or API-only, 1.8, Forge, SD.Next) are in fake_profiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Any
+
+from sdcli.testing.fake_data import find_checkpoint
+from sdcli.testing.fake_engine import Engine, Stopping
+from sdcli.testing.fake_failures import FailureMode, Failures
+from sdcli.testing.fake_http import HOST, NO_BODY, Call, Reply, Server
+from sdcli.testing.fake_profiles import PROFILES, Profile, get_profile
+from sdcli.testing.fake_routes import Api
+
+__all__ = ["PROFILES", "FailureMode", "FakeWebUI", "Profile", "RecordedRequest", "main"]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the fake received it; header names are lower-cased, `json` is None
+    when the body was empty or not JSON."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    raw: bytes
+
+
+class FakeWebUI:
+    """A running fake server; see the module docstring and each method for the hooks tests use."""
+
+    def __init__(
+        self,
+        profile: str = "a1111",
+        auth: tuple[str, str] | Mapping[str, str] | None = None,
+        step_delay: float = 0.0,
+        port: int = 0,
+        png_parameters: bool = True,
+        *,
+        model_load_delay: float = 0.0,
+        gzip_responses: bool = True,
+    ) -> None:
+        self.profile = get_profile(profile)
+        credentials = dict([auth]) if isinstance(auth, tuple) else auth
+        self.png_parameters = png_parameters
+        self.gzip_responses = gzip_responses
+        self._engine = Engine(
+            self.profile, step_delay=step_delay, model_load_delay=model_load_delay
+        )
+        self._api = Api(
+            self._engine,
+            credentials=credentials,
+            port=lambda: self.port,
+            png_parameters=lambda: self.png_parameters,
+        )
+        self._failures = Failures(self._engine, self._api)
+        self._requested_port = port
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Condition()
+        self._requests: list[RecordedRequest] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeWebUI:
+        """Bind 127.0.0.1 (port 0: any free port) and serve from a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("the fake web UI is already running")
+        with self._engine.cv:
+            self._engine.stopping = False
+        self._server = Server(
+            self._requested_port,
+            self._app,
+            self._record,
+            gzip_responses=lambda: self.gzip_responses,
+            process_time_header=self.profile.process_time_header,
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.005,), name="fake-webui", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: release hung and paused requests, close every connection, join threads."""
+        server = self._server
+        if server is None:
+            return
+        with self._engine.cv:
+            self._engine.stopping = True
+            self._engine.cv.notify_all()
+        server.shutdown()
+        server.server_close()
+        server.close_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeWebUI:
+        return self if self._server is not None else self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the fake web UI is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT` once started."""
+        return f"http://{HOST}:{self.port}"
+
+    # --- what the server saw ---------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        """Only the requests for one path, e.g. "/sdapi/v1/txt2img"."""
+        return [r for r in self.requests if r.path == path]
+
+    def wait_for_request(self, path: str, count: int = 1, timeout: float = 5) -> bool:
+        """True once `count` requests to `path` have arrived (answered or not)."""
+        with self._lock:
+            return self._lock.wait_for(
+                lambda: sum(1 for r in self._requests if r.path == path) >= count, timeout
+            )
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    # --- failure injection -----------------------------------------------------------------
+
+    def fail(
+        self,
+        path: str,
+        status: int = 500,
+        body: Any = None,
+        *,
+        times: int | None = 1,
+        mode: FailureMode = "status",
+    ) -> None:
+        """Make the next `times` calls to `path` fail (None: until clear_failures()).
+
+        Modes: "status" (status + body; default body: this flavour's error shape), "html" (a
+        502 nginx page), "malformed" (200, JSON cut in half), "close" (connection dropped),
+        "hang" (no answer until release_hangs() or stop()), "bad_image" (images[0] not
+        base64), "not_png" (images[0] is a JPEG), "empty_images" (images: []).
+        """
+        self._failures.add(path, status, body, times, mode)
+
+    def clear_failures(self) -> None:
+        self._failures.clear()
+
+    def release_hangs(self) -> None:
+        """Let requests held by a "hang" failure go (their connections close unanswered)."""
+        self._failures.release_hangs()
+
+    def fail_next_model_load(self) -> None:
+        """The next checkpoint load from POST /options fails: 200 null, the option reverts."""
+        with self._engine.cv:
+            self._engine.fail_next_load = True
+
+    # --- server state ----------------------------------------------------------------------
+
+    @property
+    def step_delay(self) -> float:
+        return self._engine.step_delay
+
+    @step_delay.setter
+    def step_delay(self, seconds: float) -> None:
+        with self._engine.cv:
+            self._engine.step_delay = seconds
+
+    @property
+    def model_load_delay(self) -> float:
+        return self._engine.model_load_delay
+
+    @model_load_delay.setter
+    def model_load_delay(self, seconds: float) -> None:
+        with self._engine.cv:
+            self._engine.model_load_delay = seconds
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The live option values (GET /options shows them after its type coercion)."""
+        return self._engine.options
+
+    @property
+    def current_model(self) -> str:
+        """Title of the checkpoint whose weights are loaded."""
+        with self._engine.cv:
+            return self._engine.loaded.title
+
+    @current_model.setter
+    def current_model(self, alias: str) -> None:
+        with self._engine.cv:
+            model = find_checkpoint(self._engine.models, alias)
+            if model is None:
+                raise ValueError(f"no checkpoint answers to {alias!r}")
+            model.hashed = True
+            self._engine.loaded = model
+            self._engine.options["sd_model_checkpoint"] = model.title
+            self._engine.options["sd_checkpoint_hash"] = model.sha256
+
+    @property
+    def job_started(self) -> threading.Event:
+        """Set when a generation job begins; never cleared by the fake (tests may .clear())."""
+        return self._engine.job_started
+
+    def pause_at_step(self, step: int) -> None:
+        """The next job blocks on reaching sampling step `step`, until resume().
+
+        0 is before the first step (progress 0.01, job_count set); -1 is earlier still, while
+        job_count is -1. An interrupt, a skip or stop() also release the job.
+        """
+        self._engine.arm_pause(step)
+
+    def wait_paused(self, timeout: float = 5) -> bool:
+        """True once a job is blocked at the pause point."""
+        with self._engine.cv:
+            return self._engine.cv.wait_for(lambda: self._engine.paused, timeout)
+
+    def resume(self) -> None:
+        """Release a paused job (and disarm a pause no job has reached yet)."""
+        self._engine.resume()
+
+    def wait_queued(self, count: int = 1, timeout: float = 5) -> bool:
+        """True once at least `count` requests wait for the queue lock behind a running one."""
+        with self._engine.cv:
+            return self._engine.cv.wait_for(lambda: self._engine.waiting() >= count, timeout)
+
+    def wait_idle(self, timeout: float = 5) -> bool:
+        """True once no job runs and none waits for the queue."""
+        with self._engine.cv:
+            return self._engine.cv.wait_for(self._engine.idle, timeout)
+
+    # --- request plumbing (called from handler threads) ------------------------------------
+
+    def _record(self, call: Call) -> None:
+        body = None if call.body is NO_BODY else call.body
+        entry = RecordedRequest(call.method, call.path, call.query, call.headers, body, call.raw)
+        with self._lock:
+            self._requests.append(entry)
+            self._lock.notify_all()
+
+    def _app(self, call: Call) -> Reply | None:
+        try:
+            return self._failures.respond(call, self._api.handle)
+        except Stopping:
+            return None
+        except Exception as exc:  # a bug in the fake: answer like the web UI's exception handler
+            traceback.print_exc()
+            return self._api.crash(type(exc).__name__, str(exc))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C or SIGTERM; print the URL on stderr."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sdcli.testing.fake_webui",
+        description="A fake Stable Diffusion web UI API on 127.0.0.1: try sdcli without a GPU.",
+    )
+    parser.add_argument(
+        "--port", type=int, default=7860, help="port on 127.0.0.1 (0: any free one)"
+    )
+    parser.add_argument(
+        "--profile", default="a1111", choices=sorted(PROFILES), help="server flavour"
+    )
+    parser.add_argument("--step-delay", type=float, default=0.05, help="seconds per sampling step")
+    parser.add_argument(
+        "--api-auth", metavar="USER:PASS[,USER:PASS]", help="require HTTP Basic auth"
+    )
+    parser.add_argument(
+        "--no-png-parameters",
+        action="store_true",
+        help="write PNGs without the `parameters` text chunk",
+    )
+    args = parser.parse_args(argv)
+    auth = None
+    if args.api_auth:
+        pairs = [item.split(":", 1) for item in args.api_auth.split(",")]
+        if any(len(pair) != 2 for pair in pairs):
+            parser.error("--api-auth takes USER:PASS pairs separated by commas")
+        auth = {user: password for user, password in pairs}
+    fake = FakeWebUI(
+        args.profile,
+        auth=auth,
+        step_delay=args.step_delay,
+        port=args.port,
+        png_parameters=not args.no_png_parameters,
+    )
+    try:
+        fake.start()
+    except OSError as exc:
+        sys.stderr.write(f"fake web UI: cannot listen on {HOST}:{args.port}: {exc.strerror}\n")
+        return 1
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    sys.stderr.write(f"fake web UI ({fake.profile.description}) listening on {fake.url}\n")
+    sys.stderr.flush()
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
