@@ -1,0 +1,14 @@
+"""Registers every command on the app; command modules import their heavy dependencies lazily."""
+
+from __future__ import annotations
+
+import typer
+
+from sdcli.cli import generate_cmd, info_cmd, models_cmd, presets_cmd
+
+
+def register(app: typer.Typer) -> None:
+    generate_cmd.register(app)
+    models_cmd.register(app)
+    info_cmd.register(app)
+    app.add_typer(presets_cmd.app, name="presets")

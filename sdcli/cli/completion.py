@@ -1,0 +1,91 @@
+"""Shell completion values: preset names from disk, model and sampler names from the server.
+
+Completion runs on every Tab press, so the server gets a short timeout, and every failure
+(server down, bad config, refused credentials) quietly completes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from sdcli.client import WebUIClient
+
+COMPLETION_TIMEOUT = 1.0  # seconds, for connecting and for the answer
+HELP_WIDTH = 50  # typer renders zsh help through rich, which wraps (and breaks) long lines
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= HELP_WIDTH else text[: HELP_WIDTH - 1] + "…"
+
+
+def complete_preset(incomplete: str) -> list[tuple[str, str]]:
+    """Preset names on the search path (first hit wins), with their descriptions as help."""
+    try:
+        from sdcli.presets import list_presets
+
+        low = incomplete.lower()
+        return [
+            (p.name, _short(p.description))
+            for p in list_presets()
+            if p.name.lower().startswith(low)
+        ]
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+
+
+def complete_model(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Model names (which `set-model` and `--model` accept exactly), with titles as help."""
+
+    def names(client: WebUIClient) -> list[tuple[str, str]]:
+        from sdcli.client import API, parse_model
+
+        body = client.get(f"{API}/sd-models", read_timeout=COMPLETION_TIMEOUT)
+        models = [parse_model(item) for item in body if isinstance(item, dict)]
+        return [(m.model_name, _short(m.title)) for m in models if m.model_name]
+
+    return _matching(incomplete, _ask_server(ctx, names))
+
+
+def complete_sampler(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Sampler names as the server spells them."""
+
+    def names(client: WebUIClient) -> list[tuple[str, str]]:
+        from sdcli.client import API
+
+        body = client.get(f"{API}/samplers", read_timeout=COMPLETION_TIMEOUT)
+        return [(str(item["name"]), "") for item in body if isinstance(item, dict)]
+
+    return [name for name, _ in _matching(incomplete, _ask_server(ctx, names))]
+
+
+def _matching(incomplete: str, items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    low = incomplete.lower()
+    return [(name, help_) for name, help_ in items if name.lower().startswith(low)]
+
+
+def _ask_server(
+    ctx: typer.Context, ask: Callable[[WebUIClient], list[tuple[str, str]]]
+) -> list[tuple[str, str]]:
+    """Run `ask` against the server named by the command line being completed, or []."""
+    try:
+        from sdcli.client import WebUIClient
+        from sdcli.config import load_settings
+
+        # During completion the app callback has not run, so settings come from the parsed
+        # global options of the line being completed (then the environment and config file).
+        root: Any = ctx.find_root().params
+        settings = load_settings(url=root.get("url"), auth=root.get("auth"))
+        with WebUIClient(
+            settings.url,
+            auth=settings.auth,
+            timeout=COMPLETION_TIMEOUT,
+            connect_timeout=COMPLETION_TIMEOUT,
+        ) as client:
+            return ask(client)
+    except Exception:  # completion must never print a traceback into the shell
+        return []

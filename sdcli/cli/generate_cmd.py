@@ -1,0 +1,259 @@
+"""`sdcli generate`: turn prompts into saved images; paths (or JSON lines) on stdout."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sdcli.cli import render
+from sdcli.cli.completion import complete_model, complete_preset, complete_sampler
+from sdcli.cli.state import AppState
+from sdcli.errors import ExitCode, UsageError
+
+HELP = """\
+Generate images with txt2img and print each saved path on stdout, one per line.
+
+Settings come from --from-image (an image's stored parameters), then presets (--preset,
+later ones win), then flags, then --set. Prompt words are joined with spaces; PROMPT "-" reads
+one prompt per line from stdin; with --from-image and no PROMPT, the image's prompt is used.
+
+[bold]Examples[/]
+
+  sdcli generate --preset chibi "1boy, solo, holding iPad, purple shirt"
+  sdcli generate -p sd15 --seed 42 --count 4 -o out/ "a lighthouse at dusk"
+  sdcli generate -p draft --dry-run "a cat"            [dim]# print the request, send nothing[/]
+  sdcli generate --from-image best.png --seed -1        [dim]# same settings, new seed[/]
+  cat prompts.txt | sdcli generate -p sdxl - --json | jq -r .path
+  for p in cat dog; do sdcli generate -q "$p"; done
+"""
+
+
+def _read_prompts(words: list[str], prompts_file: Path | None) -> Iterator[str]:
+    """Prompts in order: from the words, or one per line from stdin/a file (read lazily)."""
+    if prompts_file is not None:
+        try:
+            handle = prompts_file.open(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read --prompts-file {prompts_file}: {exc.strerror}") from exc
+        with handle:
+            yield from _prompt_lines(handle, str(prompts_file))
+        return
+    if words == ["-"]:
+        yield from _prompt_lines(sys.stdin, "stdin")
+        return
+    yield " ".join(words)
+
+
+def _prompt_lines(lines: Any, where: str) -> Iterator[str]:
+    try:
+        for line in lines:
+            text = line.rstrip("\r\n")
+            if text.strip() and not text.lstrip().startswith("#"):
+                yield text.strip()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{where} is not valid UTF-8 text") from exc
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    w, sep, h = size.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
+        raise UsageError(f"--size {size!r} must look like WIDTHxHEIGHT, e.g. 512x768")
+    return int(w), int(h)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("generate", help=HELP, no_args_is_help=False)
+    def generate(
+        ctx: typer.Context,
+        prompt: Annotated[
+            list[str] | None,
+            typer.Argument(help='Prompt words (joined with spaces), or "-" to read stdin.'),
+        ] = None,
+        preset: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--preset",
+                "-p",
+                help="Preset name or .toml path; repeatable.",
+                autocompletion=complete_preset,
+            ),
+        ] = None,
+        negative: Annotated[
+            str | None, typer.Option("--negative", "-n", help="Negative prompt.")
+        ] = None,
+        steps: Annotated[int | None, typer.Option(help="Sampling steps.")] = None,
+        cfg: Annotated[float | None, typer.Option("--cfg", help="CFG scale.")] = None,
+        sampler: Annotated[
+            str | None,
+            typer.Option(
+                help='Sampler, e.g. "Euler a" or "DPM++ 2M Karras".',
+                autocompletion=complete_sampler,
+            ),
+        ] = None,
+        scheduler: Annotated[
+            str | None, typer.Option(help='Schedule type, e.g. "Karras" (web UI 1.9+).')
+        ] = None,
+        clip_skip: Annotated[int | None, typer.Option(help="Clip skip (1-12).")] = None,
+        width: Annotated[int | None, typer.Option("--width", "-W", help="Width in pixels.")] = None,
+        height: Annotated[
+            int | None, typer.Option("--height", "-H", help="Height in pixels.")
+        ] = None,
+        size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 512x768.")] = None,
+        seed: Annotated[int | None, typer.Option(help="Seed; -1 for random.")] = None,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", "-b", help="Images per batch.")
+        ] = None,
+        count: Annotated[
+            int | None, typer.Option("--count", "-c", help="Batches in a row, per prompt.")
+        ] = None,
+        model: Annotated[
+            str | None,
+            typer.Option(
+                help="Checkpoint for these requests only (short names resolve).",
+                autocompletion=complete_model,
+            ),
+        ] = None,
+        from_image: Annotated[
+            Path | None,
+            typer.Option(
+                "--from-image",
+                help="Start from the parameters stored in this image (PNG, JPEG, WebP).",
+            ),
+        ] = None,
+        set_: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="Any request field: KEY=VALUE (VALUE as JSON, else text)."),
+        ] = None,
+        output_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--output-dir", "-o", help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .]."
+            ),
+        ] = None,
+        name: Annotated[
+            str | None,
+            typer.Option(
+                "--name",
+                help="File name template: {date} {time} {seed} {index} {batch} {preset} "
+                "{prompt_slug} {model} {sampler} {steps} {width} {height} "
+                "\\[default: {date}-{time}-{index}-{seed}].",
+            ),
+        ] = None,
+        prompts_file: Annotated[
+            Path | None,
+            typer.Option("--prompts-file", help="Read prompts from FILE, one per line."),
+        ] = None,
+        json_lines: Annotated[
+            bool, typer.Option("--json", help="One JSON object per saved image on stdout.")
+        ] = False,
+        quiet: Annotated[
+            bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")
+        ] = False,
+        no_progress: Annotated[
+            bool, typer.Option("--no-progress", help="No progress bar.")
+        ] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option("--dry-run", help="Print the request body as JSON; contact nothing."),
+        ] = False,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
+        ] = False,
+        keep_going: Annotated[
+            bool,
+            typer.Option("--keep-going", help="With many prompts: go on after a failed one."),
+        ] = False,
+        retries: Annotated[
+            int,
+            typer.Option(min=0, help="Retry connection errors and 502/503/504 this many times."),
+        ] = 0,
+    ) -> None:
+        state: AppState = ctx.obj
+        words = list(prompt or [])
+        image_values: dict[str, Any] = {}
+        if from_image is not None:
+            from sdcli.imageparams import settings_from_image
+
+            from_png = settings_from_image(from_image)
+            image_values = from_png.values
+            if not words and prompts_file is None:
+                words = [from_png.prompt]
+        if not words and prompts_file is None:
+            raise UsageError('give a prompt, "-" to read prompts from stdin, or --prompts-file')
+        if words and prompts_file is not None:
+            raise UsageError("give prompt words or --prompts-file, not both")
+        from sdcli.generate import GenerateJob
+        from sdcli.output import DEFAULT_NAME_TEMPLATE, check_name_template
+        from sdcli.payload import merge_values, parse_set
+        from sdcli.presets import load_preset, validate_values
+
+        flags: dict[str, Any] = {
+            "negative_prompt": negative,
+            "steps": steps,
+            "cfg_scale": cfg,
+            "sampler": sampler,
+            "scheduler": scheduler,
+            "clip_skip": clip_skip,
+            "width": width,
+            "height": height,
+            "seed": seed,
+            "batch_size": batch_size,
+            "batch_count": count,
+            "model": model,
+        }
+        if size is not None:
+            flags["width"], flags["height"] = _parse_size(size)
+        given = {k: v for k, v in flags.items() if v is not None}
+        given = validate_values(given, where="command line")
+        sets = parse_set(set_ or [])
+        names = list(preset or [])
+        if not names and state.settings.default_preset:
+            names = [state.settings.default_preset]
+        presets = [load_preset(n) for n in names]
+        values = merge_values([image_values, *(p.values for p in presets), given])
+        template = name or DEFAULT_NAME_TEMPLATE
+        check_name_template(template)
+        job = GenerateJob(
+            values=values,
+            sets=sets,
+            preset_names=[p.name for p in presets],
+            output_dir=state.output_dir(output_dir),
+            name_template=template,
+            overwrite=overwrite,
+            batches=int(values.get("batch_count") or 1),
+            keep_going=keep_going,
+            retries=retries,
+            show_progress=not (quiet or no_progress) and render.stderr_is_tty(),
+        )
+        prompts = _read_prompts(words, prompts_file)
+        if dry_run:
+            from sdcli.generate import dry_run_payload
+
+            for text in prompts:
+                render.result_json(dry_run_payload(job, text))
+            return
+        _run(state, job, prompts, json_lines=json_lines, quiet=quiet)
+
+
+def _run(
+    state: AppState, job: Any, prompts: Iterator[str], *, json_lines: bool, quiet: bool
+) -> None:
+    from sdcli.cli.reporter import CliReporter, LiveReporter
+    from sdcli.generate import Generator
+
+    reporter_cls = LiveReporter if job.show_progress else CliReporter
+    reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
+    try:
+        summary = Generator(state.client, reporter).run(job, prompts)
+    finally:
+        reporter.close()
+    if summary.failures:
+        n = len(summary.failures)
+        render.error(
+            f"{n} prompt{'s' if n != 1 else ''} failed, {len(summary.saved)} image(s) saved"
+        )
+        raise typer.Exit(int(ExitCode.SERVER))

@@ -1,0 +1,208 @@
+"""`sdcli set-model`, `models`, `samplers`: what the server can run, and switching checkpoints."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from sdcli.cli import render
+from sdcli.cli.completion import complete_model
+from sdcli.cli.state import AppState
+
+if TYPE_CHECKING:
+    from sdcli.apitypes import Sampler, Scheduler
+
+SET_MODEL_HELP = """\
+Switch the server's checkpoint and print the loaded title on stdout.
+
+NAME may be the title, the model name, the file name with or without extension, the short
+hash or the sha256; then the same ignoring case; then a unique prefix or part of a name.
+Several matches or none: exit 2 with the candidates, never a guess. The server loads the
+model before answering (up to --timeout); a load that fails there exits 1.
+[bold]This changes the model for every user of the server.[/]
+
+[bold]Examples[/]
+
+  sdcli set-model counterfeit
+  sdcli set-model --refresh "anime/counterfeitV30_v30.safetensors"   [dim]# after adding a file[/]
+  sdcli set-model cbfba64e66 && sdcli generate -p chibi "a cat"
+"""
+
+MODELS_HELP = """\
+List the server's checkpoints: name, title and short hash; the loaded one is marked *.
+
+At a terminal: a table. Piped: one tab-separated line per checkpoint
+(current, name, title, hash; current is "*" or empty, hash empty until the server computed it).
+--json: one JSON object per line (name, title, hash, sha256, filename, config, current).
+
+[bold]Examples[/]
+
+  sdcli models
+  sdcli models | cut -f2                  [dim]# model names only[/]
+  sdcli models --json | jq -r 'select(.current) | .title'
+"""
+
+SAMPLERS_HELP = """\
+List the server's samplers (name, aliases, default schedule) and schedulers (label, name).
+
+At a terminal: two tables. Piped: one tab-separated line per item, the first field saying
+which: "sampler NAME ALIASES DEFAULT-SCHEDULE" or "scheduler LABEL NAME ALIASES".
+--json: one JSON document {"samplers": [...], "schedulers": [...]}; "schedulers" is null on
+servers without /schedulers (before web UI 1.9.1), where schedules are part of sampler names.
+
+[bold]Examples[/]
+
+  sdcli samplers
+  sdcli samplers | awk -F'\\t' '$1 == "sampler" {print $2}'
+  sdcli samplers --json | jq -r '.schedulers[].label'
+"""
+
+
+@contextmanager
+def spinner(text: str) -> Iterator[None]:
+    """A rich spinner on stderr while something slow happens; nothing when stderr is piped."""
+    if not render.stderr_is_tty():
+        yield
+        return
+    from rich.markup import escape
+
+    with render.err_console().status(escape(text)):  # titles end in "[hash]", not markup
+        yield
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("set-model", help=SET_MODEL_HELP)
+    def set_model(
+        ctx: typer.Context,
+        name: Annotated[
+            str,
+            typer.Argument(
+                help="Checkpoint to load (short names resolve).",
+                metavar="NAME",
+                autocompletion=complete_model,
+            ),
+        ],
+        refresh: Annotated[
+            bool,
+            typer.Option("--refresh", help="Re-scan the server's model folder first."),
+        ] = False,
+    ) -> None:
+        from sdcli.resolve import resolve_model
+        from sdcli.serverinfo import current_checkpoint, is_same_model, loaded_title, switch_model
+
+        state: AppState = ctx.obj
+        client = state.client
+        if refresh:
+            with spinner("re-scanning checkpoints…"):
+                client.refresh_checkpoints()
+        model = resolve_model(name, client.sd_models())
+        before = current_checkpoint(client)
+        if is_same_model(before, model):
+            render.note(f"{model.title} is already loaded")
+            render.result(loaded_title(before, model))
+            return
+        if model.title != name:
+            render.note(f"{name} -> {model.title}")
+        with spinner(f"loading {model.title}…"):
+            title = switch_model(client, model)
+        render.result(title)
+
+    @app.command("models", help=MODELS_HELP)
+    def models(
+        ctx: typer.Context,
+        json_lines: Annotated[
+            bool, typer.Option("--json", help="One JSON object per checkpoint on stdout.")
+        ] = False,
+    ) -> None:
+        from sdcli.serverinfo import current_checkpoint, loaded_model
+
+        state: AppState = ctx.obj
+        client = state.client
+        found = client.sd_models()
+        current = loaded_model(current_checkpoint(client), found)
+        if json_lines:
+            for m in found:
+                render.result_json(
+                    {
+                        "name": m.model_name,
+                        "title": m.title,
+                        "hash": m.hash,
+                        "sha256": m.sha256,
+                        "filename": m.filename,
+                        "config": m.config,
+                        "current": m is current,
+                    }
+                )
+            return
+        if not found:
+            render.note("the server lists no checkpoints (put one in models/Stable-diffusion)")
+            return
+        rows = [["*" if m is current else "", m.model_name, m.title, m.hash or ""] for m in found]
+        render.table(None, ["", "name", "title", "hash"], rows)
+
+    @app.command("samplers", help=SAMPLERS_HELP)
+    def samplers(
+        ctx: typer.Context,
+        json_doc: Annotated[
+            bool, typer.Option("--json", help="One JSON document on stdout.")
+        ] = False,
+    ) -> None:
+        state: AppState = ctx.obj
+        client = state.client
+        found = client.samplers()
+        schedulers = client.schedulers()
+        if json_doc:
+            render.result_json(_samplers_json(found, schedulers))
+            return
+        _show_samplers(found, schedulers)
+        if schedulers is None:
+            render.note(
+                "this server has no /schedulers (web UI before 1.9.1): the schedule is part of "
+                'the sampler name, e.g. "DPM++ 2M Karras"'
+            )
+
+
+def _default_schedule(sampler: Sampler, schedulers: Sequence[Scheduler] | None) -> str:
+    value = sampler.options.get("scheduler")
+    if not value:
+        return ""
+    for s in schedulers or ():
+        if str(value).lower() in (s.name.lower(), s.label.lower()):
+            return s.label
+    return str(value)
+
+
+def _samplers_json(
+    found: Sequence[Sampler], schedulers: Sequence[Scheduler] | None
+) -> dict[str, Any]:
+    return {
+        "samplers": [
+            {
+                "name": s.name,
+                "aliases": list(s.aliases),
+                "default_scheduler": _default_schedule(s, schedulers) or None,
+                "options": s.options,
+            }
+            for s in found
+        ],
+        "schedulers": None
+        if schedulers is None
+        else [{"label": s.label, "name": s.name, "aliases": list(s.aliases)} for s in schedulers],
+    }
+
+
+def _show_samplers(found: Sequence[Sampler], schedulers: Sequence[Scheduler] | None) -> None:
+    sampler_rows = [[s.name, ", ".join(s.aliases), _default_schedule(s, schedulers)] for s in found]
+    scheduler_rows = [[s.label, s.name, ", ".join(s.aliases)] for s in schedulers or ()]
+    if sys.stdout.isatty():
+        render.table("Samplers", ["name", "aliases", "default schedule"], sampler_rows)
+        if scheduler_rows:
+            render.table("Schedulers", ["label", "name", "aliases"], scheduler_rows)
+        return
+    # Piped, the two lists share one stream: the first field says which list a line is from.
+    rows = [["sampler", *r] for r in sampler_rows] + [["scheduler", *r] for r in scheduler_rows]
+    render.table(None, ["kind", "name", "", ""], rows)

@@ -1,0 +1,377 @@
+"""`sdcli presets`: list, show, create, edit and locate TOML presets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from sdcli.cli import render
+from sdcli.cli.completion import complete_model, complete_preset, complete_sampler
+from sdcli.errors import PresetError, UsageError
+
+if TYPE_CHECKING:
+    from sdcli.presets import Preset, PresetSource
+
+app = typer.Typer(
+    help=(
+        "List, show, create and edit presets (TOML files).\n\n"
+        "Search path, first hit wins: each directory in SDCLI_PRESETS_PATH, the user presets "
+        "directory, then the built-ins. `sdcli presets path` prints it."
+    ),
+    no_args_is_help=True,
+)
+
+LIST_HELP = """\
+List presets from every directory on the search path, each name once (the first hit wins).
+
+Columns: name, source (path, user or built-in), description, and notes: which sources a
+preset shadows, or why a broken file cannot be loaded. Piped: tab-separated lines.
+--json: one JSON object per line (name, source, path, description, shadows, error).
+
+[bold]Examples[/]
+
+  sdcli presets list
+  sdcli presets list --json | jq -r 'select(.error) | .path'
+"""
+
+SHOW_HELP = """\
+Show a preset's settings after `extends` is resolved (the values generate would use).
+
+Piped: tab-separated "key value" lines; \\[params] entries as "params.KEY JSON".
+
+[bold]Examples[/]
+
+  sdcli presets show chibi
+  sdcli presets show chibi --toml > mine.toml   [dim]# a stand-alone copy to edit[/]
+"""
+
+NEW_HELP = """\
+Create a user preset from flags (the same as generate's) and print its path on stdout.
+
+--from-image takes an image's settings (sampler, steps, size, model, hires…) as the lowest
+layer, leaving out its prompt and seed; flags win over it. --set KEY=VALUE goes into \\[params]
+(sent to the web UI as is). An existing preset is kept unless --force.
+
+[bold]Examples[/]
+
+  sdcli presets new portrait --extends sd15 -W 512 -H 768 --description "tall SD 1.5"
+  sdcli presets new fav --from-image out/best.png --steps 30
+  sdcli presets new hires --extends sdxl --set enable_hr=true --set hr_scale=1.5
+"""
+
+EDIT_HELP = """\
+Open a preset in $VISUAL or $EDITOR (default vi), then check it and report any errors.
+
+A built-in preset is copied to the user presets directory first, so the copy shadows it.
+Needs a terminal: when stdin is not one, exit 2 without starting the editor.
+
+[bold]Examples[/]
+
+  sdcli presets edit chibi
+  EDITOR=nano sdcli presets edit mine
+"""
+
+PATH_HELP = """\
+Print where presets are looked for, or which file a preset comes from.
+
+Without NAME: the search path, one directory per line, first hit wins.
+With NAME: the file that preset NAME is loaded from.
+
+[bold]Examples[/]
+
+  sdcli presets path
+  sdcli presets path chibi
+  $EDITOR "$(sdcli presets path mine)"
+"""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@app.command("list", help=LIST_HELP)
+def list_(
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="One JSON object per preset on stdout.")
+    ] = False,
+) -> None:
+    from sdcli.presets import list_presets
+
+    infos = list_presets()
+    if json_lines:
+        for info in infos:
+            render.result_json(info.as_dict())
+        return
+    if not infos:
+        render.note("no presets found; `sdcli presets path` shows where they are looked for")
+        return
+    rows = []
+    for p in infos:
+        notes = []
+        if p.shadows:
+            notes.append("shadows " + ", ".join(p.shadows))
+        if p.error:
+            notes.append("error: " + _one_line(p.error))
+        rows.append([p.name, p.source, _one_line(p.description), "; ".join(notes)])
+    render.table(None, ["name", "source", "description", "notes"], rows)
+    broken = sum(1 for p in infos if p.error)
+    if broken:
+        render.warn(f"{broken} preset file(s) cannot be loaded (see notes)")
+
+
+def _show_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    return json.dumps(value, ensure_ascii=False)
+
+
+@app.command("show", help=SHOW_HELP)
+def show(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Preset name, or a path to a .toml file.",
+            metavar="NAME",
+            autocompletion=complete_preset,
+        ),
+    ],
+    toml: Annotated[
+        bool, typer.Option("--toml", help="Print the merged preset as TOML on stdout.")
+    ] = False,
+) -> None:
+    from sdcli.presets import dumps_preset, load_preset
+
+    preset = load_preset(name)
+    merged = _merged(preset)
+    if toml:
+        sys.stdout.write(dumps_preset(merged))
+        sys.stdout.flush()
+        return
+    origin = f"{preset.name} ({preset.source}: {preset.path})"
+    if preset.parents:
+        origin += ", extends " + " -> ".join(preset.parents)
+    render.note(origin)
+    rows = []
+    for key, value in merged.items():
+        if key == "params" and isinstance(value, dict):
+            rows += [[f"params.{k}", _show_value(v)] for k, v in value.items()]
+        else:
+            rows.append([key, _show_value(value)])
+    render.table(None, ["key", "value"], rows)
+
+
+def _merged(preset: Preset) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    if preset.description:
+        merged["description"] = preset.description
+    merged.update(preset.values)
+    return merged
+
+
+@app.command("new", help=NEW_HELP)
+def new(
+    name: Annotated[
+        str, typer.Argument(help="Name of the new preset (NAME.toml).", metavar="NAME")
+    ],
+    negative: Annotated[
+        str | None, typer.Option("--negative", "-n", help="Negative prompt.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps.")] = None,
+    cfg: Annotated[float | None, typer.Option("--cfg", help="CFG scale.")] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(help='Sampler, e.g. "Euler a".', autocompletion=complete_sampler),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help='Schedule type, e.g. "Karras" (web UI 1.9+).')
+    ] = None,
+    clip_skip: Annotated[int | None, typer.Option(help="Clip skip (1-12).")] = None,
+    width: Annotated[int | None, typer.Option("--width", "-W", help="Width in pixels.")] = None,
+    height: Annotated[int | None, typer.Option("--height", "-H", help="Height in pixels.")] = None,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 512x768.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed; -1 for random.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", help="Images per batch.")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", "-c", help="Batches in a row, per prompt.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Checkpoint (short names resolve when generating).", autocompletion=complete_model
+        ),
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option(help="One line shown by `sdcli presets list`.")
+    ] = None,
+    extends: Annotated[
+        str | None,
+        typer.Option(
+            help="Preset to start from; this one's values win.", autocompletion=complete_preset
+        ),
+    ] = None,
+    prompt_template: Annotated[
+        str | None,
+        typer.Option(help='Text around the prompt, with {prompt}: "masterpiece, {prompt}".'),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A \\[params] entry: KEY=VALUE (VALUE as JSON, else text)."),
+    ] = None,
+    from_image: Annotated[
+        Path | None,
+        typer.Option("--from-image", help="Start from the settings stored in this image."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing preset.")] = False,
+) -> None:
+    from sdcli.cli.generate_cmd import _parse_size
+    from sdcli.payload import merge_values, parse_set
+    from sdcli.presets import save_preset, validate_values
+
+    flags: dict[str, Any] = {
+        "description": description,
+        "extends": extends,
+        "prompt_template": prompt_template,
+        "negative_prompt": negative,
+        "sampler": sampler,
+        "scheduler": scheduler,
+        "steps": steps,
+        "cfg_scale": cfg,
+        "clip_skip": clip_skip,
+        "width": width,
+        "height": height,
+        "seed": seed,
+        "batch_size": batch_size,
+        "batch_count": count,
+        "model": model,
+    }
+    if size is not None:
+        flags["width"], flags["height"] = _parse_size(size)
+    sets = parse_set(set_ or [])
+    if sets:
+        flags["params"] = sets
+    given = validate_values(flags, where="command line")
+    layers: list[dict[str, Any]] = []
+    if from_image is not None:
+        from sdcli.imageparams import settings_from_image
+
+        layers.append(settings_from_image(from_image, for_preset=True).values)
+    path = save_preset(name, merge_values([*layers, given]), force=force)
+    render.result(str(path))
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
+
+
+def _editor_command() -> list[str]:
+    import os
+    import shlex
+
+    raw = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    try:
+        command = shlex.split(raw, posix=os.name != "nt")
+    except ValueError as exc:
+        raise UsageError(f"cannot parse the editor command {raw!r}: {exc}") from exc
+    if not command:
+        raise UsageError("$VISUAL/$EDITOR is empty")
+    return command
+
+
+def _run_editor(command: list[str], path: Path) -> None:
+    import subprocess
+
+    try:
+        done = subprocess.run([*command, str(path)], check=False)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot start the editor {command[0]!r}: {exc.strerror or exc}",
+            hint="set $VISUAL or $EDITOR",
+        ) from exc
+    if done.returncode != 0:
+        raise UsageError(
+            f"the editor exited with status {done.returncode}; {path} may be unchanged"
+        )
+
+
+def _editable_copy(name: str, source: PresetSource, path: Path) -> tuple[Path, bytes | None]:
+    """The file to edit: a built-in is copied to the user directory first (returns its bytes)."""
+    if source != "built-in":
+        return path, None
+    from sdcli.paths import user_presets_dir
+
+    target = user_presets_dir() / path.name
+    original = path.read_bytes()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("xb") as handle:
+            handle.write(original)
+    except FileExistsError:
+        # Only reachable when SDCLI_PRESETS_PATH shadows both: edit the user file that exists.
+        return target, None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot copy built-in preset '{name}' to {target}: {exc.strerror}"
+        ) from exc
+    render.note(f"copied built-in preset '{name}' to {target}")
+    return target, original
+
+
+@app.command("edit", help=EDIT_HELP)
+def edit(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Preset name, or a path to a .toml file.",
+            metavar="NAME",
+            autocompletion=complete_preset,
+        ),
+    ],
+) -> None:
+    from sdcli.presets import find_preset, load_preset
+
+    if not _stdin_is_tty():
+        raise UsageError(
+            "an editor needs a terminal, and stdin is not one",
+            hint=f"edit the file directly: sdcli presets path {name}",
+        )
+    source, found = find_preset(name)
+    path, copied_from = _editable_copy(name, source, found)
+    command = _editor_command()
+    while True:
+        _run_editor(command, path)
+        if copied_from is not None and path.read_bytes() == copied_from:
+            path.unlink()
+            render.note(f"no changes; removed the copy, '{name}' is the built-in again")
+            render.result(str(found))
+            return
+        try:
+            load_preset(str(path))
+        except PresetError as exc:
+            render.error(str(exc))
+            if typer.confirm("Edit again?", default=True, err=True):
+                continue
+            raise PresetError(f"{path} was saved with errors; generate will refuse it") from None
+        render.result(str(path))
+        return
+
+
+@app.command("path", help=PATH_HELP)
+def path(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A preset name.", metavar="[NAME]", autocompletion=complete_preset),
+    ] = None,
+) -> None:
+    from sdcli.presets import find_preset, search_path
+
+    if name is None:
+        for _, directory in search_path():
+            render.result(str(directory))
+        return
+    render.result(str(find_preset(name)[1]))

@@ -1,0 +1,455 @@
+"""The generate use case: run each request, report progress, save exactly what came back."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sdcli.apitypes import GeneratedImage, GenerationResult, Sampler, Scheduler, SdModel
+from sdcli.client import WebUIClient
+from sdcli.errors import (
+    ApiError,
+    AuthError,
+    ConnectionFailed,
+    Interrupted,
+    SdcliError,
+    ServerTimeout,
+    UsageError,
+)
+from sdcli.payload import build_payload
+
+POLL_INTERVAL = 0.3  # seconds: at most ~3 progress requests a second
+INTERRUPT_GRACE = 10.0  # seconds to wait for the partial images after /interrupt
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif"}
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """What the progress bar shows; `queued` while another client's job holds the GPU."""
+
+    queued: bool
+    fraction: float
+    step: int = 0
+    steps: int = 0
+    image: int = 0  # 1-based job number within the request (web UI batch count)
+    images: int = 0
+    eta: float | None = None
+    elapsed: float = 0.0
+    textinfo: str | None = None
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    path: Path
+    seed: int | None
+    prompt: str
+    negative_prompt: str
+    model: str | None
+    infotext: str | None
+    index: int
+    batch: int
+
+    def as_json(self) -> dict[str, Any]:
+        from sdcli.infotext import parse_infotext, webui_parameters
+
+        info = parse_infotext(self.infotext) if self.infotext else None
+        return {
+            "path": str(self.path),
+            "seed": self.seed,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "model": self.model,
+            "index": self.index,
+            "batch": self.batch,
+            "parameters": webui_parameters(info) if info else {},
+            "infotext": self.infotext,
+        }
+
+
+@dataclass
+class Failure:
+    prompt: str
+    error: SdcliError
+
+
+@dataclass
+class RunSummary:
+    saved: list[SavedImage] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+class Reporter(Protocol):
+    """How the use case talks to whoever renders it (the CLI); all methods may be no-ops."""
+
+    def batch_started(self, prompt: str, batch: int, batches: int) -> None: ...
+    def progress(self, snapshot: ProgressSnapshot) -> None: ...
+    def image_saved(self, image: SavedImage) -> None: ...
+    def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def failed(self, prompt: str, error: SdcliError) -> None: ...
+    def interrupting(self) -> None: ...
+    def retrying(self, error: SdcliError, attempt: int, delay: float) -> None: ...
+
+
+@dataclass
+class GenerateJob:
+    """Everything `sdcli generate` decided before talking to the server."""
+
+    values: Mapping[str, Any]  # merged preset + flag values (user-facing keys)
+    sets: Mapping[str, Any]  # --set, request field names
+    preset_names: Sequence[str]
+    output_dir: Path
+    name_template: str
+    overwrite: bool = False
+    batches: int = 1
+    keep_going: bool = False
+    retries: int = 0
+    retry_backoff: float = 1.0
+    show_progress: bool = True
+
+
+class Catalog:
+    """The server's lists, fetched at most once per process and only when a name needs them."""
+
+    def __init__(self, client: WebUIClient) -> None:
+        self.client = client
+        self._samplers: list[Sampler] | None = None
+        self._schedulers: list[Scheduler] | None = None
+        self._schedulers_known = False
+        self._models: list[SdModel] | None = None
+
+    def samplers(self) -> list[Sampler]:
+        if self._samplers is None:
+            self._samplers = self.client.samplers()
+        return self._samplers
+
+    def schedulers(self) -> list[Scheduler] | None:
+        if not self._schedulers_known:
+            self._schedulers = self.client.schedulers()
+            self._schedulers_known = True
+        return self._schedulers
+
+    def models(self) -> list[SdModel]:
+        if self._models is None:
+            self._models = self.client.sd_models()
+        return self._models
+
+
+@dataclass(frozen=True)
+class Resolved:
+    sampler_name: str | None = None
+    scheduler: str | None = None
+    model: SdModel | None = None
+
+
+def resolve_names(values: Mapping[str, Any], catalog: Catalog) -> Resolved:
+    """Check sampler, scheduler and model against the server before anything is generated."""
+    from sdcli.resolve import resolve_model, resolve_sampler
+
+    sampler, scheduler = values.get("sampler"), values.get("scheduler")
+    sampler_name = scheduler_label = None
+    if sampler or scheduler:
+        sampler_name, scheduler_label = resolve_sampler(
+            sampler, scheduler, catalog.samplers(), catalog.schedulers()
+        )
+    model = resolve_model(str(values["model"]), catalog.models()) if values.get("model") else None
+    return Resolved(sampler_name, scheduler_label, model)
+
+
+def dry_run_payload(job: GenerateJob, prompt: str) -> dict[str, Any]:
+    """The body as it would be sent, with names as typed (nothing is resolved offline)."""
+    return build_payload(
+        job.values,
+        prompt,
+        sampler_name=job.values.get("sampler"),
+        scheduler=job.values.get("scheduler"),
+        model_title=job.values.get("model"),
+        sets=job.sets,
+    )
+
+
+class Generator:
+    """Runs generation requests one after another over one client, saving as results arrive."""
+
+    def __init__(
+        self,
+        client: WebUIClient,
+        reporter: Reporter,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        interrupt_grace: float = INTERRUPT_GRACE,
+    ) -> None:
+        self.client = client
+        self.reporter = reporter
+        self.catalog = Catalog(client)
+        self.poll_interval = poll_interval
+        self.interrupt_grace = interrupt_grace
+        self._internal_progress: bool | None = None  # None: not probed yet
+        self._counter = 0
+
+    def run(self, job: GenerateJob, prompts: Iterable[str]) -> RunSummary:
+        from sdcli.output import check_output_dir
+
+        check_output_dir(job.output_dir)
+        resolved = resolve_names(job.values, self.catalog)
+        summary = RunSummary()
+        for prompt in prompts:
+            try:
+                self._run_prompt(job, resolved, prompt, summary)
+            except (UsageError, AuthError, Interrupted):
+                raise
+            except SdcliError as exc:
+                if not job.keep_going:
+                    raise
+                summary.failures.append(Failure(prompt, exc))
+                self.reporter.failed(prompt, exc)
+        return summary
+
+    def _run_prompt(
+        self, job: GenerateJob, resolved: Resolved, prompt: str, summary: RunSummary
+    ) -> None:
+        base_seed = job.values.get("seed")
+        batch_size = int(job.values.get("batch_size") or 1)
+        for batch in range(job.batches):
+            values = dict(job.values)
+            if isinstance(base_seed, int) and base_seed >= 0:
+                # Same seeds the web UI's own batch count would give: seed + image index.
+                values["seed"] = base_seed + batch * batch_size
+            payload = build_payload(
+                values,
+                prompt,
+                sampler_name=resolved.sampler_name,
+                scheduler=resolved.scheduler,
+                model_title=resolved.model.title if resolved.model else None,
+                sets=job.sets,
+            )
+            self.reporter.batch_started(prompt, batch + 1, job.batches)
+            started = time.monotonic()
+            stamp = datetime.now()
+            try:
+                result = self._generate_with_retries(job, payload)
+            except _Partial as partial:
+                kept = self._save_all(job, payload, partial.result, stamp, batch + 1)
+                summary.saved.extend(kept)
+                raise Interrupted(
+                    f"interrupted; kept {len(kept)} image(s) the server had made"
+                ) from None
+            self._check_result(payload, resolved, result)
+            saved = self._save_all(job, payload, result, stamp, batch + 1)
+            summary.saved.extend(saved)
+            self.reporter.batch_finished(saved, time.monotonic() - started)
+
+    def _generate_with_retries(self, job: GenerateJob, payload: dict[str, Any]) -> GenerationResult:
+        attempt = 0
+        while True:
+            try:
+                return self._generate_once(job, payload)
+            except (ServerTimeout, Interrupted):
+                raise  # a timed-out job may still be running: never send it twice
+            except (ConnectionFailed, ApiError) as exc:
+                transient = isinstance(exc, ConnectionFailed) or (
+                    isinstance(exc, ApiError) and exc.status in (502, 503, 504)
+                )
+                if not transient or attempt >= job.retries:
+                    raise
+                attempt += 1
+                delay = min(job.retry_backoff * 2 ** (attempt - 1), 30.0)
+                self.reporter.retrying(exc, attempt, delay)
+                time.sleep(delay)
+
+    def _generate_once(self, job: GenerateJob, payload: dict[str, Any]) -> GenerationResult:
+        task_id = f"task(sdcli-{uuid.uuid4().hex[:12]})"
+        body = {**payload, "force_task_id": task_id}
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self.client.txt2img(body)
+            except BaseException as exc:  # handed to the main thread as is
+                box["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name="sdcli-txt2img", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        try:
+            while not done.wait(self.poll_interval if job.show_progress else 0.5):
+                if job.show_progress:
+                    self._poll(task_id, started)
+        except KeyboardInterrupt:
+            self._interrupt(done)
+            if "result" in box:
+                raise _Partial(box["result"]) from None
+            raise Interrupted("interrupted before the server returned any image") from None
+        if "error" in box:
+            raise box["error"]
+        result: GenerationResult = box["result"]
+        return result
+
+    def _interrupt(self, done: threading.Event) -> None:
+        """First Ctrl-C: ask the server to stop and wait briefly for what it made so far.
+
+        A second Ctrl-C while waiting propagates as KeyboardInterrupt and exits at once.
+        """
+        self.reporter.interrupting()
+        try:
+            self.client.interrupt()
+        except SdcliError:
+            return
+        done.wait(self.interrupt_grace)
+
+    def _poll(self, task_id: str, started: float) -> None:
+        """One progress request; any failure here is cosmetic and ignored."""
+        elapsed = time.monotonic() - started
+        try:
+            if self._internal_progress is not False:
+                task = self.client.task_progress(task_id)
+                if task is None:
+                    self._internal_progress = False
+                else:
+                    self._internal_progress = True
+                    if not task.active and not task.completed:
+                        self.reporter.progress(
+                            ProgressSnapshot(
+                                queued=True,
+                                fraction=0.0,
+                                elapsed=elapsed,
+                                textinfo=task.textinfo,
+                            )
+                        )
+                        return
+            # Our task is running (or the server cannot tell): the global job is ours.
+            p = self.client.progress(skip_current_image=True)
+        except SdcliError:
+            return
+        if p.idle:
+            return
+        self.reporter.progress(
+            ProgressSnapshot(
+                queued=False,
+                fraction=max(0.0, min(1.0, p.progress)),
+                step=p.sampling_step,
+                steps=p.sampling_steps,
+                image=p.job_no + 1 if p.job_count > 0 else 0,
+                images=max(p.job_count, 0),
+                eta=p.eta_relative if p.progress > 0.011 else None,
+                elapsed=elapsed,
+                textinfo=p.textinfo,
+            )
+        )
+
+    def _check_result(
+        self, payload: Mapping[str, Any], resolved: Resolved, result: GenerationResult
+    ) -> None:
+        """The web UI answers 200 even when it ignored what we asked: say so."""
+        info = result.info
+        if not result.images:
+            raise ApiError(
+                "the server answered without any image",
+                hint="is `send_images` off, or did an extension swallow the output?",
+            )
+        want_sampler = payload.get("sampler_name")
+        got_sampler = info.get("sampler_name")
+        if want_sampler and got_sampler and str(got_sampler) != str(want_sampler):
+            self.reporter.warning(
+                f"the server used sampler {got_sampler!r} instead of {want_sampler!r}"
+            )
+        overrides = payload.get("override_settings") or {}
+        want_clip = overrides.get("CLIP_stop_at_last_layers")
+        got_clip = info.get("clip_skip")
+        if want_clip is not None and got_clip is not None and int(got_clip) != int(want_clip):
+            self.reporter.warning(f"the server used clip skip {got_clip} instead of {want_clip}")
+        model = resolved.model
+        got_name, got_hash = info.get("sd_model_name"), info.get("sd_model_hash")
+        if model and (got_name or got_hash):
+            stem = Path(model.name.replace("\\", "/")).stem
+            if (got_hash and model.hash and got_hash != model.hash) or (
+                not (got_hash and model.hash) and got_name and got_name != stem
+            ):
+                self.reporter.warning(
+                    f"the server used model {got_name or got_hash!r} instead of {model.title!r}"
+                )
+
+    def _save_all(
+        self,
+        job: GenerateJob,
+        payload: Mapping[str, Any],
+        result: GenerationResult,
+        stamp: datetime,
+        batch: int,
+    ) -> list[SavedImage]:
+        saved = []
+        for image in result.images:
+            saved.append(self._save(job, payload, result, image, stamp, batch))
+        return saved
+
+    def _save(
+        self,
+        job: GenerateJob,
+        payload: Mapping[str, Any],
+        result: GenerationResult,
+        image: GeneratedImage,
+        stamp: datetime,
+        batch: int,
+    ) -> SavedImage:
+        from sdcli.output import render_name, slugify, write_new_file
+        from sdcli.pngmeta import NotPngError, sniff_image_format, with_parameters
+
+        data = image.data
+        kind = sniff_image_format(data)
+        if kind is None:
+            raise ApiError(f"image {image.index + 1} from the server is not an image file")
+        if kind == "png" and image.infotext:
+            try:
+                data = with_parameters(data, image.infotext)
+            except NotPngError as exc:
+                raise ApiError(f"image {image.index + 1} from the server is a broken PNG") from exc
+        self._counter += 1
+        info = result.info
+        prompt = str(info.get("prompt", payload.get("prompt", "")))
+        fields = {
+            "seed": image.seed if image.seed is not None else "noseed",
+            "date": stamp,
+            "time": stamp,
+            "preset": "+".join(job.preset_names) or "none",
+            "index": self._counter,
+            "batch": batch,
+            "prompt_slug": slugify(prompt) or "untitled",
+            "model": info.get("sd_model_name") or "model",
+            "sampler": info.get("sampler_name", payload.get("sampler_name")),
+            "scheduler": payload.get("scheduler"),
+            "cfg_scale": info.get("cfg_scale", payload.get("cfg_scale")),
+            "width": info.get("width", payload.get("width")),
+            "height": info.get("height", payload.get("height")),
+            "steps": info.get("steps", payload.get("steps")),
+        }
+        name = render_name(job.name_template, fields, ext=EXTENSIONS[kind])
+        path = write_new_file(job.output_dir, name, data, overwrite=job.overwrite)
+        saved = SavedImage(
+            path=path,
+            seed=image.seed,
+            prompt=prompt,
+            negative_prompt=str(info.get("negative_prompt", payload.get("negative_prompt", ""))),
+            model=info.get("sd_model_name"),
+            infotext=image.infotext,
+            index=self._counter,
+            batch=batch,
+        )
+        self.reporter.image_saved(saved)
+        return saved
+
+
+class _Partial(Exception):
+    """Carries the interrupted job's partial result from the wait loop to the saver."""
+
+    def __init__(self, result: GenerationResult) -> None:
+        super().__init__("partial result")
+        self.result = result
