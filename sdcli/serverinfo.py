@@ -1,0 +1,238 @@
+"""What a web UI is and holds right now: the `sdcli info` and `set-model` use cases.
+
+Reading is lenient: a piece the server does not expose is reported as unknown, and the first
+failure that makes the rest pointless (unreachable, refused credentials) stops the gathering but
+keeps what was learnt, so the CLI can still show it before reporting the error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sdcli.apitypes import SdModel
+from sdcli.errors import ApiError, AuthError, ConnectionFailed, SdcliError, ServerTimeout
+from sdcli.resolve import model_aliases
+
+if TYPE_CHECKING:
+    from sdcli.client import WebUIClient
+
+API = "/sdapi/v1"
+VERSION_READ_TIMEOUT = 10.0  # /internal/sysinfo gathers a lot; the version is not worth a wait
+_HASH_SUFFIX = re.compile(r" \[[0-9a-fA-F]{8,64}\]$")
+
+
+@dataclass
+class ServerInfo:
+    """Everything `sdcli info` shows about a server; None means "not known"."""
+
+    url: str
+    url_source: str = "default"
+    reachable: bool = False
+    answered: bool = False  # the API itself answered (options read), so the rest is meaningful
+    version: str | None = None
+    version_source: str | None = None
+    current_model: str | None = None
+    clip_skip: int | float | None = None
+    models: int | None = None
+    samplers: int | None = None
+    schedulers: int | None = None
+    has_schedulers: bool | None = None
+    busy: bool | None = None
+    job: str | None = None
+    progress: float | None = None
+    error: SdcliError | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for `--json`; `error` is the message of what stopped the gathering."""
+        return {
+            "url": self.url,
+            "url_source": self.url_source,
+            "reachable": self.reachable,
+            "version": self.version,
+            "version_source": self.version_source,
+            "current_model": self.current_model,
+            "clip_skip": self.clip_skip,
+            "models": self.models,
+            "samplers": self.samplers,
+            "schedulers": self.schedulers,
+            "busy": self.busy,
+            "job": self.job,
+            "progress": self.progress,
+            "error": str(self.error) if self.error is not None else None,
+        }
+
+
+def plain_number(value: Any) -> int | float | None:
+    """2.0 -> 2 (the web UI stores some integer options as floats); non-numbers -> None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    return int(number) if number.is_integer() else number
+
+
+def is_same_model(value: str | None, model: SdModel) -> bool:
+    """Whether option `sd_model_checkpoint` = `value` means `model`.
+
+    The option may hold a title, a bare alias (what a client sent), or a title that gained its
+    `[hash]` after the first load while our list was read before it.
+    """
+    if not value:
+        return False
+    if value in model_aliases(model):
+        return True
+    bare = _HASH_SUFFIX.sub("", value)
+    if bare != value and bare == model.name:
+        suffix = value[len(bare) + 2 : -1].lower()
+        return not model.hash or suffix == model.hash.lower()
+    return False
+
+
+def loaded_model(value: str | None, models: Sequence[SdModel]) -> SdModel | None:
+    """The checkpoint an option value names (an exact title first); None if none or unclear."""
+    if not value:
+        return None
+    for model in models:
+        if model.title == value:
+            return model
+    hits = [m for m in models if is_same_model(value, m)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def checkpoint_option(options: Mapping[str, Any]) -> str | None:
+    value = options.get("sd_model_checkpoint")
+    return str(value) if value else None
+
+
+def gather(client: WebUIClient, *, url_source: str = "default") -> ServerInfo:
+    """Ask the server what it is and holds; never raises.
+
+    A failure that stops everything (unreachable, refused, no API at all) goes into `.error`; an
+    endpoint that merely fails leaves its item unknown and adds a line to `.warnings`.
+    """
+    info = ServerInfo(url=client.base_url, url_source=url_source)
+    try:
+        options = client.get_options()
+    except SdcliError as exc:
+        info.reachable = not isinstance(exc, ConnectionFailed)
+        info.error = exc
+        return info
+    info.reachable = info.answered = True
+    info.clip_skip = plain_number(options.get("CLIP_stop_at_last_layers"))
+    info.current_model = checkpoint_option(options)
+
+    def models() -> None:
+        found = client.sd_models()
+        info.models = len(found)
+        model = loaded_model(info.current_model, found)
+        if model is not None:
+            info.current_model = model.title
+
+    def samplers() -> None:
+        info.samplers = len(client.samplers())
+        schedulers = client.schedulers()
+        info.has_schedulers = schedulers is not None
+        info.schedulers = len(schedulers) if schedulers is not None else None
+
+    def progress() -> None:
+        state = client.progress(skip_current_image=True)
+        info.busy = not state.idle
+        if info.busy:
+            info.job = state.job or None
+            info.progress = state.progress
+
+    def version() -> None:
+        info.version, info.version_source = server_version(client)
+
+    for what, step in (
+        ("checkpoints", models),
+        ("samplers", samplers),
+        ("progress", progress),
+        ("version", version),
+    ):
+        try:
+            step()
+        except (ConnectionFailed, AuthError) as exc:
+            info.error = exc
+            break
+        except SdcliError as exc:
+            info.warnings.append(f"cannot read the {what}: {exc}")
+    return info
+
+
+def server_version(client: WebUIClient) -> tuple[str | None, str | None]:
+    """(version, where it came from): SD.Next's /version, else the UI-mode sysinfo dump.
+
+    A1111 in --nowebui mode exposes neither; its version only shows in a generation's `info`.
+    """
+    for path, read in (
+        (f"{API}/version", _version_sdnext),
+        ("/internal/sysinfo", _version_sysinfo),
+    ):
+        try:
+            body = client.get_optional(path, read_timeout=VERSION_READ_TIMEOUT)
+        except (ApiError, ServerTimeout):
+            continue  # an optional probe: a broken or slow endpoint just means "unknown"
+        version = read(body) if body is not None else None
+        if version:
+            return version, path
+    return None, None
+
+
+def _version_sdnext(body: Any) -> str | None:
+    if isinstance(body, dict):
+        for key in ("version", "updated", "hash"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                app = body.get("app")
+                return f"{app} {value}" if isinstance(app, str) and app else value
+    if isinstance(body, str) and body.strip():
+        return body.strip()
+    return None
+
+
+def _version_sysinfo(body: Any) -> str | None:
+    # Only "Version" is read: the dump also holds the command line, which may carry credentials.
+    if isinstance(body, dict):
+        value = body.get("Version")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def current_checkpoint(client: WebUIClient) -> str | None:
+    """The server's `sd_model_checkpoint` option: a title, or the bare alias a client sent."""
+    return checkpoint_option(client.get_options())
+
+
+def switch_model(client: WebUIClient, model: SdModel) -> str:
+    """Send the exact title, then check the server really took it; return the loaded title.
+
+    The web UI answers 200 even when the load failed: it reverts the option and logs the error,
+    so the option is read back (webui-api.md §7.2).
+    """
+    client.set_options({"sd_model_checkpoint": model.title})
+    after = current_checkpoint(client)
+    if not is_same_model(after, model):
+        still = f"it still has {after!r}" if after else "no model is loaded"
+        raise ApiError(
+            f"the server did not load {model.title!r}: {still}",
+            hint="the load failed on the server; its console says why (e.g. a bad file)",
+        )
+    return loaded_title(after, model)
+
+
+def loaded_title(value: str | None, model: SdModel) -> str:
+    """The title to report: the server's normalised one when it is a title, else ours."""
+    if value and (value == model.title or _HASH_SUFFIX.sub("", value) == model.name):
+        return value
+    return model.title
