@@ -15,7 +15,10 @@ def test_merge_later_layers_win_and_params_merge_key_by_key() -> None:
             {"steps": 30, "seed": None, "params": {"override_settings": {"b": 2}}},
         ]
     )
-    assert merged == {"steps": 30, "params": {"tiling": True, "override_settings": {"a": 1, "b": 2}}}
+    assert merged == {
+        "steps": 30,
+        "params": {"tiling": True, "override_settings": {"a": 1, "b": 2}},
+    }
 
 
 def test_template_wraps_prompt_and_leaves_other_braces() -> None:
@@ -36,7 +39,7 @@ def test_model_title_goes_to_override_settings() -> None:
 
 
 def test_set_wins_over_everything_and_dotted_keys_nest() -> None:
-    sets = parse_set(["steps=5", "override_settings.sd_vae=auto", "styles=[\"a\"]", "tiling=true"])
+    sets = parse_set(["steps=5", "override_settings.sd_vae=auto", 'styles=["a"]', "tiling=true"])
     body = build_payload({"steps": 27, "clip_skip": 2}, "p", sets=sets)
     assert body["steps"] == 5
     assert body["styles"] == ["a"]

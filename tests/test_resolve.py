@@ -16,7 +16,9 @@ MODELS = [
         hash="cbfba64e66",
         sha256="cbfba64e66" + "0" * 54,
     ),
-    SdModel("v1-5-pruned-emaonly.safetensors [6ce0161689]", "v1-5-pruned-emaonly", hash="6ce0161689"),
+    SdModel(
+        "v1-5-pruned-emaonly.safetensors [6ce0161689]", "v1-5-pruned-emaonly", hash="6ce0161689"
+    ),
     SdModel("v1-5-inpainting.safetensors", "v1-5-inpainting"),
 ]
 SAMPLERS = [
