@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sdcli.apitypes import (
     GeneratedImage,
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     import requests
 
 API = "/sdapi/v1"
+# A refused port -> where the same web UI may be listening instead (API-only mode's default).
+ALTERNATE_PORTS = {7860: 7861}
 QUICK_READ_TIMEOUT = 30.0  # list endpoints and progress never take the queue lock
 POLL_READ_TIMEOUT = 10.0
 
@@ -126,10 +129,30 @@ class WebUIClient:
                 hint="raise --timeout, or 0 to wait as long as the job takes",
             ) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise _connection_error(self.base_url, method, path, exc) from exc
+            error = _connection_error(self.base_url, method, path, exc)
+            if error.hint is None:
+                error.hint = self._other_port_hint()
+            raise error from exc
         except requests.exceptions.RequestException as exc:
             raise ApiError(f"request to {self.base_url}{path} failed: {_reason(exc)}") from exc
         return self._decode(response, method, path)
+
+    def _other_port_hint(self) -> str:
+        """A refused default port: does the API answer where `--nowebui` puts it (7861)?"""
+        import requests
+
+        parts = urlsplit(self.base_url)
+        other = ALTERNATE_PORTS.get(parts.port or (443 if parts.scheme == "https" else 80))
+        fallback = "is the web UI running with --api?"
+        if other is None or parts.hostname is None:
+            return fallback
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        candidate = f"{parts.scheme}://{host}:{other}{parts.path}"
+        try:
+            self.session.get(candidate + f"{API}/progress", timeout=(1.0, 2.0))
+        except requests.exceptions.RequestException:
+            return fallback
+        return f"a web UI answers at {candidate} (started with --nowebui?): use --url {candidate}"
 
     def _decode(self, response: requests.Response, method: str, path: str) -> Any:
         import requests
@@ -431,10 +454,7 @@ def _connection_error(base_url: str, method: str, path: str, exc: Exception) -> 
             f"the connection to {base_url} closed before {method} {path} was answered",
             hint="did the web UI crash or restart?",
         )
-    return ConnectionFailed(
-        f"cannot reach {base_url} (is the web UI running with --api?)",
-        hint=None,
-    )
+    return ConnectionFailed(f"cannot reach {base_url}")
 
 
 def _describe_non_json(response: requests.Response, content: bytes) -> str:

@@ -225,3 +225,15 @@ def blackhole_port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen(0)
         yield s.getsockname()[1]
+
+
+def test_refused_default_port_points_at_the_api_only_port(
+    free_port: int, fake_webui: FakeWebUI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sdcli.client
+
+    monkeypatch.setattr(sdcli.client, "ALTERNATE_PORTS", {free_port: fake_webui.port})
+    with WebUIClient(f"http://127.0.0.1:{free_port}") as c, pytest.raises(ConnectionFailed) as err:
+        c.samplers()
+    assert f"a web UI answers at {fake_webui.url}" in str(err.value)
+    assert f"use --url {fake_webui.url}" in str(err.value)
