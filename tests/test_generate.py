@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 
 import requests
-from cli_helpers import ANSI, invoke, run_sdcli
 
 from sdcli.pngmeta import get_parameters, iter_chunks
 from sdcli.testing.fake_webui import FakeWebUI
+
+from cli_helpers import ANSI, invoke, run_sdcli
 
 TXT2IMG = "/sdapi/v1/txt2img"
 # The blog post's settings, literally (../shared/seed): the chibi preset must send each of them.
