@@ -112,9 +112,14 @@ def http_session() -> Iterator[requests.Session]:
 
 @pytest.fixture
 def pool() -> Iterator[ThreadPoolExecutor]:
-    """Background requests for jobs that must be in flight; joined at the end."""
-    with ThreadPoolExecutor(max_workers=4) as executor:
-        yield executor
+    """Background requests for jobs that must be in flight.
+
+    Not joined here: if a test fails with a job still paused, stopping the fake (a later
+    teardown) is what ends the request.
+    """
+    executor = ThreadPoolExecutor(max_workers=4)
+    yield executor
+    executor.shutdown(wait=False, cancel_futures=True)
 
 
 def post(fake: FakeWebUI, path: str, body: Any = None, **kw: Any) -> requests.Response:
@@ -658,6 +663,27 @@ def test_extra_single_image_upscales_and_keeps_parameters(fake_webui: FakeWebUI)
     assert info["postprocessing"] == "Postprocess upscale by: 2.0, Postprocess upscaler: Lanczos"
 
 
+def test_extra_batch_images(fake_webui: FakeWebUI) -> None:
+    image = our_png(fake_webui)
+    body = {
+        "imageList": [{"data": image, "name": "a.png"}] * 2,
+        "upscaler_1": "Nearest",
+        "resize_mode": 1,
+        "upscaling_resize_w": 80,
+        "upscaling_resize_h": 40,
+    }
+    r = post(fake_webui, f"{V1}/extra-batch-images", body)
+    assert r.status_code == 200
+    assert (
+        r.json()["html_info"]
+        == "<p>Postprocess upscale to: 80x40, Postprocess upscaler: Nearest</p>"
+    )
+    sizes = {Image.open(io.BytesIO(base64.b64decode(i))).size for i in r.json()["images"]}
+    assert sizes == {(80, 40)}
+    missing = post(fake_webui, f"{V1}/extra-batch-images", {"upscaler_1": "Nearest"})
+    assert missing.status_code == 422
+
+
 def test_interrogate(fake_webui: FakeWebUI) -> None:
     image = our_png(fake_webui)
     assert isinstance(
@@ -1001,6 +1027,13 @@ def test_a_model_switch_waits_for_the_running_job(
     assert fake_webui.current_model == COUNTERFEIT
 
 
+def test_resume_before_the_pause_point_disarms_it(fake_webui: FakeWebUI) -> None:
+    fake_webui.pause_at_step(1)
+    fake_webui.resume()
+    assert generate(fake_webui, SMALL)["info"]["steps"] == 2
+    assert fake_webui.wait_paused(timeout=0) is False
+
+
 def test_wait_idle_and_job_started(fake_webui: FakeWebUI) -> None:
     assert fake_webui.wait_idle(timeout=1)
     assert not fake_webui.job_started.is_set()
@@ -1234,8 +1267,9 @@ def test_sdnext_error_shape_strict_samplers_and_options_answer(make_fake_webui: 
     assert get(fake, f"{V1}/version").json()["app"] == "sd.next"
     assert get(fake, f"{V1}/schedulers").status_code == 404
     assert "type" in get(fake, f"{V1}/sd-models").json()[0]
-    data = generate(fake, {"prompt": "x", "steps": 1, "width": 64, "height": 64})
+    data = generate(fake, {"prompt": "x", "steps": 1, "width": 64, "height": 64, "clip_skip": 2})
     assert data["info"]["sampler_name"] == "UniPC" and data["parameters"]["cfg_scale"] == 6.0
+    assert data["info"]["clip_skip"] == 2  # a real request field there
 
 
 def test_sdnext_auth_says_unauthorized(make_fake_webui: MakeFake) -> None:

@@ -284,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         description="A fake Stable Diffusion web UI API on 127.0.0.1: try sdcli without a GPU.",
     )
     parser.add_argument(
-        "--port", type=int, default=7860, help="port on 127.0.0.1 (0: any free one)"
+        "--port",
+        type=int,
+        help="port on 127.0.0.1; 0 picks a free one (default: 7860, or 7861 for a1111-nowebui)",
     )
     parser.add_argument(
         "--profile", default="a1111", choices=sorted(PROFILES), help="server flavour"
@@ -305,17 +307,18 @@ def main(argv: list[str] | None = None) -> int:
         if any(len(pair) != 2 for pair in pairs):
             parser.error("--api-auth takes USER:PASS pairs separated by commas")
         auth = {user: password for user, password in pairs}
+    port = get_profile(args.profile).default_port if args.port is None else args.port
     fake = FakeWebUI(
         args.profile,
         auth=auth,
         step_delay=args.step_delay,
-        port=args.port,
+        port=port,
         png_parameters=not args.no_png_parameters,
     )
     try:
         fake.start()
     except OSError as exc:
-        sys.stderr.write(f"fake web UI: cannot listen on {HOST}:{args.port}: {exc.strerror}\n")
+        sys.stderr.write(f"fake web UI: cannot listen on {HOST}:{port}: {exc.strerror}\n")
         return 1
     done = threading.Event()
 
