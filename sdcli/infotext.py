@@ -214,7 +214,7 @@ def webui_parameters(info: Infotext) -> dict[str, str]:
     what the web UI loses: flag-style keys and empty values are dropped, unquoted values that look
     like JSON strings get decoded, and every `WxH` value becomes `<Key>-1` / `<Key>-2`.
     """
-    prompt, negative, line = _split_text(format_infotext(info))
+    _, _, line = _split_text(format_infotext(info))
     result: dict[str, str] = {}
     for key, raw in _PARAM_RE.findall(line):
         if not raw:
@@ -226,8 +226,9 @@ def webui_parameters(info: Infotext) -> dict[str, str]:
             result[f"{key}-2"] = m.group(2)
         else:
             result[key] = value
-    result["Prompt"] = prompt
-    result["Negative prompt"] = negative
+    # The texts as parsed: re-reading the formatted text would lose a trailing empty line.
+    result["Prompt"] = info.prompt
+    result["Negative prompt"] = info.negative_prompt
     return result
 
 
