@@ -24,6 +24,7 @@ class GenerationResult:
     info: dict[str, Any]
     parameters: dict[str, Any]
     extra_images: list[bytes] = field(default_factory=list)  # grids, masks, extension output
+    problems: list[str] = field(default_factory=list)  # why an image was left out (undecodable)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,10 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     raw = url.strip()
     if "://" not in raw:
         raw = "http://" + raw
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 address
+        raise UsageError(f"invalid server URL {mask_url(url)!r}: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(
             f"invalid server URL {mask_url(url)!r}", hint="expected e.g. http://127.0.0.1:7860"

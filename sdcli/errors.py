@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 3  # cannot reach the server (refused, DNS, timeout)
     AUTH = 4  # authentication failed
     INTERRUPTED = 130  # Ctrl-C
+    STDOUT_CLOSED = 141  # the reader of stdout went away (`| head -1`), as if killed by SIGPIPE
 
 
 class SdcliError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -123,6 +124,8 @@ class Catalog:
         self._schedulers: list[Scheduler] | None = None
         self._schedulers_known = False
         self._models: list[SdModel] | None = None
+        self._upscalers: list[str] | None = None
+        self._sdnext: bool | None = None
 
     def samplers(self) -> list[Sampler]:
         if self._samplers is None:
@@ -140,26 +143,80 @@ class Catalog:
             self._models = self.client.sd_models()
         return self._models
 
+    def upscalers(self) -> list[str]:
+        """Hires upscalers: /upscalers plus /latent-upscale-modes (absent on some forks)."""
+        if self._upscalers is None:
+            self._upscalers = self.client.upscalers()
+        return self._upscalers
+
+    def is_sdnext(self) -> bool:
+        """SD.Next: clip skip is a request field; no per-request schedule, no task ids."""
+        if self._sdnext is None:
+            from sdcli.serverinfo import is_sdnext
+
+            self._sdnext = is_sdnext(self.client)
+        return self._sdnext
+
+    @property
+    def known_sdnext(self) -> bool:
+        """Whether this is SD.Next as far as already asked (never sends a request)."""
+        return self._sdnext is True
+
 
 @dataclass(frozen=True)
 class Resolved:
     sampler_name: str | None = None
     scheduler: str | None = None
     model: SdModel | None = None
+    hr_upscaler: str | None = None  # the server's exact spelling
+    clip_skip_field: bool = False  # send `clip_skip` too (SD.Next)
+    notes: tuple[str, ...] = ()  # what could not be honoured, said before generating
 
 
-def resolve_names(values: Mapping[str, Any], catalog: Catalog) -> Resolved:
-    """Check sampler, scheduler and model against the server before anything is generated."""
-    from sdcli.resolve import resolve_model, resolve_sampler
+def resolve_names(
+    values: Mapping[str, Any], catalog: Catalog, sets: Mapping[str, Any] | None = None
+) -> Resolved:
+    """Check sampler, scheduler, model and hires upscaler against the server before generating."""
+    from sdcli.resolve import resolve_model, resolve_sampler, resolve_upscaler
 
     sampler, scheduler = values.get("sampler"), values.get("scheduler")
     sampler_name = scheduler_label = None
+    notes: list[str] = []
     if sampler or scheduler:
+        schedulers = catalog.schedulers()
         sampler_name, scheduler_label = resolve_sampler(
-            sampler, scheduler, catalog.samplers(), catalog.schedulers()
+            sampler, scheduler, catalog.samplers(), schedulers
         )
+        if schedulers is None and scheduler_label is not None and catalog.is_sdnext():
+            notes.append(
+                f"SD.Next has no per-request schedule type (its settings pick it): "
+                f"scheduler {scheduler_label!r} not sent"
+            )
+            scheduler_label = None
     model = resolve_model(str(values["model"]), catalog.models()) if values.get("model") else None
-    return Resolved(sampler_name, scheduler_label, model)
+    # Hires fields come from a preset's [params] or --set: look at the body they make.
+    body = build_payload(values, "", sets=sets)
+    hr_upscaler = None
+    if _is_on(body.get("enable_hr")) and body.get("hr_upscaler"):
+        hr_upscaler = resolve_upscaler(str(body["hr_upscaler"]), catalog.upscalers())
+    clip_skip_field = values.get("clip_skip") is not None and catalog.is_sdnext()
+    return Resolved(
+        sampler_name, scheduler_label, model, hr_upscaler, clip_skip_field, tuple(notes)
+    )
+
+
+def _opt_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_on(value: Any) -> bool:
+    """A request flag as the server's lax validation reads it (true, 1, "true", "yes", …)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "on", "t", "true", "y", "yes")
+    return bool(value)
 
 
 def dry_run_payload(job: GenerateJob, prompt: str) -> dict[str, Any]:
@@ -191,13 +248,16 @@ class Generator:
         self.poll_interval = poll_interval
         self.interrupt_grace = interrupt_grace
         self._internal_progress: bool | None = None  # None: not probed yet
+        self._running_task: str | None = None  # ours, seen active: it holds the queue until done
         self._counter = 0
 
     def run(self, job: GenerateJob, prompts: Iterable[str]) -> RunSummary:
         from sdcli.output import check_output_dir
 
         check_output_dir(job.output_dir)
-        resolved = resolve_names(job.values, self.catalog)
+        resolved = resolve_names(job.values, self.catalog, job.sets)
+        for note in resolved.notes:
+            self.reporter.warning(note)
         summary = RunSummary()
         for prompt in prompts:
             try:
@@ -228,6 +288,8 @@ class Generator:
                 scheduler=resolved.scheduler,
                 model_title=resolved.model.title if resolved.model else None,
                 sets=job.sets,
+                hr_upscaler=resolved.hr_upscaler,
+                clip_skip_field=resolved.clip_skip_field,
             )
             self.reporter.batch_started(prompt, batch + 1, job.batches)
             started = time.monotonic()
@@ -235,14 +297,14 @@ class Generator:
             try:
                 result = self._generate_with_retries(job, payload)
             except _Partial as partial:
-                kept = self._save_all(job, payload, partial.result, stamp, batch + 1)
-                summary.saved.extend(kept)
+                before = len(summary.saved)
+                with contextlib.suppress(ApiError):  # the Ctrl-C is the news, not a bad image
+                    self._save_all(job, payload, partial.result, stamp, batch + 1, summary)
                 raise Interrupted(
-                    f"interrupted; kept {len(kept)} image(s) the server had made"
+                    f"interrupted; kept {len(summary.saved) - before} image(s) the server had made"
                 ) from None
             self._check_result(payload, resolved, result)
-            saved = self._save_all(job, payload, result, stamp, batch + 1)
-            summary.saved.extend(saved)
+            saved = self._save_all(job, payload, result, stamp, batch + 1, summary)
             self.reporter.batch_finished(saved, time.monotonic() - started)
 
     def _generate_with_retries(self, job: GenerateJob, payload: dict[str, Any]) -> GenerationResult:
@@ -265,7 +327,12 @@ class Generator:
 
     def _generate_once(self, job: GenerateJob, payload: dict[str, Any]) -> GenerationResult:
         task_id = f"task(sdcli-{uuid.uuid4().hex[:12]})"
-        body = {**payload, "force_task_id": task_id}
+        if job.show_progress and self._internal_progress is None and self.catalog.is_sdnext():
+            # SD.Next has no force_task_id: its /internal/progress would never know our task.
+            self._internal_progress = False
+        body = dict(payload)
+        if not self.catalog.known_sdnext:
+            body["force_task_id"] = task_id
         done = threading.Event()
         box: dict[str, Any] = {}
 
@@ -310,13 +377,17 @@ class Generator:
         """One progress request; any failure here is cosmetic and ignored."""
         elapsed = time.monotonic() - started
         try:
-            if self._internal_progress is not False:
+            # Once our task runs, the global job stays ours until our answer comes: one request a
+            # poll from then on, not two (issue 7: at most ~3 progress requests a second).
+            if self._internal_progress is not False and self._running_task != task_id:
                 task = self.client.task_progress(task_id)
                 if task is None:
                     self._internal_progress = False
                 else:
                     self._internal_progress = True
-                    if not task.active and not task.completed:
+                    if task.active or task.completed:
+                        self._running_task = task_id
+                    else:
                         self.reporter.progress(
                             ProgressSnapshot(
                                 queued=True,
@@ -377,6 +448,59 @@ class Generator:
                 self.reporter.warning(
                     f"the server used model {got_name or got_hash!r} instead of {model.title!r}"
                 )
+        self._check_schedule(payload, result)
+        self._check_size(payload, result)
+
+    def _check_schedule(self, payload: Mapping[str, Any], result: GenerationResult) -> None:
+        """An unknown scheduler silently becomes Automatic: compare with the infotext's."""
+        from sdcli.infotext import parse_infotext
+
+        want = payload.get("scheduler")
+        if not isinstance(want, str) or want.strip().lower() in ("", "automatic"):
+            return  # "Automatic" shows as the sampler's own schedule (e.g. Karras): not a change
+        texts = [image.infotext for image in result.images if image.infotext]
+        got = parse_infotext(texts[0]).scheduler if texts else None
+        if got is None or got.lower() == want.strip().lower():
+            return
+        label = want
+        with contextlib.suppress(SdcliError):  # only a name sent as typed (--set) needs the list
+            from sdcli.resolve import resolve_scheduler
+
+            schedulers = self.catalog.schedulers()
+            if schedulers is not None:
+                label = resolve_scheduler(want, schedulers).label
+        if got.lower() != label.lower():
+            self.reporter.warning(f"the server used schedule type {got!r} instead of {want!r}")
+
+    def _check_size(self, payload: Mapping[str, Any], result: GenerationResult) -> None:
+        """The size is read from each PNG: `info.width/height` only repeat the request's."""
+        from sdcli.pngmeta import NotPngError, png_size
+
+        if _is_on(payload.get("enable_hr")):
+            return  # hires fix makes the image larger than the first-pass size, on purpose
+        want = (_opt_int(payload.get("width")), _opt_int(payload.get("height")))
+        if want == (None, None):
+            return  # the server's default size was asked for, whatever it is
+        for image in result.images:
+            try:
+                got = png_size(image.data)
+            except NotPngError:
+                continue  # JPEG or WebP (samples_format); a broken PNG is reported on saving
+            if all(w is None or w == g for w, g in zip(want, got, strict=True)):
+                continue
+            if None not in want:
+                asked = f"{want[0]}x{want[1]}"
+            elif want[0] is not None:
+                asked = f"width {want[0]}"
+            else:
+                asked = f"height {want[1]}"
+            why = ""
+            if any(w is not None and w % 8 for w in want):
+                why = " (the web UI rounds sizes down to multiples of 8)"
+            self.reporter.warning(
+                f"the server made a {got[0]}x{got[1]} image, not the {asked} asked for{why}"
+            )
+            return
 
     def _save_all(
         self,
@@ -385,10 +509,27 @@ class Generator:
         result: GenerationResult,
         stamp: datetime,
         batch: int,
+        summary: RunSummary,
     ) -> list[SavedImage]:
-        saved = []
-        for image in result.images:
-            saved.append(self._save(job, payload, result, image, stamp, batch))
+        """Save every usable image of one answer, record and report them, then raise any problem.
+
+        A broken image, a full disk on the next one or a reader closing stdout must never cost
+        the images already received: they are all on disk before the first path is printed.
+        """
+        saved: list[SavedImage] = []
+        problems = [ApiError(text) for text in result.problems]
+        try:
+            for image in result.images:
+                try:
+                    saved.append(self._save(job, payload, result, image, stamp, batch))
+                except ApiError as exc:
+                    problems.append(exc)
+        finally:
+            summary.saved.extend(saved)
+            for item in saved:
+                self.reporter.image_saved(item)
+        if problems:
+            raise problems[0]
         return saved
 
     def _save(
@@ -443,7 +584,6 @@ class Generator:
             index=self._counter,
             batch=batch,
         )
-        self.reporter.image_saved(saved)
         return saved
 
 

@@ -95,9 +95,13 @@ def build_payload(
     scheduler: str | None = None,
     model_title: str | None = None,
     sets: Mapping[str, Any] | None = None,
+    hr_upscaler: str | None = None,
+    clip_skip_field: bool = False,
 ) -> dict[str, Any]:
     """The txt2img body. Names come resolved against the server (or raw, for --dry-run).
 
+    `hr_upscaler` is the server's exact spelling of the one asked for; `clip_skip_field` also
+    sends clip skip as the request field SD.Next has (and obeys over the setting).
     Never contains JSON null: an absent key lets the server use its default.
     """
     body: dict[str, Any] = {"prompt": apply_template(values.get("prompt_template"), prompt)}
@@ -113,6 +117,8 @@ def build_payload(
     # field and drops unknown keys, so it must travel as a per-request setting override.
     if values.get("clip_skip") is not None:
         overrides["CLIP_stop_at_last_layers"] = values["clip_skip"]
+        if clip_skip_field:
+            body["clip_skip"] = values["clip_skip"]
     if model_title:
         overrides["sd_model_checkpoint"] = model_title
     params = values.get("params") or {}
@@ -122,6 +128,8 @@ def build_payload(
         body["override_settings"] = _deep_merge(overrides, body.get("override_settings") or {})
     if sets:
         body = _deep_merge(body, sets)
+    if hr_upscaler:
+        body["hr_upscaler"] = hr_upscaler
     if body.get("override_settings"):
         body.setdefault("override_settings_restore_afterwards", True)
     cleaned: dict[str, Any] = _drop_nulls(body)

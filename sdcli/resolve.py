@@ -130,8 +130,14 @@ def resolve_sampler(
     """
     if sampler is None and scheduler is None:
         return None, None
-    if schedulers is None:
+    if schedulers is None and (has_combined_names(samplers) or not scheduler):
         return _resolve_old_style(sampler, scheduler, samplers), None
+    if schedulers is None:
+        # No /schedulers and no "X Karras" names: web UI 1.9.0 (it has the `scheduler` field but
+        # not the list) or SD.Next (no per-request schedule). The caller decides what to send.
+        name = _resolve_old_style(sampler, None, samplers) if sampler else None
+        wanted = (scheduler or "").strip()
+        return name, wanted if wanted.lower() not in ("", "automatic") else None
     sched = resolve_scheduler(scheduler, schedulers) if scheduler else None
     if sampler is None:
         return None, sched.label if sched else None
@@ -162,6 +168,34 @@ def resolve_sampler(
             hint=_suggest(sampler, choices) or "run `sdcli samplers` to list them",
         )
     return found.name, sched.label if sched else None
+
+
+# Schedules that web UI versions before 1.9 appended to sampler names ("DPM++ 2M Karras").
+_OLD_SCHEDULE_SUFFIXES = (" Karras", " Exponential")
+
+
+def has_combined_names(samplers: Sequence[Sampler]) -> bool:
+    """Whether this server names samplers with their schedule, as web UI versions before 1.9."""
+    return any(s.name.endswith(_OLD_SCHEDULE_SUFFIXES) for s in samplers)
+
+
+def resolve_upscaler(name: str, upscalers: Sequence[str]) -> str:
+    """A hires upscaler by exact name, then ignoring case; the server wants the exact one.
+
+    An unknown name fails on the server only after the queue wait (500 "could not find
+    upscaler named …"), so it is checked before anything is sent.
+    """
+    wanted = name.strip()
+    if wanted in upscalers:
+        return wanted
+    hits = list(dict.fromkeys(u for u in upscalers if u.lower() == wanted.lower()))
+    if len(hits) == 1:
+        return hits[0]
+    raise NotFoundError(
+        f"the server has no upscaler {wanted!r} for hires fix",
+        candidates=list(upscalers),
+        hint=_suggest(wanted, upscalers) or "it has " + ", ".join(repr(u) for u in upscalers),
+    )
 
 
 def _resolve_old_style(

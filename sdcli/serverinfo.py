@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ class ServerInfo:
     answered: bool = False  # the API itself answered (options read), so the rest is meaningful
     version: str | None = None
     version_source: str | None = None
+    flavour: Flavour | None = None
     current_model: str | None = None
     clip_skip: int | float | None = None
     models: int | None = None
@@ -53,6 +55,8 @@ class ServerInfo:
             "url": self.url,
             "url_source": self.url_source,
             "reachable": self.reachable,
+            "flavour": self.flavour.name if self.flavour else None,
+            "mode": self.flavour.mode if self.flavour else None,
             "version": self.version,
             "version_source": self.version_source,
             "current_model": self.current_model,
@@ -150,14 +154,16 @@ def gather(client: WebUIClient, *, url_source: str = "default") -> ServerInfo:
             info.job = state.job or None
             info.progress = state.progress
 
-    def version() -> None:
-        info.version, info.version_source = server_version(client)
+    def flavour() -> None:
+        found = detect_flavour(client, options=options, has_schedulers=info.has_schedulers)
+        info.flavour = found
+        info.version, info.version_source = found.version, found.version_source
 
     for what, step in (
         ("checkpoints", models),
         ("samplers", samplers),
         ("progress", progress),
-        ("version", version),
+        ("flavour and version", flavour),
     ):
         try:
             step()
@@ -169,34 +175,127 @@ def gather(client: WebUIClient, *, url_source: str = "default") -> ServerInfo:
     return info
 
 
-def server_version(client: WebUIClient) -> tuple[str | None, str | None]:
-    """(version, where it came from): SD.Next's /version, else the UI-mode sysinfo dump.
+FLAVOUR_LABELS = {
+    "a1111": "AUTOMATIC1111",
+    "reforge": "reForge",
+    "forge": "Forge",
+    "sdnext": "SD.Next",
+}
 
-    A1111 in --nowebui mode exposes neither; its version only shows in a generation's `info`.
+
+@dataclass(frozen=True)
+class Flavour:
+    """Which web UI answers, as far as its API shows it (webui-api.md §9); None: cannot tell."""
+
+    name: str  # a key of FLAVOUR_LABELS
+    ui_mode: bool | None = None  # False: API only (--nowebui, --api-only): no /internal/* routes
+    version: str | None = None
+    version_source: str | None = None
+    has_schedulers: bool | None = None  # GET /sdapi/v1/schedulers exists (A1111 1.9.1+)
+
+    @property
+    def label(self) -> str:
+        return FLAVOUR_LABELS.get(self.name, self.name)
+
+    @property
+    def mode(self) -> str | None:
+        return None if self.ui_mode is None else "ui" if self.ui_mode else "api-only"
+
+    def describe(self) -> str:
+        """E.g. "AUTOMATIC1111 1.9.1 or later (API only, --nowebui)"."""
+        text = self.label
+        if self.version is None and self.name == "a1111" and self.has_schedulers is not None:
+            text += " 1.9.1 or later" if self.has_schedulers else " before 1.9.1"
+        if self.ui_mode is True:
+            text += " (UI mode)"
+        elif self.ui_mode is False:
+            text += " (API only, --api-only)" if self.name == "sdnext" else " (API only, --nowebui)"
+        return text
+
+
+_ABSENT, _BROKEN = object(), object()
+# Per client, so one process asks each question once; weak, so a closed client takes its answers.
+_PROBES: weakref.WeakKeyDictionary[WebUIClient, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _probe(client: WebUIClient, path: str) -> Any:
+    """GET an endpoint that only some flavours or modes have, once per client.
+
+    The answer's body, `_ABSENT` for a 404, or `_BROKEN` when it failed some other way (a probe
+    must never be what stops a command; only an unreachable server does).
     """
-    for path, read in (
-        (f"{API}/version", _version_sdnext),
-        ("/internal/sysinfo", _version_sysinfo),
-    ):
+    answers = _PROBES.setdefault(client, {})
+    if path not in answers:
         try:
             body = client.get_optional(path, read_timeout=VERSION_READ_TIMEOUT)
-        except (ApiError, ServerTimeout):
-            continue  # an optional probe: a broken or slow endpoint just means "unknown"
-        version = read(body) if body is not None else None
-        if version:
-            return version, path
-    return None, None
+        except (ApiError, AuthError, ServerTimeout):
+            body = _BROKEN
+        answers[path] = _ABSENT if body is None else body
+    return answers[path]
+
+
+def _exists(client: WebUIClient, path: str) -> bool | None:
+    answer = _probe(client, path)
+    return None if answer is _BROKEN else answer is not _ABSENT
+
+
+def is_sdnext(client: WebUIClient) -> bool:
+    """SD.Next is the flavour with GET /sdapi/v1/version (one GET, asked once per client)."""
+    return isinstance(_probe(client, f"{API}/version"), dict)
+
+
+def detect_flavour(
+    client: WebUIClient,
+    *,
+    options: Mapping[str, Any] | None = None,
+    has_schedulers: bool | None = None,
+) -> Flavour:
+    """Tell A1111, reForge, Forge and SD.Next apart with a few cached GETs (webui-api.md §9).
+
+    SD.Next has /sdapi/v1/version; Forge has `forge_*` options (and /sd-modules); reForge has
+    `reforge_*` options and otherwise A1111's API; UI mode has /internal/ping. The version comes
+    from SD.Next's /version or, in UI mode, /internal/sysinfo; A1111 in --nowebui mode does not
+    expose it, so only "1.9.1 or later" (it has /schedulers) or "before 1.9.1" can be said.
+    `options` and `has_schedulers` save a GET each when the caller already knows them.
+    """
+    sdnext = _probe(client, f"{API}/version")
+    if isinstance(sdnext, dict):
+        name = "sdnext"
+    else:
+        if options is None:
+            answer = _probe(client, f"{API}/options")
+            options = answer if isinstance(answer, dict) else None
+        keys = list(options or ())
+        if any(k.startswith("reforge_") for k in keys):
+            name = "reforge"
+        elif options is not None:
+            name = "forge" if any(k.startswith("forge_") for k in keys) else "a1111"
+        else:  # the options could not be read: Forge replaced /sd-vae with /sd-modules
+            name = "forge" if _exists(client, f"{API}/sd-modules") else "a1111"
+    ui_mode = _exists(client, "/internal/ping")
+    if has_schedulers is None:
+        has_schedulers = _exists(client, f"{API}/schedulers")
+    version = source = None
+    if name == "sdnext":
+        version, source = _version_sdnext(sdnext), f"{API}/version"
+    elif ui_mode:
+        version, source = _version_sysinfo(_probe(client, "/internal/sysinfo")), "/internal/sysinfo"
+    return Flavour(
+        name=name,
+        ui_mode=ui_mode,
+        version=version,
+        version_source=source if version else None,
+        has_schedulers=has_schedulers,
+    )
 
 
 def _version_sdnext(body: Any) -> str | None:
     if isinstance(body, dict):
         for key in ("version", "updated", "hash"):
             value = body.get(key)
-            if isinstance(value, str) and value:
+            if isinstance(value, str) and value and value != "unknown":
                 app = body.get("app")
                 return f"{app} {value}" if isinstance(app, str) and app else value
-    if isinstance(body, str) and body.strip():
-        return body.strip()
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +58,32 @@ def _prompt_lines(lines: Any, where: str) -> Iterator[str]:
                 yield text.strip()
     except UnicodeDecodeError as exc:
         raise UsageError(f"{where} is not valid UTF-8 text") from exc
+
+
+def _nonempty(prompts: Iterator[str], prompts_file: Path | None) -> Iterator[str]:
+    """The prompts, once there is surely one: an empty stdin is a mistake, not a no-op."""
+    first = next(prompts, None)
+    if first is None:
+        where = f"in --prompts-file {prompts_file}" if prompts_file is not None else "on stdin"
+        raise UsageError(
+            f"no prompt {where}",
+            hint="one prompt per line; blank lines and # comments are skipped",
+        )
+    return itertools.chain([first], prompts)
+
+
+def _retry_backoff() -> float:
+    """The first wait between retries: 1 s, or SDCLI_RETRY_BACKOFF (tests set 0)."""
+    raw = os.environ.get("SDCLI_RETRY_BACKOFF", "").strip()
+    if not raw:
+        return 1.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise UsageError(f"SDCLI_RETRY_BACKOFF must be a number of seconds, not {raw!r}")
+    return seconds
 
 
 def _parse_size(size: str) -> tuple[int, int]:
@@ -169,7 +197,12 @@ def register(app: typer.Typer) -> None:
         ] = False,
         retries: Annotated[
             int,
-            typer.Option(min=0, help="Retry connection errors and 502/503/504 this many times."),
+            typer.Option(
+                min=0,
+                help="Retry connection errors and 502/503/504 this many times (never a 4xx or a "
+                "timeout), waiting 1 s, 2 s, 4 s… between tries (env SDCLI_RETRY_BACKOFF: the "
+                "first wait in seconds).",
+            ),
         ] = 0,
     ) -> None:
         state: AppState = ctx.obj
@@ -227,9 +260,10 @@ def register(app: typer.Typer) -> None:
             batches=int(values.get("batch_count") or 1),
             keep_going=keep_going,
             retries=retries,
+            retry_backoff=_retry_backoff(),
             show_progress=not (quiet or no_progress) and render.stderr_is_tty(),
         )
-        prompts = _read_prompts(words, prompts_file)
+        prompts = _nonempty(_read_prompts(words, prompts_file), prompts_file)
         if dry_run:
             from sdcli.generate import dry_run_payload
 

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from sdcli.serverinfo import ServerInfo
 
 HELP = """\
-Without IMAGE: show the server: URL, whether it answers, web UI version, loaded checkpoint,
-clip skip, numbers of checkpoints, samplers and schedulers, and whether a job is running.
+Without IMAGE: show the server: URL, whether it answers, which web UI it is (AUTOMATIC1111,
+reForge, Forge or SD.Next; UI mode or API only) and its version where the server tells it,
+loaded checkpoint, clip skip, numbers of checkpoints, samplers and schedulers, and whether a
+job is running.
 An unreachable server still shows what is known, then exits 3.
 
 With IMAGE files: show the generation parameters stored in each (PNG text chunk, or JPEG/WebP
@@ -130,7 +132,9 @@ def _server_rows(info: ServerInfo) -> list[list[str]]:
     version = info.version or "unknown until a generation reports it"
     if info.version and info.version_source:
         version += f" (from {info.version_source})"
-    if info.has_schedulers is False:
+    if info.has_schedulers is False and info.flavour and info.flavour.name == "sdnext":
+        schedulers = "none (SD.Next's own settings pick the schedule)"
+    elif info.has_schedulers is False:
         schedulers = "none (schedules are part of sampler names)"
     else:
         schedulers = known(info.schedulers)
@@ -143,6 +147,7 @@ def _server_rows(info: ServerInfo) -> list[list[str]]:
     else:
         job = known(None if info.busy is None else "no")
     rows += [
+        ["flavour", info.flavour.describe() if info.flavour else "unknown"],
         ["version", version],
         ["model", known(info.current_model, "none loaded")],
         ["clip skip", known(info.clip_skip)],

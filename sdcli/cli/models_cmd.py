@@ -52,7 +52,8 @@ List the server's samplers (name, aliases, default schedule) and schedulers (lab
 At a terminal: two tables. Piped: one tab-separated line per item, the first field saying
 which: "sampler NAME ALIASES DEFAULT-SCHEDULE" or "scheduler LABEL NAME ALIASES".
 --json: one JSON document {"samplers": [...], "schedulers": [...]}; "schedulers" is null on
-servers without /schedulers (before web UI 1.9.1), where schedules are part of sampler names.
+servers without /schedulers: before web UI 1.9.1, where schedules are part of sampler names,
+and SD.Next, whose settings pick the schedule.
 
 [bold]Examples[/]
 
@@ -160,10 +161,19 @@ def register(app: typer.Typer) -> None:
             return
         _show_samplers(found, schedulers)
         if schedulers is None:
-            render.note(
-                "this server has no /schedulers (web UI before 1.9.1): the schedule is part of "
-                'the sampler name, e.g. "DPM++ 2M Karras"'
-            )
+            from sdcli.resolve import has_combined_names
+            from sdcli.serverinfo import is_sdnext
+
+            if not has_combined_names(found) and is_sdnext(client):
+                render.note(
+                    "SD.Next has no /schedulers and no per-request schedule type: "
+                    "its own settings pick the schedule"
+                )
+            else:
+                render.note(
+                    "this server has no /schedulers (web UI before 1.9.1): the schedule is part "
+                    'of the sampler name, e.g. "DPM++ 2M Karras"'
+                )
 
 
 def _default_schedule(sampler: Sampler, schedulers: Sequence[Scheduler] | None) -> str:

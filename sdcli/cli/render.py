@@ -5,6 +5,7 @@ Rich is imported only when a table or a progress bar is really drawn on a termin
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -41,6 +42,8 @@ def err_console() -> Console:
 
 def result(line: str) -> None:
     """One result line on stdout, flushed so `while read` loops see it at once."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nobody can read results
+        raise BrokenPipeError(errno.EPIPE, "stdout is closed")
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 

@@ -28,6 +28,7 @@ from sdcli.testing.fake_engine import (
 from sdcli.testing.fake_infotext import format_infotext, parse_infotext
 from sdcli.testing.fake_png import NotAnImage, encode_png, read_text_chunks
 
+_V = "/sdapi/v1/"
 _CRASH_ON_NULL = ("steps", "width", "height", "batch_size", "n_iter", "cfg_scale")
 _INFOTEXT_FIELDS = {  # infotext key -> request field, for the `infotext` request field
     "Prompt": "prompt",
@@ -241,6 +242,8 @@ def _sample(
         effective = choice.scheduler if choice.scheduler != "Automatic" else choice.default_schedule
         if effective is not None:
             extra["Schedule type"] = effective
+    if job.kind == "txt2img" and v.get("enable_hr"):
+        image_w, image_h = _hires(engine, v, width, height, extra)
     if job.kind == "img2img":
         extra["Denoising strength"] = v.get("denoising_strength")
     restore_faces = bool(
@@ -347,6 +350,35 @@ def _sample(
         "version": engine.profile.version,
     }
     return images, info
+
+
+def _hires(
+    engine: Engine, v: dict[str, Any], width: int, height: int, extra: dict[str, Any]
+) -> tuple[int, int]:
+    """Hires fix: check the upscaler as `init()` does, add its infotext keys, return the size.
+
+    The images come out at the second pass's size; info and the infotext's Size keep the first.
+    """
+    upscaler = v.get("hr_upscaler") or "Latent"
+    known = upscalers()
+    if f"{_V}latent-upscale-modes" not in engine.profile.removed_routes:
+        known += [m["name"] for m in endpoint_data("latent-upscale-modes")]
+    if upscaler not in known:
+        raise ServerCrash("Exception", f"could not find upscaler named {upscaler}")
+    scale = float(v.get("hr_scale") or 2.0)
+    resize_x, resize_y = int(v.get("hr_resize_x") or 0), int(v.get("hr_resize_y") or 0)
+    if resize_x == 0 and resize_y == 0:
+        target_w, target_h = int(width * scale), int(height * scale)
+        extra["Hires upscale"] = scale
+    else:
+        target_w = resize_x or resize_y * width // height
+        target_h = resize_y or resize_x * height // width
+        extra["Hires resize"] = f"{target_w}x{target_h}"
+    if v.get("hr_second_pass_steps"):
+        extra["Hires steps"] = v["hr_second_pass_steps"]
+    extra["Hires upscaler"] = upscaler
+    extra["Denoising strength"] = v.get("denoising_strength")
+    return target_w // 8 * 8, target_h // 8 * 8
 
 
 def _resize_from(v: dict[str, Any]) -> str | None:

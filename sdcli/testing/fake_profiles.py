@@ -128,6 +128,7 @@ SDNEXT = Profile(
             _V + "create/hypernetwork",
             _V + "train/embedding",
             _V + "train/hypernetwork",
+            "/internal/sysinfo",  # SD.Next's version is at /sdapi/v1/version instead
         }
     ),
     extra_get_routes=frozenset({_V + "version", _V + "status", _V + "platform"}),
