@@ -250,6 +250,7 @@ def test_info_server_a1111(fake_webui: FakeWebUI) -> None:
     assert list(table) == [
         "url",
         "reachable",
+        "flavour",
         "version",
         "model",
         "clip skip",
@@ -260,6 +261,7 @@ def test_info_server_a1111(fake_webui: FakeWebUI) -> None:
     ]
     assert table["url"] == f"{fake_webui.url} (from flag)"
     assert table["reachable"] == "yes"
+    assert table["flavour"] == "AUTOMATIC1111 (UI mode)"
     assert table["version"] == "v1.10.1 (from /internal/sysinfo)"
     assert table["model"] == "random-sd15.safetensors [6d338e2388]"
     assert table["clip skip"] == "2"
@@ -287,7 +289,7 @@ def test_info_server_json(fake_webui: FakeWebUI) -> None:
 def test_info_server_version_on_sdnext_and_nowebui(make_fake_webui: MakeFake) -> None:
     _, table = server_info(make_fake_webui(profile="sdnext"))
     assert table["version"] == "sd.next 2025-02-28 (from /sdapi/v1/version)"
-    assert table["schedulers"] == "none (schedules are part of sampler names)"
+    assert table["schedulers"] == "none (SD.Next's own settings pick the schedule)"
     _, table = server_info(make_fake_webui(profile="a1111-nowebui"))
     assert table["version"] == "unknown until a generation reports it"
 

@@ -1,0 +1,355 @@
+"""The core user paths against every server flavour the fake imitates (fake_profiles).
+
+Each flavour differs where the real ones do (webui-api.md §6, §7, §9): sampler naming, the
+`scheduler` field, error bodies, task ids, lazy model loads. A test here runs once per flavour;
+what a flavour must do differently is spelled out in the test, not hidden in the fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sdcli.client import WebUIClient
+from sdcli.errors import SdcliError
+from sdcli.generate import GenerateJob, Generator, ProgressSnapshot, RunSummary, SavedImage
+from sdcli.pngmeta import get_parameters
+from sdcli.testing.fake_validate import request_fields
+from sdcli.testing.fake_webui import FakeWebUI
+
+from cli_helpers import invoke
+
+PROFILES = ["a1111", "a1111-nowebui", "a1111-1.8", "forge", "sdnext"]
+TXT2IMG = "/sdapi/v1/txt2img"
+COUNTERFEIT = "anime/counterfeitV30_v30.safetensors [cbfba64e66]"
+RANDOM = "random-sd15.safetensors [6d338e2388]"
+
+
+@pytest.fixture(params=PROFILES)
+def any_webui(
+    request: pytest.FixtureRequest, make_fake_webui: Callable[..., FakeWebUI]
+) -> FakeWebUI:
+    """A running fake of each flavour in turn: A1111 1.10 (UI, API only), 1.8, Forge, SD.Next."""
+    return make_fake_webui(profile=request.param)
+
+
+def sdcli(fake: FakeWebUI, *args: str) -> Any:
+    return invoke(["--url", fake.url, *args])
+
+
+def txt2img_bodies(fake: FakeWebUI) -> list[dict[str, Any]]:
+    return [q.json for q in fake.requests_to(TXT2IMG)]
+
+
+def fields_of(fake: FakeWebUI) -> set[str]:
+    """The request fields this flavour's txt2img knows; any other key is silently dropped."""
+    return {f.name for f in request_fields("txt2img", fake.profile)}
+
+
+def warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("sdcli: warning:")]
+
+
+# --- generate ----------------------------------------------------------------------------------
+
+
+def test_chibi_preset_sends_what_this_flavour_understands(
+    any_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    r = sdcli(any_webui, "generate", "-p", "chibi", "1boy, chibi", "-o", str(tmp_path))
+    assert r.exit_code == 0, r.stderr
+    (body,) = txt2img_bodies(any_webui)
+    assert (body["steps"], body["cfg_scale"], body["width"], body["height"]) == (27, 7, 512, 512)
+    assert body["override_settings"]["CLIP_stop_at_last_layers"] == 2
+    assert None not in body.values()
+    # Nothing the user asked for may be silently dropped by this flavour.
+    assert set(body) <= fields_of(any_webui), set(body) - fields_of(any_webui)
+    name = any_webui.profile.name
+    if name == "a1111-1.8":
+        assert body["sampler_name"] == "DPM++ 2M Karras" and "scheduler" not in body
+    elif name == "sdnext":
+        assert body["sampler_name"] == "DPM++ 2M" and "scheduler" not in body
+        assert body["clip_skip"] == 2  # SD.Next's own field beats the setting
+        assert warnings(r.stderr) == [
+            "sdcli: warning: SD.Next has no per-request schedule type (its settings pick it): "
+            "scheduler 'Karras' not sent"
+        ]
+    else:
+        assert (body["sampler_name"], body["scheduler"]) == ("DPM++ 2M", "Karras")
+        assert "clip_skip" not in body
+    if name != "sdnext":
+        assert warnings(r.stderr) == []
+    text = get_parameters(Path(r.stdout.strip()).read_bytes())
+    assert text is not None and "Clip skip: 2" in text and "Size: 512x512" in text
+
+
+def test_model_per_request_is_the_exact_title_and_is_used(
+    any_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    r = sdcli(any_webui, "generate", "--model", "counterfeit", "--json", "x", "-o", str(tmp_path))
+    assert r.exit_code == 0, r.stderr
+    (body,) = txt2img_bodies(any_webui)
+    assert body["override_settings"]["sd_model_checkpoint"] == COUNTERFEIT
+    assert json.loads(r.stdout)["model"] == "counterfeitV30_v30"
+    assert warnings(r.stderr) == []
+
+
+def test_unknown_sampler_exits_2_and_nothing_is_generated(
+    any_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    r = sdcli(any_webui, "generate", "--sampler", "Euler b", "x", "-o", str(tmp_path))
+    assert r.exit_code == 2
+    assert "no sampler 'Euler b'" in r.stderr and "did you mean 'Euler a'" in r.stderr
+    assert r.stdout == ""
+    assert any_webui.requests_to(TXT2IMG) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- set-model, models, samplers -----------------------------------------------------------------
+
+
+def test_set_model_is_read_back(any_webui: FakeWebUI, tmp_path: Path) -> None:
+    r = sdcli(any_webui, "set-model", "counterfeit")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == COUNTERFEIT + "\n"
+    assert any_webui.options["sd_model_checkpoint"] == COUNTERFEIT
+    if any_webui.profile.name == "forge":
+        # Forge only records the choice; the weights load with the next generation.
+        assert any_webui.current_model == RANDOM
+    else:
+        assert any_webui.current_model == COUNTERFEIT
+    g = sdcli(any_webui, "generate", "--steps", "2", "--json", "x", "-o", str(tmp_path))
+    assert g.exit_code == 0, g.stderr
+    assert json.loads(g.stdout)["model"] == "counterfeitV30_v30"
+    assert any_webui.current_model == COUNTERFEIT
+
+
+def test_a_model_load_that_fails_is_reported(any_webui: FakeWebUI) -> None:
+    if any_webui.profile.lazy_model_load:
+        # Forge answers before loading anything: what it records is what it reads back.
+        r = sdcli(any_webui, "set-model", "qteamix")
+        assert r.exit_code == 0, r.stderr
+        return
+    any_webui.fail_next_model_load()
+    r = sdcli(any_webui, "set-model", "qteamix")
+    assert r.exit_code == 1
+    assert r.stdout == ""
+    assert "did not load 'qteamixQ_gamma.safetensors [58174ec2a4]'" in r.stderr
+
+
+def test_models_lists_every_checkpoint_and_marks_the_loaded_one(any_webui: FakeWebUI) -> None:
+    r = sdcli(any_webui, "models", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 6
+    assert [row["title"] for row in rows if row["current"]] == [RANDOM]
+    assert {"anime_counterfeitV30_v30", "dreamshaper_8"} <= {row["name"] for row in rows}
+
+
+def test_samplers_and_what_this_flavour_says_about_schedulers(any_webui: FakeWebUI) -> None:
+    r = sdcli(any_webui, "samplers", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    names = [s["name"] for s in doc["samplers"]]
+    assert "DPM++ 2M" in names and "Euler a" in names
+    plain = sdcli(any_webui, "samplers")
+    name = any_webui.profile.name
+    if name == "a1111-1.8":
+        assert doc["schedulers"] is None
+        assert "DPM++ 2M Karras" in names
+        assert "no /schedulers (web UI before 1.9.1)" in plain.stderr
+    elif name == "sdnext":
+        assert doc["schedulers"] is None
+        assert "DPM++ 2M Karras" not in names
+        assert "SD.Next has no /schedulers" in plain.stderr
+    else:
+        assert "Karras" in [s["label"] for s in doc["schedulers"]]
+        assert plain.stderr == ""
+
+
+# --- info --------------------------------------------------------------------------------------
+
+EXPECTED_INFO = {
+    "a1111": ("a1111", "ui", "v1.10.1", "AUTOMATIC1111 (UI mode)"),
+    "a1111-nowebui": (
+        "a1111",
+        "api-only",
+        None,
+        "AUTOMATIC1111 1.9.1 or later (API only, --nowebui)",
+    ),
+    "a1111-1.8": ("a1111", "ui", "v1.8.0", "AUTOMATIC1111 (UI mode)"),
+    "forge": ("forge", "ui", "f2.0.1v1.10.1", "Forge (UI mode)"),
+    "sdnext": ("sdnext", "ui", "sd.next 2025-02-28", "SD.Next (UI mode)"),
+}
+
+
+def test_info_names_the_flavour_and_version(any_webui: FakeWebUI) -> None:
+    flavour, mode, version, described = EXPECTED_INFO[any_webui.profile.name]
+    r = sdcli(any_webui, "info", "--json")
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert (data["flavour"], data["mode"], data["version"]) == (flavour, mode, version)
+    # Cheap: a handful of GETs, none of them asked twice.
+    asked = Counter((q.method, q.path) for q in any_webui.requests)
+    assert set(asked.values()) == {1}, asked
+    assert len(asked) <= 9
+    any_webui.clear_requests()
+    table = dict(line.split("\t", 1) for line in sdcli(any_webui, "info").stdout.splitlines())
+    assert table["flavour"] == described
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sdcli: error: "), stderr
+    assert "{" not in lines[0] and "[" not in lines[0], lines[0]  # no raw JSON body
+    return lines[0]
+
+
+# (what to --set, the line sdcli prints, the keys of the body each error style sends)
+ERRORS = [
+    (
+        "override_settings.no_such_option=1",
+        "the server failed (500): KeyError: 'no_such_option'",
+        {
+            "webui": {"error", "detail", "body", "errors"},
+            "fastapi": {"error", "detail", "body", "message"},
+            "sdnext": {"error", "code", "detail", "body", "errors"},
+        },
+    ),
+    (
+        "script_name=nope",
+        "the server refused the request (422): Script 'nope' not found",
+        {
+            "webui": {"error", "detail", "body", "errors"},
+            "fastapi": {"detail"},
+            "sdnext": {"error", "code", "detail", "body", "errors"},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("setting", "line", "shapes"), ERRORS, ids=["crash", "http-exception"])
+def test_each_flavours_error_body_is_one_clean_line(
+    any_webui: FakeWebUI,
+    tmp_path: Path,
+    setting: str,
+    line: str,
+    shapes: dict[str, set[str]],
+) -> None:
+    key, _, value = setting.partition("=")
+    raw = {"prompt": "x", "steps": 2}
+    if "." in key:
+        raw["override_settings"] = {key.split(".")[1]: 1}
+    else:
+        raw[key] = value
+    answer = requests.post(any_webui.url + TXT2IMG, json=raw, timeout=30)
+    assert set(answer.json()) == shapes[any_webui.profile.error_style]
+    r = sdcli(any_webui, "generate", "--steps", "2", "--set", setting, "x", "-o", str(tmp_path))
+    assert r.exit_code == 1
+    assert one_error_line(r.stderr) == f"sdcli: error: {line}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_each_flavours_validation_error_is_one_clean_line(
+    any_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    r = sdcli(any_webui, "generate", "--set", "steps=abc", "x", "-o", str(tmp_path))
+    assert r.exit_code == 1
+    message = {
+        "pydantic1": "steps: value is not a valid integer",
+        "pydantic2": "steps: Input should be a valid integer, unable to parse string as an integer",
+    }[any_webui.profile.validation_style]
+    assert one_error_line(r.stderr) == (
+        f"sdcli: error: the server rejected the request (422): {message}"
+    )
+
+
+def test_an_injected_500_in_this_flavours_shape_is_one_clean_line(
+    any_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    any_webui.fail(TXT2IMG, 500)
+    r = sdcli(any_webui, "generate", "--steps", "2", "x", "-o", str(tmp_path))
+    assert r.exit_code == 1
+    assert one_error_line(r.stderr) == (
+        "sdcli: error: the server failed (500): RuntimeError: injected failure"
+    )
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A Reporter that keeps the progress snapshots and signals the first one at a given step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.snapshots: list[ProgressSnapshot] = []
+        self.seen = threading.Event()
+
+    def batch_started(self, prompt: str, batch: int, batches: int) -> None: ...
+    def progress(self, snapshot: ProgressSnapshot) -> None:
+        self.snapshots.append(snapshot)
+        if not snapshot.queued and snapshot.step == self.step:
+            self.seen.set()
+
+    def image_saved(self, image: SavedImage) -> None: ...
+    def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def failed(self, prompt: str, error: SdcliError) -> None: ...
+    def interrupting(self) -> None: ...
+    def retrying(self, error: SdcliError, attempt: int, delay: float) -> None: ...
+
+
+def test_progress_shows_our_steps_on_every_flavour(any_webui: FakeWebUI, tmp_path: Path) -> None:
+    any_webui.pause_at_step(2)
+    recorder = Recorder(step=2)
+    job = GenerateJob(
+        values={"steps": 5, "width": 64, "height": 64},
+        sets={},
+        preset_names=[],
+        output_dir=tmp_path,
+        name_template="{index}",
+        show_progress=True,
+    )
+    out: list[RunSummary] = []
+    client = WebUIClient(any_webui.url, timeout=30)
+
+    def run() -> None:
+        try:
+            out.append(Generator(client, recorder, poll_interval=0.02).run(job, ["a cat"]))
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    seen = recorder.seen.wait(10)
+    any_webui.resume()
+    thread.join(30)
+    assert seen, recorder.snapshots[-3:]
+    snap = next(s for s in recorder.snapshots if s.step == 2)
+    assert (snap.queued, snap.steps) == (False, 5)
+    assert len(out[0].saved) == 1
+    internal = any_webui.requests_to("/internal/progress")
+    name = any_webui.profile.name
+    if name == "a1111-nowebui":
+        assert len(internal) == 1  # probed once (404), then the global progress only
+    elif name == "sdnext":
+        # No force_task_id there: its /internal/progress would never know our task.
+        assert internal == []
+        assert "force_task_id" not in txt2img_bodies(any_webui)[0]
+    else:
+        sent = txt2img_bodies(any_webui)[0]["force_task_id"]
+        assert {q.json["id_task"] for q in internal} == {sent}
+    if name in ("a1111-nowebui", "sdnext"):
+        assert any_webui.requests_to("/sdapi/v1/progress")
