@@ -11,8 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
+from sdcli.cli import options as opts
 from sdcli.cli import render
-from sdcli.cli.completion import complete_model, complete_preset, complete_sampler
+from sdcli.cli.completion import complete_preset
 from sdcli.cli.state import AppState
 from sdcli.errors import ExitCode, UsageError
 
@@ -86,13 +87,6 @@ def _retry_backoff() -> float:
     return seconds
 
 
-def _parse_size(size: str) -> tuple[int, int]:
-    w, sep, h = size.lower().partition("x")
-    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
-        raise UsageError(f"--size {size!r} must look like WIDTHxHEIGHT, e.g. 512x768")
-    return int(w), int(h)
-
-
 def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP, no_args_is_help=False)
     def generate(
@@ -110,48 +104,20 @@ def register(app: typer.Typer) -> None:
                 autocompletion=complete_preset,
             ),
         ] = None,
-        negative: Annotated[
-            str | None, typer.Option("--negative", "-n", help="Negative prompt.")
-        ] = None,
-        steps: Annotated[int | None, typer.Option(help="Sampling steps.")] = None,
-        cfg: Annotated[float | None, typer.Option("--cfg", help="CFG scale.")] = None,
-        sampler: Annotated[
-            str | None,
-            typer.Option(
-                help='Sampler, e.g. "Euler a" or "DPM++ 2M Karras".',
-                autocompletion=complete_sampler,
-            ),
-        ] = None,
-        scheduler: Annotated[
-            str | None, typer.Option(help='Schedule type, e.g. "Karras" (web UI 1.9+).')
-        ] = None,
-        clip_skip: Annotated[int | None, typer.Option(help="Clip skip (1-12).")] = None,
-        width: Annotated[int | None, typer.Option("--width", "-W", help="Width in pixels.")] = None,
-        height: Annotated[
-            int | None, typer.Option("--height", "-H", help="Height in pixels.")
-        ] = None,
-        size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 512x768.")] = None,
-        seed: Annotated[int | None, typer.Option(help="Seed; -1 for random.")] = None,
-        batch_size: Annotated[
-            int | None, typer.Option("--batch-size", "-b", help="Images per batch.")
-        ] = None,
-        count: Annotated[
-            int | None, typer.Option("--count", "-c", help="Batches in a row, per prompt.")
-        ] = None,
-        model: Annotated[
-            str | None,
-            typer.Option(
-                help="Checkpoint for these requests only (short names resolve).",
-                autocompletion=complete_model,
-            ),
-        ] = None,
-        from_image: Annotated[
-            Path | None,
-            typer.Option(
-                "--from-image",
-                help="Start from the parameters stored in this image (PNG, JPEG, WebP).",
-            ),
-        ] = None,
+        negative: opts.Negative = None,
+        steps: opts.Steps = None,
+        cfg: opts.Cfg = None,
+        sampler: opts.SamplerOpt = None,
+        scheduler: opts.SchedulerOpt = None,
+        clip_skip: opts.ClipSkip = None,
+        width: opts.Width = None,
+        height: opts.Height = None,
+        size: opts.Size = None,
+        seed: opts.Seed = None,
+        batch_size: opts.BatchSize = None,
+        count: opts.Count = None,
+        model: opts.Model = None,
+        from_image: opts.FromImage = None,
         set_: Annotated[
             list[str] | None,
             typer.Option("--set", help="Any request field: KEY=VALUE (VALUE as JSON, else text)."),
@@ -224,23 +190,21 @@ def register(app: typer.Typer) -> None:
         from sdcli.payload import merge_values, parse_set
         from sdcli.presets import load_preset, validate_values
 
-        flags: dict[str, Any] = {
-            "negative_prompt": negative,
-            "steps": steps,
-            "cfg_scale": cfg,
-            "sampler": sampler,
-            "scheduler": scheduler,
-            "clip_skip": clip_skip,
-            "width": width,
-            "height": height,
-            "seed": seed,
-            "batch_size": batch_size,
-            "batch_count": count,
-            "model": model,
-        }
-        if size is not None:
-            flags["width"], flags["height"] = _parse_size(size)
-        given = {k: v for k, v in flags.items() if v is not None}
+        given = opts.value_flags(
+            negative=negative,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler,
+            scheduler=scheduler,
+            clip_skip=clip_skip,
+            width=width,
+            height=height,
+            size=size,
+            seed=seed,
+            batch_size=batch_size,
+            count=count,
+            model=model,
+        )
         given = validate_values(given, where="command line")
         sets = parse_set(set_ or [])
         names = list(preset or [])

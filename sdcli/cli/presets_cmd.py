@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from sdcli.cli import options as opts
 from sdcli.cli import render
-from sdcli.cli.completion import complete_model, complete_preset, complete_sampler
+from sdcli.cli.completion import complete_preset
 from sdcli.errors import PresetError, UsageError
 
 if TYPE_CHECKING:
@@ -177,35 +178,19 @@ def new(
     name: Annotated[
         str, typer.Argument(help="Name of the new preset (NAME.toml).", metavar="NAME")
     ],
-    negative: Annotated[
-        str | None, typer.Option("--negative", "-n", help="Negative prompt.")
-    ] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps.")] = None,
-    cfg: Annotated[float | None, typer.Option("--cfg", help="CFG scale.")] = None,
-    sampler: Annotated[
-        str | None,
-        typer.Option(help='Sampler, e.g. "Euler a".', autocompletion=complete_sampler),
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help='Schedule type, e.g. "Karras" (web UI 1.9+).')
-    ] = None,
-    clip_skip: Annotated[int | None, typer.Option(help="Clip skip (1-12).")] = None,
-    width: Annotated[int | None, typer.Option("--width", "-W", help="Width in pixels.")] = None,
-    height: Annotated[int | None, typer.Option("--height", "-H", help="Height in pixels.")] = None,
-    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 512x768.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed; -1 for random.")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "-b", help="Images per batch.")
-    ] = None,
-    count: Annotated[
-        int | None, typer.Option("--count", "-c", help="Batches in a row, per prompt.")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Checkpoint (short names resolve when generating).", autocompletion=complete_model
-        ),
-    ] = None,
+    negative: opts.Negative = None,
+    steps: opts.Steps = None,
+    cfg: opts.Cfg = None,
+    sampler: opts.SamplerOpt = None,
+    scheduler: opts.SchedulerOpt = None,
+    clip_skip: opts.ClipSkip = None,
+    width: opts.Width = None,
+    height: opts.Height = None,
+    size: opts.Size = None,
+    seed: opts.Seed = None,
+    batch_size: opts.BatchSize = None,
+    count: opts.Count = None,
+    model: opts.Model = None,
     description: Annotated[
         str | None, typer.Option(help="One line shown by `sdcli presets list`.")
     ] = None,
@@ -229,7 +214,6 @@ def new(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing preset.")] = False,
 ) -> None:
-    from sdcli.cli.generate_cmd import _parse_size
     from sdcli.payload import merge_values, parse_set
     from sdcli.presets import save_preset, validate_values
 
@@ -237,21 +221,22 @@ def new(
         "description": description,
         "extends": extends,
         "prompt_template": prompt_template,
-        "negative_prompt": negative,
-        "sampler": sampler,
-        "scheduler": scheduler,
-        "steps": steps,
-        "cfg_scale": cfg,
-        "clip_skip": clip_skip,
-        "width": width,
-        "height": height,
-        "seed": seed,
-        "batch_size": batch_size,
-        "batch_count": count,
-        "model": model,
+        **opts.value_flags(
+            negative=negative,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler,
+            scheduler=scheduler,
+            clip_skip=clip_skip,
+            width=width,
+            height=height,
+            size=size,
+            seed=seed,
+            batch_size=batch_size,
+            count=count,
+            model=model,
+        ),
     }
-    if size is not None:
-        flags["width"], flags["height"] = _parse_size(size)
     sets = parse_set(set_ or [])
     if sets:
         flags["params"] = sets
