@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from io import BytesIO
@@ -18,6 +15,8 @@ from typer.testing import CliRunner, Result
 from sdcli.cli.app import app
 from sdcli.pngmeta import PNG_SIGNATURE, iter_chunks
 from sdcli.testing.fake_webui import FakeWebUI
+
+from cli_helpers import run_sdcli
 
 SAMPLE_PNG = Path(__file__).parent / "fixtures" / "sample.png"
 SAMPLE_TEXT = (
@@ -146,17 +145,6 @@ def test_info_image_needs_no_server() -> None:
     """The URL points nowhere: reading an image must not even try to connect."""
     result = runner.invoke(app, ["--url", "http://127.0.0.1:9", "info", str(SAMPLE_PNG)])
     assert result.exit_code == 0
-
-
-def run_sdcli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sdcli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-        check=False,
-    )
 
 
 def test_subprocess_info_image_imports_neither_requests_nor_pillow() -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +12,8 @@ from typer.testing import CliRunner, Result
 
 from sdcli.cli.app import app
 from sdcli.testing.fake_webui import FakeWebUI
+
+from cli_helpers import run_sdcli
 
 COUNTERFEIT = "anime/counterfeitV30_v30.safetensors [cbfba64e66]"
 RANDOM = "random-sd15.safetensors [6d338e2388]"
@@ -310,17 +309,6 @@ def test_completion_is_silent_when_credentials_are_refused(make_fake_webui: Make
 
 
 # --- the scripting contract, through a real process --------------------------------------------
-
-
-def run_sdcli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sdcli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TERM": "xterm-256color"},
-        timeout=60,
-        check=False,
-    )
 
 
 def test_subprocess_set_model_stdout_is_only_the_title(fake_webui: FakeWebUI) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from sdcli.cli import presets_cmd
 from sdcli.cli.app import app
 from sdcli.cli.completion import complete_preset
 from sdcli.paths import builtin_presets_dir, user_presets_dir
+
+from cli_helpers import run_sdcli
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -397,17 +398,6 @@ def test_show_completion_script_still_works() -> None:
 
 
 # --- the scripting contract, through a real process --------------------------------------------
-
-
-def run_sdcli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sdcli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-        check=False,
-    )
 
 
 def test_subprocess_new_then_list_json_and_errors_without_ansi() -> None:
