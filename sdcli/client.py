@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import sys
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -20,10 +22,21 @@ from sdcli.apitypes import (
     SdModel,
     TaskProgress,
 )
-from sdcli.errors import ApiError, AuthError, ConnectionFailed, ServerTimeout, UsageError
+from sdcli.errors import (
+    ApiError,
+    AuthError,
+    ConnectionFailed,
+    SdcliError,
+    ServerTimeout,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     import requests
+
+# HTTP traffic summaries for --debug: method, path, status, size, time. Never headers or bodies,
+# so credentials cannot leak into a log.
+log = logging.getLogger("sdcli.http")
 
 API = "/sdapi/v1"
 # A refused port -> where the same web UI may be listening instead (API-only mode's default).
@@ -115,34 +128,63 @@ class WebUIClient:
             # Serialised here so `null` is never sent by accident for a defaulted field.
             kwargs["data"] = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             kwargs["headers"] = {"Content-Type": "application/json"}
+        started = time.monotonic()
         try:
             response = self.session.request(
                 method, url, timeout=(self.connect_timeout, read_timeout), **kwargs
             )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise ConnectionFailed(
+        except requests.exceptions.RequestException as exc:
+            log.debug(
+                "%s %s -> %s after %.2f s",
+                method,
+                path,
+                type(exc).__name__,
+                time.monotonic() - started,
+            )
+            raise self._transport_error(exc, method, path, read_timeout) from exc
+        log.debug(
+            "%s %s -> %d, %d bytes, %.2f s",
+            method,
+            path,
+            response.status_code,
+            len(response.content),
+            time.monotonic() - started,
+        )
+        return self._decode(response, method, path)
+
+    def _transport_error(
+        self,
+        exc: requests.exceptions.RequestException,
+        method: str,
+        path: str,
+        read_timeout: float | None,
+    ) -> SdcliError:
+        """The one place a failed exchange becomes our own error (order matters: subclasses)."""
+        import requests
+
+        errors = requests.exceptions
+        if isinstance(exc, errors.ConnectTimeout):
+            return ConnectionFailed(
                 f"cannot reach {self.base_url}: no answer to connect within "
                 f"{self.connect_timeout:g} s",
                 hint="is the host up and the port right?",
-            ) from exc
-        except requests.exceptions.ReadTimeout as exc:
-            raise ServerTimeout(
+            )
+        if isinstance(exc, errors.ReadTimeout):
+            return ServerTimeout(
                 f"{self.base_url} did not answer {method} {path} within {read_timeout:g} s",
                 hint="raise --timeout, or 0 to wait as long as the job takes",
-            ) from exc
-        except requests.exceptions.ConnectionError as exc:
+            )
+        if isinstance(exc, errors.ConnectionError):
             error = _connection_error(self.base_url, method, path, exc)
             if error.hint is None:
                 error.hint = self._other_port_hint()
-            raise error from exc
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
-            raise UsageError(
+            return error
+        if isinstance(exc, (errors.InvalidURL, errors.InvalidSchema)):
+            return UsageError(
                 f"invalid server URL {self.base_url}: {_reason(exc)}",
                 hint="check --url or SDCLI_URL",
-            ) from exc
-        except requests.exceptions.RequestException as exc:
-            raise ApiError(f"request to {self.base_url}{path} failed: {_reason(exc)}") from exc
-        return self._decode(response, method, path)
+            )
+        return ApiError(f"request to {self.base_url}{path} failed: {_reason(exc)}")
 
     def _other_port_hint(self) -> str:
         """A refused default port: does the API answer where `--nowebui` puts it (7861)?"""

@@ -149,6 +149,19 @@ def main_callback(
     state = AppState(url=url, auth=auth, timeout=timeout, debug=debug)
     ctx.obj = state
     ctx.call_on_close(state.close)
+    if _debug(ctx):
+        _log_http_to_stderr()
+
+
+def _log_http_to_stderr() -> None:
+    """--debug: one stderr line per HTTP exchange (method, path, status, size, time)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sdcli: debug: %(message)s"))
+    logger = logging.getLogger("sdcli")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 def _register() -> None:
