@@ -333,3 +333,26 @@ def test_server_that_ignores_the_sampler_draws_a_warning(
     )
     assert r.exit_code == 0, r.stderr
     assert re.search(r"warning: .*sampler 'DPM\+\+ 2M' instead of 'Nope'", r.stderr)
+
+
+def test_debug_shows_one_line_per_http_exchange_and_no_secret(
+    make_fake_webui: object, tmp_path: Path
+) -> None:
+    fake: FakeWebUI = make_fake_webui(auth=("me", "hunter2"))  # type: ignore[operator]
+    r = run_sdcli(
+        "--debug",
+        "--url",
+        fake.url,
+        "--auth",
+        "me:hunter2",
+        "generate",
+        "-p",
+        "draft",
+        "x",
+        "-o",
+        str(tmp_path),
+    )
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^sdcli: debug: POST /sdapi/v1/txt2img -> 200, \d+ bytes", r.stderr, re.M)
+    assert "hunter2" not in r.stderr + r.stdout
+    assert len(saved_paths(r.stdout)) == 1

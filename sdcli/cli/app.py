@@ -6,6 +6,7 @@ import copy
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -150,18 +151,27 @@ def main_callback(
     ctx.obj = state
     ctx.call_on_close(state.close)
     if _debug(ctx):
-        _log_http_to_stderr()
+        ctx.call_on_close(_log_http_to_stderr())
 
 
-def _log_http_to_stderr() -> None:
-    """--debug: one stderr line per HTTP exchange (method, path, status, size, time)."""
+def _log_http_to_stderr() -> Callable[[], None]:
+    """--debug: one stderr line per HTTP exchange; returns how to stop it again."""
     import logging
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("sdcli: debug: %(message)s"))
+    class StderrHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            sys.stderr.write(f"sdcli: debug: {record.getMessage()}\n")
+
+    handler = StderrHandler()
     logger = logging.getLogger("sdcli")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+
+    def stop() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+    return stop
 
 
 def _register() -> None:
