@@ -21,7 +21,7 @@ def main() -> None:
             setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115
     # Start-up and exit are paid on every call in a shell loop (bench/RESULTS.md). The collector
     # would scan the ~30k objects that importing typer creates, all still in use, several times
-    # over, and again in the interpreter's teardown: ~60 ms of a ~450 ms one-image run here.
+    # over, and again in the interpreter's teardown: ~70 ms of a ~450 ms one-image run here.
     # Freezing them keeps it on for the work itself, where cycles may hold large buffers.
     gc.disable()
     from sdcli.cli.app import run

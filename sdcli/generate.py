@@ -277,6 +277,10 @@ class Generator:
         base_seed = job.values.get("seed")
         batch_size = int(job.values.get("batch_size") or 1)
         for batch in range(job.batches):
+            if self._counter:  # a second request in this process: keep the heap (sdcli.heap)
+                from sdcli.heap import keep_freed_heap
+
+                keep_freed_heap()
             values = dict(job.values)
             if isinstance(base_seed, int) and base_seed >= 0:
                 # Same seeds the web UI's own batch count would give: seed + image index.

@@ -203,7 +203,7 @@ def _command_word(args: list[str]) -> str | None:
 
 def _app_for(name: str | None) -> typer.Typer:
     """The app with only the command being run: typer builds every command's parser before it
-    parses anything, ~45 ms for all of them here against ~15 for `generate` (bench/RESULTS.md)."""
+    parses anything: ~30 ms for all of them here, ~15 for `generate` alone (bench/RESULTS.md)."""
     if name is None or os.environ.get("_SDCLI_COMPLETE"):
         return app
     commands = [c for c in app.registered_commands if c.name == name]
