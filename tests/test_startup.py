@@ -1,0 +1,71 @@
+"""Start-up shortcuts (bench/RESULTS.md): they must never change what a command line means."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import sdcli.heap
+from sdcli.cli.app import _app_for, _command_word, app
+
+from cli_helpers import invoke, run_sdcli
+
+
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [
+        (["generate", "a cat"], "generate"),
+        (["--url", "http://h:1", "--auth", "u:p", "models"], "models"),
+        (["--url=http://h:1", "--debug", "info", "x.png"], "info"),
+        (["--timeout", "5", "presets", "list"], "presets"),
+        (["--help"], None),
+        (["--version"], None),
+        (["--bogus", "generate"], None),
+        ([], None),
+    ],
+)
+def test_command_word_finds_the_command_past_global_options(
+    argv: list[str], word: str | None
+) -> None:
+    assert _command_word(argv) == word
+
+
+def test_lean_app_has_only_the_command_being_run() -> None:
+    lean = _app_for("generate")
+    assert [c.name for c in lean.registered_commands] == ["generate"]
+    assert lean.registered_groups == []
+    assert len(app.registered_commands) > 1  # the module's app is untouched
+    assert _app_for("no-such-command") is app
+    assert _app_for(None) is app
+
+
+def test_help_and_typos_still_see_every_command() -> None:
+    r = run_sdcli("--help")
+    assert r.returncode == 0
+    for name in ("generate", "set-model", "models", "samplers", "info", "presets"):
+        assert name in r.stdout
+    typo = run_sdcli("generat", "x")
+    assert typo.returncode == 2
+    assert "generat" in typo.stderr
+
+
+def test_version_fast_path_matches_the_app() -> None:
+    fast = run_sdcli("--version")
+    slow = invoke(["--version"])
+    assert fast.returncode == 0 and slow.exit_code == 0
+    assert fast.stdout == slow.stdout
+
+
+def test_keep_freed_heap_does_nothing_off_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("libc must not be touched here")
+
+    monkeypatch.setattr(sdcli.heap, "_done", False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(ctypes, "CDLL", forbidden)
+    sdcli.heap.keep_freed_heap()
+    assert sdcli.heap._done is True
+    sdcli.heap.keep_freed_heap()  # once per process: a second call returns at once
