@@ -104,7 +104,10 @@ def build_payload(
     sends clip skip as the request field SD.Next has (and obeys over the setting).
     Never contains JSON null: an absent key lets the server use its default.
     """
-    body: dict[str, Any] = {"prompt": apply_template(values.get("prompt_template"), prompt)}
+    # [params] first: a setting sdcli knows by name (a flag, or a preset key) beats the same
+    # field in [params], so a checked `--sampler` can never be undone by a preset's table.
+    body: dict[str, Any] = _deep_merge({}, values.get("params") or {})
+    body["prompt"] = apply_template(values.get("prompt_template"), prompt)
     for key, wire in DIRECT_FIELDS.items():
         if values.get(key) is not None:
             body[wire] = values[key]
@@ -121,11 +124,8 @@ def build_payload(
             body["clip_skip"] = values["clip_skip"]
     if model_title:
         overrides["sd_model_checkpoint"] = model_title
-    params = values.get("params") or {}
-    if params:
-        body = _deep_merge(body, params)
     if overrides:
-        body["override_settings"] = _deep_merge(overrides, body.get("override_settings") or {})
+        body["override_settings"] = _deep_merge(body.get("override_settings") or {}, overrides)
     if sets:
         body = _deep_merge(body, sets)
     if hr_upscaler:

@@ -388,13 +388,10 @@ def _raw_description(path: Path) -> str:
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = {key: _copy(value) for key, value in base.items()}
-    for key, value in over.items():
-        if key == "params" and isinstance(merged.get("params"), dict):
-            merged["params"].update(_copy(value))
-        else:
-            merged[key] = _copy(value)
-    return merged
+    """`extends` merges exactly like `-p base -p over` (nested [params] tables key by key)."""
+    from sdcli.payload import merge_values
+
+    return merge_values([_copy(base), _copy(over)])
 
 
 def _copy(value: Any) -> Any:

@@ -60,3 +60,21 @@ def test_set_rejects_malformed_items(bad: str) -> None:
 def test_no_nulls_are_ever_sent() -> None:
     body = build_payload({"steps": None, "params": {"eta": None}}, "p")
     assert body == {"prompt": "p"}
+
+
+def test_named_settings_beat_the_same_field_in_params() -> None:
+    values = {
+        "steps": 5,
+        "clip_skip": 2,
+        "params": {"steps": 30, "sampler_name": "Euler", "override_settings": {"sd_vae": "x"}},
+    }
+    body = build_payload(values, "p", sampler_name="DPM++ 2M", model_title="m [1]")
+    assert body["steps"] == 5
+    assert body["sampler_name"] == "DPM++ 2M"
+    assert body["override_settings"] == {
+        "sd_vae": "x",
+        "CLIP_stop_at_last_layers": 2,
+        "sd_model_checkpoint": "m [1]",
+    }
+    params_clip = {"clip_skip": 2, "params": {"override_settings": {"CLIP_stop_at_last_layers": 1}}}
+    assert build_payload(params_clip, "p")["override_settings"]["CLIP_stop_at_last_layers"] == 2

@@ -509,3 +509,22 @@ def test_importing_presets_does_not_import_toml_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_extends_merges_nested_params_like_repeated_presets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SDCLI_PRESETS_PATH", str(tmp_path))
+    (tmp_path / "base.toml").write_text(
+        '[params.override_settings]\nsd_vae = "vae.pt"\n', encoding="utf-8"
+    )
+    (tmp_path / "child.toml").write_text(
+        'extends = "base"\n[params.override_settings]\neta_noise_seed_delta = 31337\n',
+        encoding="utf-8",
+    )
+    from sdcli.presets import load_preset
+
+    assert load_preset("child").values["params"]["override_settings"] == {
+        "sd_vae": "vae.pt",
+        "eta_noise_seed_delta": 31337,
+    }
