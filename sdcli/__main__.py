@@ -12,6 +12,8 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:
         from sdcli import __version__
 
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            sys.exit(141)
         sys.stdout.write(f"sdcli {__version__}\n")
         return
     # Started with stdin or stderr closed (`<&-`, `2>&-`): Python leaves them None. Reading
@@ -19,6 +21,11 @@ def main() -> None:
     for name, mode in (("stdin", "r"), ("stderr", "w")):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115
+    if sys.stdout is None:  # `>&-`: results have nowhere to go; render.result says so (141)
+        from sdcli.cli import render
+
+        render.stdout_closed = True
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
     # Start-up and exit are paid on every call in a shell loop (bench/RESULTS.md). The collector
     # would scan the ~30k objects that importing typer creates, all still in use, several times
     # over, and again in the interpreter's teardown: ~70 ms of a ~450 ms one-image run here.

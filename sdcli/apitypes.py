@@ -23,7 +23,7 @@ class GenerationResult:
     images: list[GeneratedImage]
     info: dict[str, Any]
     parameters: dict[str, Any]
-    extra_images: list[bytes] = field(default_factory=list)  # grids, masks, extension output
+    extra_images: int = 0  # grids, masks, extension output: counted, never decoded
     problems: list[str] = field(default_factory=list)  # why an image was left out (undecodable)
 
 

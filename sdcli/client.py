@@ -163,6 +163,16 @@ class WebUIClient:
         import requests
 
         errors = requests.exceptions
+        if isinstance(exc, errors.SSLError):
+            return ConnectionFailed(
+                f"cannot reach {self.base_url}: TLS failed: {_reason(exc)}",
+                hint="a self-signed certificate needs REQUESTS_CA_BUNDLE=/path/to/ca.pem",
+            )
+        if isinstance(exc, errors.ChunkedEncodingError):
+            return ConnectionFailed(
+                f"the connection to {self.base_url} broke while reading the answer to {path}",
+                hint="did the web UI crash or restart?",
+            )
         if isinstance(exc, errors.ConnectTimeout):
             return ConnectionFailed(
                 f"cannot reach {self.base_url}: no answer to connect within "
@@ -204,16 +214,8 @@ class WebUIClient:
         return f"a web UI answers at {candidate} (started with --nowebui?): use --url {candidate}"
 
     def _decode(self, response: requests.Response, method: str, path: str) -> Any:
-        import requests
-
         status = response.status_code
-        try:
-            content = response.content
-        except requests.exceptions.RequestException as exc:
-            raise ConnectionFailed(
-                f"the connection to {self.base_url} broke while reading the answer to {path}",
-                hint="did the web UI crash or restart?",
-            ) from exc
+        content = response.content  # already read by requests (no streaming)
         body: Any = None
         is_json = False
         if content.strip():
@@ -414,8 +416,7 @@ def parse_generation(body: Any) -> GenerationResult:
         images.append(GeneratedImage(data=data, index=i, seed=seed, infotext=text))
     if problems and not images:
         raise ApiError(problems[0])
-    extra_positions = [p for p in range(len(images_b64)) if not first <= p < first + count]
-    extra = [decode_image(_as_str(images_b64[p]), what=f"image {p + 1}") for p in extra_positions]
+    extra = len(images_b64) - count  # a grid or an extension's image: not ours to save
     raw_params: Any = body.get("parameters")
     params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
     return GenerationResult(

@@ -152,9 +152,12 @@ class Catalog:
     def is_sdnext(self) -> bool:
         """SD.Next: clip skip is a request field; no per-request schedule, no task ids."""
         if self._sdnext is None:
-            from sdcli.serverinfo import is_sdnext
+            if self._schedulers_known and self._schedulers is not None:
+                self._sdnext = False  # SD.Next has no /schedulers: no need to ask /version
+            else:
+                from sdcli.serverinfo import is_sdnext
 
-            self._sdnext = is_sdnext(self.client)
+                self._sdnext = is_sdnext(self.client)
         return self._sdnext
 
     @property
@@ -307,9 +310,18 @@ class Generator:
                 raise Interrupted(
                     f"interrupted; kept {len(summary.saved) - before} image(s) the server had made"
                 ) from None
-            self._check_result(payload, resolved, result)
+            if not result.images and not result.problems:
+                raise ApiError(
+                    "the server answered without any image",
+                    hint="is `send_images` off, or did an extension swallow the output?",
+                )
             saved = self._save_all(job, payload, result, stamp, batch + 1, summary)
             self.reporter.batch_finished(saved, time.monotonic() - started)
+            # Only warnings from here on, and only once the images are safely on disk.
+            try:
+                self._check_result(payload, resolved, result)
+            except (TypeError, ValueError, KeyError) as exc:
+                self.reporter.warning(f"could not check the server's answer: {exc}")
 
     def _generate_with_retries(self, job: GenerateJob, payload: dict[str, Any]) -> GenerationResult:
         attempt = 0
@@ -426,11 +438,6 @@ class Generator:
     ) -> None:
         """The web UI answers 200 even when it ignored what we asked: say so."""
         info = result.info
-        if not result.images:
-            raise ApiError(
-                "the server answered without any image",
-                hint="is `send_images` off, or did an extension swallow the output?",
-            )
         want_sampler = payload.get("sampler_name")
         got_sampler = info.get("sampler_name")
         if want_sampler and got_sampler and str(got_sampler) != str(want_sampler):

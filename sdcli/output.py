@@ -76,9 +76,29 @@ def slugify(text: str, max_len: int = 48) -> str:
     return slug[: max(max_len, 0)].rstrip("-")
 
 
+# Values of the types the real fields have, to try a template before anything is generated.
+_SAMPLE_FIELDS: Final[dict[str, Any]] = {
+    "seed": 1234567890,
+    "index": 1,
+    "batch": 1,
+    "preset": "chibi",
+    "prompt_slug": "a-cat",
+    "model": "model",
+    "sampler": "Euler a",
+    "scheduler": "Karras",
+    "steps": 20,
+    "cfg_scale": 7.0,
+    "width": 512,
+    "height": 512,
+}
+
+
 def check_name_template(template: str) -> None:
-    """Reject a template with unknown fields before anything is generated (UsageError)."""
-    _parse_template(template)
+    """Reject a template with unknown fields or bad format specs before anything is generated.
+
+    Rendering it once with sample values catches `{seed:q}` here, not after the server worked.
+    """
+    render_name(template, _SAMPLE_FIELDS)
 
 
 def render_name(template: str, fields: Mapping[str, Any], *, ext: str = ".png") -> str:
@@ -286,6 +306,9 @@ def _write_temp(directory: Path, data: bytes) -> Path:
     except OSError as exc:
         _remove(tmp)
         raise _output_error(exc, directory) from exc
+    except BaseException:  # Ctrl-C in the middle of a write: leave no temp file behind
+        _remove(tmp)
+        raise
     return tmp
 
 

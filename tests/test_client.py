@@ -34,7 +34,7 @@ def test_txt2img_returns_png_bytes_seeds_and_infotexts(client: WebUIClient) -> N
         assert get_parameters(image.data) == image.infotext
     assert result.info["sd_model_name"] == "random-sd15"
     assert result.parameters["prompt"] == "a cat"
-    assert result.extra_images == []
+    assert result.extra_images == 0
 
 
 def test_img2img_takes_init_images(client: WebUIClient) -> None:
@@ -200,9 +200,10 @@ def test_parse_generation_keeps_grids_apart() -> None:
 
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
     info = {"all_seeds": [1, 2], "infotexts": ["grid", "a", "b"], "index_of_first_image": 1}
-    result = parse_generation({"images": [png, png, png, png], "info": json.dumps(info)})
+    body = {"images": [png, png, png, "not base64!"], "info": json.dumps(info)}
+    result = parse_generation(body)  # a broken extra image costs nothing: it is never decoded
     assert [(i.seed, i.infotext) for i in result.images] == [(1, "a"), (2, "b")]
-    assert len(result.extra_images) == 2  # the grid and an extension's extra image
+    assert result.extra_images == 2  # the grid and an extension's extra image
 
 
 def test_parse_generation_rejects_undecodable_info() -> None:
@@ -237,3 +238,30 @@ def test_refused_default_port_points_at_the_api_only_port(
         c.samplers()
     assert f"a web UI answers at {fake_webui.url}" in str(err.value)
     assert f"use --url {fake_webui.url}" in str(err.value)
+
+
+def test_answer_cut_short_is_a_lost_connection() -> None:
+    """Headers promise more bytes than arrive (a server dying mid-answer): exit 3, not 1."""
+    import threading
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def answer_half() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 1000\r\n\r\n{"images": ["iVBOR'
+                )
+
+        thread = threading.Thread(target=answer_half, daemon=True)
+        thread.start()
+        port = server.getsockname()[1]
+        with WebUIClient(f"http://127.0.0.1:{port}") as c, pytest.raises(ConnectionFailed) as err:
+            c.txt2img({"prompt": "x"})
+        thread.join(10)
+    assert "broke while reading the answer to /sdapi/v1/txt2img" in str(err.value)
+    assert err.value.exit_code == ExitCode.UNREACHABLE

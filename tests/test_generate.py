@@ -308,6 +308,7 @@ def test_bad_values_exit_2_and_send_nothing(fake_webui: FakeWebUI, tmp_path: Pat
         (["--size", "big"], "--size"),
         (["--set", "oops"], "--set"),
         (["--name", "{nope}"], "nope"),
+        (["--name", "{seed:q}"], "seed:q"),
         (["-p", "no-such-preset"], "no-such-preset"),
     ]:
         r = invoke(["--url", fake_webui.url, "generate", *args, "x", "-o", str(tmp_path)])
@@ -356,3 +357,13 @@ def test_debug_shows_one_line_per_http_exchange_and_no_secret(
     assert re.search(r"^sdcli: debug: POST /sdapi/v1/txt2img -> 200, \d+ bytes", r.stderr, re.M)
     assert "hunter2" not in r.stderr + r.stdout
     assert len(saved_paths(r.stdout)) == 1
+
+
+def test_a1111_run_with_preset_asks_no_needless_probe(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    r = invoke(["--url", fake_webui.url, "generate", "-p", "chibi", "x", "-o", str(tmp_path)])
+    assert r.exit_code == 0, r.stderr
+    # schedulers answered, so this is not SD.Next: /sdapi/v1/version is never asked
+    assert fake_webui.requests_to("/sdapi/v1/version") == []
+    assert len(fake_webui.requests_to("/sdapi/v1/schedulers")) == 1

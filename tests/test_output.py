@@ -499,3 +499,11 @@ def test_output_module_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_check_name_template_catches_bad_format_specs_up_front() -> None:
+    from sdcli.output import check_name_template
+
+    with pytest.raises(UsageError, match="seed:q"):
+        check_name_template("{seed:q}")
+    check_name_template("{date:%Y-%m-%d}-{index:03d}-{seed}")

@@ -69,3 +69,23 @@ def test_keep_freed_heap_does_nothing_off_glibc(monkeypatch: pytest.MonkeyPatch)
     sdcli.heap.keep_freed_heap()
     assert sdcli.heap._done is True
     sdcli.heap.keep_freed_heap()  # once per process: a second call returns at once
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["--url", "http://h:1", "--version"], ["presets", "show", "chibi", "--toml"]],
+)
+def test_closed_stdout_exits_141_without_noise(argv: list[str]) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sdcli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: __import__("os").close(1),  # start with stdout closed, like `>&-`
+    )
+    assert done.returncode == 141
+    assert done.stderr == ""

@@ -104,7 +104,10 @@ app = typer.Typer(
 
 def _version_callback(value: bool) -> None:
     if value:
-        render.result(f"sdcli {__version__}")
+        try:
+            render.result(f"sdcli {__version__}")
+        except BrokenPipeError:  # runs while parsing, before SdcliGroup.invoke can map it
+            raise typer.Exit(int(ExitCode.STDOUT_CLOSED)) from None
         raise typer.Exit()
 
 

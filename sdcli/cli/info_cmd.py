@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -99,7 +98,7 @@ def _escape(value: str) -> str:
 
 def _image_table(params: ImageParameters, *, several: bool) -> None:
     rows = params.rows()
-    if sys.stdout.isatty():
+    if render.wants_table():
         render.table(str(params.path), ["key", "value"], [list(r) for r in rows])
         return
     prefix = [str(params.path)] if several else []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -208,7 +207,7 @@ def _samplers_json(
 def _show_samplers(found: Sequence[Sampler], schedulers: Sequence[Scheduler] | None) -> None:
     sampler_rows = [[s.name, ", ".join(s.aliases), _default_schedule(s, schedulers)] for s in found]
     scheduler_rows = [[s.label, s.name, ", ".join(s.aliases)] for s in schedulers or ()]
-    if sys.stdout.isatty():
+    if render.wants_table():
         render.table("Samplers", ["name", "aliases", "default schedule"], sampler_rows)
         if scheduler_rows:
             render.table("Schedulers", ["label", "name", "aliases"], scheduler_rows)

@@ -149,8 +149,7 @@ def show(
     preset = load_preset(name)
     merged = _merged(preset)
     if toml:
-        sys.stdout.write(dumps_preset(merged))
-        sys.stdout.flush()
+        render.result_text(dumps_preset(merged))
         return
     origin = f"{preset.name} ({preset.source}: {preset.path})"
     if preset.parents:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 _err_console: Console | None = None
+stdout_closed = False  # set by __main__ when the process started with stdout closed
 
 
 def stderr_is_tty() -> bool:
@@ -40,9 +41,19 @@ def err_console() -> Console:
     return _err_console
 
 
+def wants_table() -> bool:
+    """A person reads both streams at a terminal: draw tables (on stderr). Else plain lines."""
+    return bool(sys.stdout and sys.stdout.isatty()) and stderr_is_tty()
+
+
+def result_text(text: str) -> None:
+    """A multi-line result (e.g. a TOML document) on stdout, as is."""
+    result(text.rstrip("\n"))
+
+
 def result(line: str) -> None:
     """One result line on stdout, flushed so `while read` loops see it at once."""
-    if sys.stdout is None:  # started with stdout closed (`>&-`): nobody can read results
+    if stdout_closed or sys.stdout is None:  # started with `>&-`: nobody can read results
         raise BrokenPipeError(errno.EPIPE, "stdout is closed")
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -77,13 +88,13 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str
 
     The data are the same either way: decoration follows the TTY, never content.
     """
-    if sys.stdout.isatty():
+    if wants_table():
         from rich.table import Table
         from rich.text import Text
 
         t = Table(title=title, show_edge=False, header_style="bold")
         for col in columns:
-            t.add_column(col)
+            t.add_column(col, overflow="fold")  # long titles wrap, never lose characters
         for row in rows:
             t.add_row(*(Text(cell) for cell in row))  # cells are data, not markup: "[hash]"
         err_console().print(t)
