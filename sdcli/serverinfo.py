@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdcli.apitypes import SdModel
+from sdcli.client import API
 from sdcli.errors import ApiError, AuthError, ConnectionFailed, SdcliError, ServerTimeout
 from sdcli.resolve import model_aliases
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
 
-API = "/sdapi/v1"
 VERSION_READ_TIMEOUT = 10.0  # /internal/sysinfo gathers a lot; the version is not worth a wait
 _HASH_SUFFIX = re.compile(r" \[[0-9a-fA-F]{8,64}\]$")
 

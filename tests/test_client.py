@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from sdcli.apiparse import parse_generation
 from sdcli.apitypes import GenerationResult
-from sdcli.client import WebUIClient, parse_generation
+from sdcli.client import WebUIClient
 from sdcli.errors import ApiError, AuthError, ConnectionFailed, ExitCode, ServerTimeout
 from sdcli.pngmeta import get_parameters, is_png, png_size
 from sdcli.testing.fake_webui import FakeWebUI

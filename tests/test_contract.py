@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sdcli.client import parse_generation, parse_model, parse_progress
+from sdcli.apiparse import parse_generation, parse_model, parse_progress
 from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import invoke

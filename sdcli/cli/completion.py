@@ -42,11 +42,7 @@ def complete_model(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]
     """Model names (which `set-model` and `--model` accept exactly), with titles as help."""
 
     def names(client: WebUIClient) -> list[tuple[str, str]]:
-        from sdcli.client import API, parse_model
-
-        body = client.get(f"{API}/sd-models", read_timeout=COMPLETION_TIMEOUT)
-        models = [parse_model(item) for item in body if isinstance(item, dict)]
-        return [(m.model_name, _short(m.title)) for m in models if m.model_name]
+        return [(m.model_name, _short(m.title)) for m in client.sd_models() if m.model_name]
 
     return _matching(incomplete, _ask_server(ctx, names))
 
@@ -55,10 +51,7 @@ def complete_sampler(ctx: typer.Context, incomplete: str) -> list[str]:
     """Sampler names as the server spells them."""
 
     def names(client: WebUIClient) -> list[tuple[str, str]]:
-        from sdcli.client import API
-
-        body = client.get(f"{API}/samplers", read_timeout=COMPLETION_TIMEOUT)
-        return [(str(item["name"]), "") for item in body if isinstance(item, dict)]
+        return [(s.name, "") for s in client.samplers()]
 
     return [name for name, _ in _matching(incomplete, _ask_server(ctx, names))]
 
@@ -85,6 +78,7 @@ def _ask_server(
             auth=settings.auth,
             timeout=COMPLETION_TIMEOUT,
             connect_timeout=COMPLETION_TIMEOUT,
+            quick_timeout=COMPLETION_TIMEOUT,
         ) as client:
             return ask(client)
     except Exception:  # completion must never print a traceback into the shell
