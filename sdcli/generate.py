@@ -12,7 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sdcli.apitypes import GeneratedImage, GenerationResult, Sampler, Scheduler, SdModel
+from sdcli.answercheck import check_result
+from sdcli.apitypes import GeneratedImage, GenerationResult
+from sdcli.catalog import Catalog, Resolved, resolve_names
 from sdcli.client import WebUIClient
 from sdcli.errors import (
     ApiError,
@@ -115,113 +117,6 @@ class GenerateJob:
     show_progress: bool = True
 
 
-class Catalog:
-    """The server's lists, fetched at most once per process and only when a name needs them."""
-
-    def __init__(self, client: WebUIClient) -> None:
-        self.client = client
-        self._samplers: list[Sampler] | None = None
-        self._schedulers: list[Scheduler] | None = None
-        self._schedulers_known = False
-        self._models: list[SdModel] | None = None
-        self._upscalers: list[str] | None = None
-        self._sdnext: bool | None = None
-
-    def samplers(self) -> list[Sampler]:
-        if self._samplers is None:
-            self._samplers = self.client.samplers()
-        return self._samplers
-
-    def schedulers(self) -> list[Scheduler] | None:
-        if not self._schedulers_known:
-            self._schedulers = self.client.schedulers()
-            self._schedulers_known = True
-        return self._schedulers
-
-    def models(self) -> list[SdModel]:
-        if self._models is None:
-            self._models = self.client.sd_models()
-        return self._models
-
-    def upscalers(self) -> list[str]:
-        """Hires upscalers: /upscalers plus /latent-upscale-modes (absent on some forks)."""
-        if self._upscalers is None:
-            self._upscalers = self.client.upscalers()
-        return self._upscalers
-
-    def is_sdnext(self) -> bool:
-        """SD.Next: clip skip is a request field; no per-request schedule, no task ids."""
-        if self._sdnext is None:
-            if self._schedulers_known and self._schedulers is not None:
-                self._sdnext = False  # SD.Next has no /schedulers: no need to ask /version
-            else:
-                from sdcli.serverinfo import is_sdnext
-
-                self._sdnext = is_sdnext(self.client)
-        return self._sdnext
-
-    @property
-    def known_sdnext(self) -> bool:
-        """Whether this is SD.Next as far as already asked (never sends a request)."""
-        return self._sdnext is True
-
-
-@dataclass(frozen=True)
-class Resolved:
-    sampler_name: str | None = None
-    scheduler: str | None = None
-    model: SdModel | None = None
-    hr_upscaler: str | None = None  # the server's exact spelling
-    clip_skip_field: bool = False  # send `clip_skip` too (SD.Next)
-    notes: tuple[str, ...] = ()  # what could not be honoured, said before generating
-
-
-def resolve_names(
-    values: Mapping[str, Any], catalog: Catalog, sets: Mapping[str, Any] | None = None
-) -> Resolved:
-    """Check sampler, scheduler, model and hires upscaler against the server before generating."""
-    from sdcli.resolve import resolve_model, resolve_sampler, resolve_upscaler
-
-    sampler, scheduler = values.get("sampler"), values.get("scheduler")
-    sampler_name = scheduler_label = None
-    notes: list[str] = []
-    if sampler or scheduler:
-        schedulers = catalog.schedulers()
-        sampler_name, scheduler_label = resolve_sampler(
-            sampler, scheduler, catalog.samplers(), schedulers
-        )
-        if schedulers is None and scheduler_label is not None and catalog.is_sdnext():
-            notes.append(
-                f"SD.Next has no per-request schedule type (its settings pick it): "
-                f"scheduler {scheduler_label!r} not sent"
-            )
-            scheduler_label = None
-    model = resolve_model(str(values["model"]), catalog.models()) if values.get("model") else None
-    # Hires fields come from a preset's [params] or --set: look at the body they make.
-    body = build_payload(values, "", sets=sets)
-    hr_upscaler = None
-    if _is_on(body.get("enable_hr")) and body.get("hr_upscaler"):
-        hr_upscaler = resolve_upscaler(str(body["hr_upscaler"]), catalog.upscalers())
-    clip_skip_field = values.get("clip_skip") is not None and catalog.is_sdnext()
-    return Resolved(
-        sampler_name, scheduler_label, model, hr_upscaler, clip_skip_field, tuple(notes)
-    )
-
-
-def _opt_int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _is_on(value: Any) -> bool:
-    """A request flag as the server's lax validation reads it (true, 1, "true", "yes", …)."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "on", "t", "true", "y", "yes")
-    return bool(value)
-
-
 def dry_run_payload(job: GenerateJob, prompt: str) -> dict[str, Any]:
     """The body as it would be sent, with names as typed (nothing is resolved offline)."""
     return build_payload(
@@ -319,7 +214,7 @@ class Generator:
             self.reporter.batch_finished(saved, time.monotonic() - started)
             # Only warnings from here on, and only once the images are safely on disk.
             try:
-                self._check_result(payload, resolved, result)
+                check_result(payload, resolved, result, self.catalog, self.reporter.warning)
             except (TypeError, ValueError, KeyError) as exc:
                 self.reporter.warning(f"could not check the server's answer: {exc}")
 
@@ -432,86 +327,6 @@ class Generator:
                 textinfo=p.textinfo,
             )
         )
-
-    def _check_result(
-        self, payload: Mapping[str, Any], resolved: Resolved, result: GenerationResult
-    ) -> None:
-        """The web UI answers 200 even when it ignored what we asked: say so."""
-        info = result.info
-        want_sampler = payload.get("sampler_name")
-        got_sampler = info.get("sampler_name")
-        if want_sampler and got_sampler and str(got_sampler) != str(want_sampler):
-            self.reporter.warning(
-                f"the server used sampler {got_sampler!r} instead of {want_sampler!r}"
-            )
-        overrides = payload.get("override_settings") or {}
-        want_clip = overrides.get("CLIP_stop_at_last_layers")
-        got_clip = info.get("clip_skip")
-        if want_clip is not None and got_clip is not None and int(got_clip) != int(want_clip):
-            self.reporter.warning(f"the server used clip skip {got_clip} instead of {want_clip}")
-        model = resolved.model
-        got_name, got_hash = info.get("sd_model_name"), info.get("sd_model_hash")
-        if model and (got_name or got_hash):
-            stem = Path(model.name.replace("\\", "/")).stem
-            if (got_hash and model.hash and got_hash != model.hash) or (
-                not (got_hash and model.hash) and got_name and got_name != stem
-            ):
-                self.reporter.warning(
-                    f"the server used model {got_name or got_hash!r} instead of {model.title!r}"
-                )
-        self._check_schedule(payload, result)
-        self._check_size(payload, result)
-
-    def _check_schedule(self, payload: Mapping[str, Any], result: GenerationResult) -> None:
-        """An unknown scheduler silently becomes Automatic: compare with the infotext's."""
-        from sdcli.infotext import parse_infotext
-
-        want = payload.get("scheduler")
-        if not isinstance(want, str) or want.strip().lower() in ("", "automatic"):
-            return  # "Automatic" shows as the sampler's own schedule (e.g. Karras): not a change
-        texts = [image.infotext for image in result.images if image.infotext]
-        got = parse_infotext(texts[0]).scheduler if texts else None
-        if got is None or got.lower() == want.strip().lower():
-            return
-        label = want
-        with contextlib.suppress(SdcliError):  # only a name sent as typed (--set) needs the list
-            from sdcli.resolve import resolve_scheduler
-
-            schedulers = self.catalog.schedulers()
-            if schedulers is not None:
-                label = resolve_scheduler(want, schedulers).label
-        if got.lower() != label.lower():
-            self.reporter.warning(f"the server used schedule type {got!r} instead of {want!r}")
-
-    def _check_size(self, payload: Mapping[str, Any], result: GenerationResult) -> None:
-        """The size is read from each PNG: `info.width/height` only repeat the request's."""
-        from sdcli.pngmeta import NotPngError, png_size
-
-        if _is_on(payload.get("enable_hr")):
-            return  # hires fix makes the image larger than the first-pass size, on purpose
-        want = (_opt_int(payload.get("width")), _opt_int(payload.get("height")))
-        if want == (None, None):
-            return  # the server's default size was asked for, whatever it is
-        for image in result.images:
-            try:
-                got = png_size(image.data)
-            except NotPngError:
-                continue  # JPEG or WebP (samples_format); a broken PNG is reported on saving
-            if all(w is None or w == g for w, g in zip(want, got, strict=True)):
-                continue
-            if None not in want:
-                asked = f"{want[0]}x{want[1]}"
-            elif want[0] is not None:
-                asked = f"width {want[0]}"
-            else:
-                asked = f"height {want[1]}"
-            why = ""
-            if any(w is not None and w % 8 for w in want):
-                why = " (the web UI rounds sizes down to multiples of 8)"
-            self.reporter.warning(
-                f"the server made a {got[0]}x{got[1]} image, not the {asked} asked for{why}"
-            )
-            return
 
     def _save_all(
         self,

@@ -18,9 +18,9 @@ import pytest
 import requests
 
 from sdcli.apitypes import Sampler
+from sdcli.catalog import Catalog, resolve_names
 from sdcli.client import WebUIClient
 from sdcli.errors import NotFoundError
-from sdcli.generate import Catalog, resolve_names
 from sdcli.pngmeta import png_size
 from sdcli.resolve import has_combined_names, resolve_sampler, resolve_upscaler
 from sdcli.serverinfo import detect_flavour, is_sdnext

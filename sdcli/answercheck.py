@@ -1,0 +1,109 @@
+"""Checks of the server's answer against the request: the web UI answers 200 even when it ignored
+what we asked (sampler, clip skip, model, schedule type, size), so these say so as warnings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sdcli.apitypes import GenerationResult
+from sdcli.catalog import Catalog, Resolved, is_on
+from sdcli.errors import SdcliError
+
+
+def check_result(
+    payload: Mapping[str, Any],
+    resolved: Resolved,
+    result: GenerationResult,
+    catalog: Catalog,
+    warn: Callable[[str], None],
+) -> None:
+    """The web UI answers 200 even when it ignored what we asked: say so."""
+    info = result.info
+    want_sampler = payload.get("sampler_name")
+    got_sampler = info.get("sampler_name")
+    if want_sampler and got_sampler and str(got_sampler) != str(want_sampler):
+        warn(f"the server used sampler {got_sampler!r} instead of {want_sampler!r}")
+    overrides = payload.get("override_settings") or {}
+    want_clip = overrides.get("CLIP_stop_at_last_layers")
+    got_clip = info.get("clip_skip")
+    if want_clip is not None and got_clip is not None and int(got_clip) != int(want_clip):
+        warn(f"the server used clip skip {got_clip} instead of {want_clip}")
+    model = resolved.model
+    got_name, got_hash = info.get("sd_model_name"), info.get("sd_model_hash")
+    if model and (got_name or got_hash):
+        stem = Path(model.name.replace("\\", "/")).stem
+        if (got_hash and model.hash and got_hash != model.hash) or (
+            not (got_hash and model.hash) and got_name and got_name != stem
+        ):
+            warn(f"the server used model {got_name or got_hash!r} instead of {model.title!r}")
+    _check_schedule(payload, result, catalog, warn)
+    _check_size(payload, result, warn)
+
+
+def _check_schedule(
+    payload: Mapping[str, Any],
+    result: GenerationResult,
+    catalog: Catalog,
+    warn: Callable[[str], None],
+) -> None:
+    """An unknown scheduler silently becomes Automatic: compare with the infotext's."""
+    from sdcli.infotext import parse_infotext
+
+    want = payload.get("scheduler")
+    if not isinstance(want, str) or want.strip().lower() in ("", "automatic"):
+        return  # "Automatic" shows as the sampler's own schedule (e.g. Karras): not a change
+    texts = [image.infotext for image in result.images if image.infotext]
+    got = parse_infotext(texts[0]).scheduler if texts else None
+    if got is None or got.lower() == want.strip().lower():
+        return
+    label = want
+    with contextlib.suppress(SdcliError):  # only a name sent as typed (--set) needs the list
+        from sdcli.resolve import resolve_scheduler
+
+        schedulers = catalog.schedulers()
+        if schedulers is not None:
+            label = resolve_scheduler(want, schedulers).label
+    if got.lower() != label.lower():
+        warn(f"the server used schedule type {got!r} instead of {want!r}")
+
+
+def _check_size(
+    payload: Mapping[str, Any], result: GenerationResult, warn: Callable[[str], None]
+) -> None:
+    """The size is read from each PNG: `info.width/height` only repeat the request's."""
+    from sdcli.pngmeta import NotPngError, png_size
+
+    if is_on(payload.get("enable_hr")):
+        return  # hires fix makes the image larger than the first-pass size, on purpose
+    want = (_opt_int(payload.get("width")), _opt_int(payload.get("height")))
+    if want == (None, None):
+        return  # the server's default size was asked for, whatever it is
+    for image in result.images:
+        try:
+            got = png_size(image.data)
+        except NotPngError:
+            continue  # JPEG or WebP (samples_format); a broken PNG is reported on saving
+        if all(w is None or w == g for w, g in zip(want, got, strict=True)):
+            continue
+        if None not in want:
+            asked = f"{want[0]}x{want[1]}"
+        elif want[0] is not None:
+            asked = f"width {want[0]}"
+        else:
+            asked = f"height {want[1]}"
+        why = ""
+        if any(w is not None and w % 8 for w in want):
+            why = " (the web UI rounds sizes down to multiples of 8)"
+        warn(f"the server made a {got[0]}x{got[1]} image, not the {asked} asked for{why}")
+        return
+
+
+def _opt_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
