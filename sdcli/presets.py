@@ -1,89 +1,32 @@
-"""TOML presets: find them on the search path, load and validate them, resolve `extends`, save.
+"""TOML presets: find them on the search path, load them, resolve `extends`, merge, list, save.
 
 A preset holds the settings a user thinks in (`sampler`, `steps`, `clip_skip`…), not the web UI's
 wire format; `sdcli/payload.py` translates. Everything here raises `PresetError` (or `OutputError`
-when saving) with the file and the key, so the CLI can print one useful line.
+when saving) with the file and the key, so the CLI can print one useful line. Which keys exist
+and what each accepts lives in `sdcli/preset_schema.py`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from sdcli.errors import OutputError, PresetError
 from sdcli.paths import builtin_presets_dir, user_presets_dir
+from sdcli.preset_schema import PRESET_KEYS as PRESET_KEYS  # re-exported: the CLI and tests use it
+from sdcli.preset_schema import copy_toml, did_you_mean_suffix
+from sdcli.preset_schema import validate_values as validate_values  # re-exported, as above
 
 PresetSource = Literal["built-in", "user", "path", "file"]
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    """What one preset key accepts; `presets new` can build its options and help from these."""
-
-    type: type  # str, int, float (an int is accepted too) or dict (a TOML table)
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    multiple_of: int | None = None
-    non_empty: bool = False
-
-
-# The order here is the order `dumps_preset` writes keys in.
-PRESET_KEYS: Final[dict[str, KeySpec]] = {
-    "description": KeySpec(str, "one line shown by `sdcli presets list`"),
-    "extends": KeySpec(str, "name of a preset to start from; this file's keys win", non_empty=True),
-    "prompt_template": KeySpec(str, "text around the prompt; must contain {prompt}"),
-    "negative_prompt": KeySpec(str, "what the image should not contain"),
-    "sampler": KeySpec(str, 'sampler name, e.g. "DPM++ 2M" or "Euler a"', non_empty=True),
-    "scheduler": KeySpec(str, 'schedule type, e.g. "Karras" (web UI 1.9+)', non_empty=True),
-    "steps": KeySpec(int, "sampling steps", minimum=1),
-    "cfg_scale": KeySpec(float, "how strongly the prompt is followed (CFG scale)", minimum=0),
-    "clip_skip": KeySpec(int, "CLIP layers to skip at the end (1 = none)", minimum=1, maximum=12),
-    "width": KeySpec(int, "image width in pixels", minimum=64, maximum=2048, multiple_of=8),
-    "height": KeySpec(int, "image height in pixels", minimum=64, maximum=2048, multiple_of=8),
-    "seed": KeySpec(int, "-1 for a random seed", minimum=-1),
-    "batch_size": KeySpec(int, "images generated together in one batch", minimum=1),
-    "batch_count": KeySpec(int, "batches run one after another", minimum=1),
-    "model": KeySpec(str, "checkpoint to use for this request", non_empty=True),
-    "denoising_strength": KeySpec(float, "0 keeps the input image, 1 ignores it", 0, 1),
-    "params": KeySpec(dict, "any other web UI request fields, sent as they are"),
-}
-
-# Names people type from the web UI or its API; they make better "did you mean" answers.
-_ALIASES: Final[dict[str, str]] = {
-    "sampler_name": "sampler",
-    "sampler_index": "sampler",
-    "schedule_type": "scheduler",
-    "n_iter": "batch_count",
-    "cfg": "cfg_scale",
-    "guidance_scale": "cfg_scale",
-    "clip": "clip_skip",
-    "clip_stop_at_last_layers": "clip_skip",
-    "negative": "negative_prompt",
-    "checkpoint": "model",
-    "sd_model_checkpoint": "model",
-    "denoise": "denoising_strength",
-    "prompt": "prompt_template",
-    "template": "prompt_template",
-    "inherits": "extends",
-    "parent": "extends",
-}
-
 # Keys that describe a preset file rather than the request; they are not inherited or merged.
 _META_KEYS: Final = ("description", "extends")
-_TYPE_WORDS: Final[dict[type, str]] = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    dict: "a table",
-}
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
 _LIST_HINT = "run `sdcli presets list` to see them"
@@ -181,35 +124,6 @@ def list_presets() -> list[PresetInfo]:
     return [winners[name] for name in sorted(winners)]
 
 
-def validate_values(values: Mapping[str, Any], *, where: str) -> dict[str, Any]:
-    """Check keys, types and ranges; return a clean copy. `where` names the file or the flag.
-
-    Every problem is reported at once (joined by "; "), so a user fixes a file in one go.
-    `None` means "not set" and is dropped: TOML has no null and the server must never get one.
-    """
-    problems: list[str] = []
-    clean: dict[str, Any] = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        spec = PRESET_KEYS.get(key)
-        if spec is None:
-            problems.append(_unknown_key(key, where))
-            continue
-        problem = _check_value(key, value, spec)
-        if problem is None and key == "params":
-            problem = _check_params(value, "params")
-        if problem is None and key == "prompt_template" and "{prompt}" not in value:
-            problem = "'prompt_template' must contain {prompt}, where the prompt goes"
-        if problem is not None:
-            problems.append(f"{where}: {problem}")
-            continue
-        clean[key] = _copy(value)
-    if problems:
-        raise PresetError("; ".join(problems))
-    return clean
-
-
 def save_preset(name: str, values: Mapping[str, Any], *, force: bool = False) -> Path:
     """Write user preset NAME.toml atomically; an existing file is kept unless `force`."""
     from sdcli.output import write_atomic
@@ -269,7 +183,7 @@ def _find(
         if _is_file(path) or path == pending:
             return source, path
     raise PresetError(
-        f"unknown preset '{name}'{_did_you_mean(name, _known_names())}", hint=_LIST_HINT
+        f"unknown preset '{name}'{did_you_mean_suffix(name, _known_names())}", hint=_LIST_HINT
     )
 
 
@@ -391,115 +305,7 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """`extends` merges exactly like `-p base -p over` (nested [params] tables key by key)."""
     from sdcli.payload import merge_values
 
-    return merge_values([_copy(base), _copy(over)])
-
-
-def _copy(value: Any) -> Any:
-    """A copy of TOML data, so a caller mutating merged values cannot change a loaded preset."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-# --- validating ----------------------------------------------------------------------------
-
-
-def _check_value(key: str, value: Any, spec: KeySpec) -> str | None:
-    """A problem with one value, or None. bool is not an int here, though Python says it is."""
-    ok = isinstance(value, spec.type) and not isinstance(value, bool)
-    if spec.type is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok:
-        return f"'{key}' must be {_TYPE_WORDS[spec.type]}, got {_describe(value)}"
-    if isinstance(value, str):
-        if spec.non_empty and not value.strip():
-            return f"'{key}' must not be empty"
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"'{key}' must be a finite number, got {value}"
-    if isinstance(value, int | float):
-        return _check_range(key, value, spec)
-    return None
-
-
-def _check_range(key: str, value: float, spec: KeySpec) -> str | None:
-    low, high = spec.minimum, spec.maximum
-    if low is not None and high is not None and not low <= value <= high:
-        return f"'{key}' must be between {_num(low)} and {_num(high)}, got {value}"
-    if low is not None and value < low:
-        return f"'{key}' must be at least {_num(low)}, got {value}"
-    if high is not None and value > high:
-        return f"'{key}' must be at most {_num(high)}, got {value}"
-    step = spec.multiple_of
-    if step and int(value) % step:
-        below = int(value) // step * step
-        return f"'{key}' must be a multiple of {step}, got {value} (try {below} or {below + step})"
-    return None
-
-
-def _check_params(value: Any, where: str) -> str | None:
-    """`[params]` goes into a JSON body: refuse what JSON cannot carry (dates, nan, inf)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = _check_params(item, f"{where}.{key}")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _check_params(item, f"{where}[{index}]")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"'{where}' must be a finite number, got {value}"
-    if isinstance(value, datetime | date | time):
-        return (
-            f"'{where}' is {_describe(value)}; JSON can only carry strings, numbers, "
-            "booleans, arrays and tables (quote it as a string)"
-        )
-    return None
-
-
-def _describe(value: Any) -> str:
-    words = {
-        bool: "a boolean",
-        str: "a string",
-        int: "an integer",
-        float: "a float",
-        dict: "a table",
-        list: "an array",
-        datetime: "a date-time",
-        date: "a date",
-        time: "a time",
-    }
-    word = words.get(type(value), type(value).__name__)
-    shown = repr(value)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    return f"{word} ({shown})" if not isinstance(value, dict | list) else word
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _unknown_key(key: str, where: str) -> str:
-    alias = _ALIASES.get(key) or _ALIASES.get(key.lower())
-    suggestion = f" (did you mean '{alias}'?)" if alias else _did_you_mean(key, PRESET_KEYS)
-    return (
-        f"{where}: unknown key '{key}'{suggestion}; "
-        "to send a web UI field as is, put it under [params]"
-    )
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return merge_values([copy_toml(base), copy_toml(over)])
 
 
 # --- saving --------------------------------------------------------------------------------
