@@ -17,6 +17,16 @@ from sdcli.errors import PresetError, UsageError
 if TYPE_CHECKING:
     from sdcli.presets import Preset, PresetSource
 
+
+PresetName = Annotated[
+    str,
+    typer.Argument(
+        help="Preset name, or a path to a .toml file.",
+        metavar="NAME",
+        autocompletion=complete_preset,
+    ),
+]
+
 app = typer.Typer(
     help=(
         "List, show, create and edit presets (TOML files).\n\n"
@@ -132,14 +142,7 @@ def _show_value(value: Any) -> str:
 
 @app.command("show", help=SHOW_HELP)
 def show(
-    name: Annotated[
-        str,
-        typer.Argument(
-            help="Preset name, or a path to a .toml file.",
-            metavar="NAME",
-            autocompletion=complete_preset,
-        ),
-    ],
+    name: PresetName,
     toml: Annotated[
         bool, typer.Option("--toml", help="Print the merged preset as TOML on stdout.")
     ] = False,
@@ -308,14 +311,7 @@ def _editable_copy(name: str, source: PresetSource, path: Path) -> tuple[Path, b
 
 @app.command("edit", help=EDIT_HELP)
 def edit(
-    name: Annotated[
-        str,
-        typer.Argument(
-            help="Preset name, or a path to a .toml file.",
-            metavar="NAME",
-            autocompletion=complete_preset,
-        ),
-    ],
+    name: PresetName,
 ) -> None:
     from sdcli.presets import find_preset, load_preset
 
