@@ -101,6 +101,8 @@ class LiveReporter(CliReporter):
                 console=render.err_console(),
                 transient=True,
                 refresh_per_second=8,
+                # stdout carries results only: rich must not capture it into the live display
+                redirect_stdout=False,
             )
             self._progress.start()
             self._task = self._progress.add_task(self._label, total=1.0, detail="", eta="")
