@@ -74,8 +74,12 @@ _TYPE_WORDS: Final[dict[type, str]] = {
 }
 
 
-def validate_values(values: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+def validate_values(
+    values: Mapping[str, Any], *, where: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Check keys, types and ranges; return a clean copy. `where` names the file or the flag.
+
+    `labels` names a key the way the user typed it (`cfg_scale` -> `--cfg`), for flags.
 
     Every problem is reported at once (joined by "; "), so a user fixes a file in one go.
     `None` means "not set" and is dropped: TOML has no null and the server must never get one.
@@ -95,7 +99,11 @@ def validate_values(values: Mapping[str, Any], *, where: str) -> dict[str, Any]:
         if problem is None and key == "prompt_template" and "{prompt}" not in value:
             problem = "'prompt_template' must contain {prompt}, where the prompt goes"
         if problem is not None:
-            problems.append(f"{where}: {problem}")
+            label = (labels or {}).get(key)
+            if label is not None:
+                problems.append(problem.replace(f"'{key}'", label, 1))
+            else:
+                problems.append(f"{where}: {problem}")
             continue
         clean[key] = copy_toml(value)
     if problems:

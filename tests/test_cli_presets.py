@@ -184,7 +184,7 @@ def test_new_refuses_to_overwrite_without_force() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--steps", "0"], "'steps' must be at least 1"),
+        (["--steps", "0"], "--steps must be at least 1"),
         (["--width", "500"], "multiple of 8"),
         (["--size", "big"], "WIDTHxHEIGHT"),
         (["--extends", "nosuch"], "unknown preset 'nosuch'"),

@@ -304,7 +304,7 @@ def test_bad_values_exit_2_and_send_nothing(fake_webui: FakeWebUI, tmp_path: Pat
         (["--steps", "0"], "steps"),
         (["--width", "500"], "width"),
         (["--cfg", "-1"], "cfg"),
-        (["-b", "0"], "batch_size"),
+        (["-b", "0"], "--batch-size"),
         (["--size", "big"], "--size"),
         (["--set", "oops"], "--set"),
         (["--name", "{nope}"], "nope"),

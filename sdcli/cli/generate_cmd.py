@@ -205,7 +205,7 @@ def register(app: typer.Typer) -> None:
             count=count,
             model=model,
         )
-        given = validate_values(given, where="command line")
+        given = validate_values(given, where="command line", labels=opts.FLAG_LABELS)
         sets = parse_set(set_ or [])
         names = list(preset or [])
         if not names and state.settings.default_preset:

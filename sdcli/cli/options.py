@@ -47,6 +47,26 @@ FromImage = Annotated[
 ]
 
 
+# preset key -> the flag that sets it, so a bad value is reported as the user typed it
+FLAG_LABELS = {
+    "negative_prompt": "--negative",
+    "steps": "--steps",
+    "cfg_scale": "--cfg",
+    "sampler": "--sampler",
+    "scheduler": "--scheduler",
+    "clip_skip": "--clip-skip",
+    "width": "--width",
+    "height": "--height",
+    "seed": "--seed",
+    "batch_size": "--batch-size",
+    "batch_count": "--count",
+    "model": "--model",
+    "description": "--description",
+    "extends": "--extends",
+    "prompt_template": "--prompt-template",
+}
+
+
 def parse_size(size: str) -> tuple[int, int]:
     w, sep, h = size.lower().partition("x")
     if not sep or not w.strip().isdigit() or not h.strip().isdigit():

@@ -242,7 +242,7 @@ def new(
     sets = parse_set(set_ or [])
     if sets:
         flags["params"] = sets
-    given = validate_values(flags, where="command line")
+    given = validate_values(flags, where="command line", labels=opts.FLAG_LABELS)
     layers: list[dict[str, Any]] = []
     if from_image is not None:
         from sdcli.imageparams import settings_from_image
