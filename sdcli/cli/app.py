@@ -90,7 +90,12 @@ app = typer.Typer(
     help=(
         "A fast, scriptable client for the Stable Diffusion web UI API "
         "(AUTOMATIC1111, Forge, reForge, SD.Next).\n\n"
-        "Results (saved paths, JSON lines) go to stdout; progress and messages to stderr."
+        "Results (saved paths, JSON lines) go to stdout; progress and messages to stderr.\n\n"
+        "[bold]Examples[/]\n\n"
+        '  sdcli generate --preset chibi "1boy, solo, chibi"\n'
+        "  sdcli set-model qteamixQ_gamma\n"
+        '  printf "a cat\\na dog\\n" | sdcli generate -p draft -\n'
+        "  sdcli info out/*.png"
     ),
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,

@@ -40,7 +40,11 @@ object, or one JSON object per image (path, prompt, negative_prompt, parameters,
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("info", help=HELP)
+    @app.command(
+        "info",
+        help=HELP,
+        short_help="Show the server (flavour, version, model, busy?) or the parameters in images.",
+    )
     def info(
         ctx: typer.Context,
         images: Annotated[

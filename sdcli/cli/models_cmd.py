@@ -111,7 +111,11 @@ def register(app: typer.Typer) -> None:
             title = switch_model(client, model)
         render.result(title)
 
-    @app.command("models", help=MODELS_HELP)
+    @app.command(
+        "models",
+        help=MODELS_HELP,
+        short_help="List the server's checkpoints; the loaded one is marked *.",
+    )
     def models(
         ctx: typer.Context,
         json_lines: Annotated[
@@ -144,7 +148,9 @@ def register(app: typer.Typer) -> None:
         rows = [["*" if m is current else "", m.model_name, m.title, m.hash or ""] for m in found]
         render.table(None, ["", "name", "title", "hash"], rows)
 
-    @app.command("samplers", help=SAMPLERS_HELP)
+    @app.command(
+        "samplers", help=SAMPLERS_HELP, short_help="List the server's samplers and schedulers."
+    )
     def samplers(
         ctx: typer.Context,
         json_doc: Annotated[
