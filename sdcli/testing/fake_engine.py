@@ -264,12 +264,7 @@ class Engine:
                     "current_image": None,
                     "textinfo": self.textinfo,
                 }
-            progress = 0.01
-            if st.job_count > 0:
-                progress += st.job_no / st.job_count
-            if st.sampling_steps > 0 and st.job_count > 0:
-                progress += 1 / st.job_count * st.sampling_step / st.sampling_steps
-            progress = min(progress, 1)
+            progress = min(0.01 + _job_fraction(st), 1)  # webui-api.md §4: the 0.01 start
             elapsed = time.time() - self.time_start
             eta_relative = elapsed / progress - elapsed
             self._update_preview()
@@ -297,12 +292,7 @@ class Engine:
                     textinfo = f"In queue: {order.index(id_task) + 1}/{len(order)}"
                 return _task(active, queued, completed, None, None, None, -1, textinfo)
             st = self.state
-            progress = 0.0
-            if st.job_count > 0:
-                progress += st.job_no / st.job_count
-            if st.sampling_steps > 0 and st.job_count > 0:
-                progress += 1 / st.job_count * st.sampling_step / st.sampling_steps
-            progress = min(progress, 1)
+            progress = min(_job_fraction(st), 1)
             elapsed = time.time() - self.time_start
             eta = elapsed / progress - elapsed if progress > 0 else None
             preview = None
@@ -356,3 +346,13 @@ def _task(
         "id_live_preview": id_live_preview,
         "textinfo": textinfo,
     }
+
+
+def _job_fraction(st: Any) -> float:
+    """How far the job is: finished batches plus the current batch's steps, as a fraction."""
+    if st.job_count <= 0:
+        return 0.0
+    fraction = st.job_no / st.job_count
+    if st.sampling_steps > 0:
+        fraction += st.sampling_step / st.sampling_steps / st.job_count
+    return float(fraction)
