@@ -70,7 +70,8 @@ def spinner(text: str) -> Iterator[None]:
         return
     from rich.markup import escape
 
-    with render.err_console().status(escape(text)):  # titles end in "[hash]", not markup
+    # titles end in "[hash]", not markup; and a server's names are never terminal commands
+    with render.err_console().status(escape(render.printable(text))):
         yield
 
 

@@ -19,6 +19,28 @@ _err_console: Console | None = None
 stdout_closed = False  # set by __main__ when the process started with stdout closed
 
 
+# Control characters (C0, DEL, C1) and the bidirectional overrides that can reorder a line:
+# outside text shows them as escapes. Backslashes stay as they are (paths, regexes).
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNPRINTABLE: dict[int, str] = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    **{ord(c): f"\\u{ord(c):04x}" for c in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"},
+    **{c: f"\\u{c:04x}" for c in range(0x2066, 0x206A)},
+    **{ord(k): v for k, v in _NAMED.items()},
+}
+
+
+# What json.dumps leaves raw that a terminal may obey (DEL, C1 such as U+009B "CSI", bidi
+# overrides): written as JSON's own \u escapes, so the decoded values stay exactly the same.
+_JSON_UNSAFE = {c: f"\\u{c:04x}" for c in _UNPRINTABLE if c >= 0x7F}
+
+
+def printable(text: str) -> str:
+    """Text from a server or a file as one line a terminal only shows: an escape sequence in an
+    error message or a PNG's metadata must not set the title, clear the screen or forge a line."""
+    return text.translate(_UNPRINTABLE)
+
+
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
@@ -60,7 +82,8 @@ def result(line: str) -> None:
 
 
 def result_json(obj: Any) -> None:
-    result(json.dumps(obj, ensure_ascii=False, separators=(", ", ": ")))
+    text = json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
+    result(text.translate(_JSON_UNSAFE))
 
 
 def _styled(text: str, code: str) -> str:
@@ -68,18 +91,18 @@ def _styled(text: str, code: str) -> str:
 
 
 def error(message: str) -> None:
-    sys.stderr.write(f"{_styled('sdcli: error:', '1;31')} {message}\n")
+    sys.stderr.write(f"{_styled('sdcli: error:', '1;31')} {printable(message)}\n")
     sys.stderr.flush()
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"{_styled('sdcli: warning:', '1;33')} {message}\n")
+    sys.stderr.write(f"{_styled('sdcli: warning:', '1;33')} {printable(message)}\n")
     sys.stderr.flush()
 
 
 def note(message: str) -> None:
     """A short line for humans (not printed with --quiet by callers)."""
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(printable(message) + "\n")
     sys.stderr.flush()
 
 
@@ -92,12 +115,14 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str
         from rich.table import Table
         from rich.text import Text
 
-        t = Table(title=title, show_edge=False, header_style="bold")
+        heading = Text(printable(title)) if title is not None else None
+        t = Table(title=heading, show_edge=False, header_style="bold")
         for col in columns:
             t.add_column(col, overflow="fold")  # long titles wrap, never lose characters
         for row in rows:
-            t.add_row(*(Text(cell) for cell in row))  # cells are data, not markup: "[hash]"
+            # cells are data, not markup ("[hash]"), and never terminal commands
+            t.add_row(*(Text(printable(cell)) for cell in row))
         err_console().print(t)
     else:
         for row in rows:
-            result("\t".join(row))
+            result("\t".join(printable(cell) for cell in row))

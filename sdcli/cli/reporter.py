@@ -105,19 +105,22 @@ class LiveReporter(CliReporter):
                 redirect_stdout=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self._label, total=1.0, detail="", eta="")
+            label = _markup_safe(self._label)
+            self._task = self._progress.add_task(label, total=1.0, detail="", eta="")
         return self._progress, self._task
 
     def batch_started(self, prompt: str, batch: int, batches: int) -> None:
         super().batch_started(prompt, batch, batches)
         progress, task = self._bar()
-        progress.reset(task, total=1.0, description=self._label, detail="starting", eta="")
+        label = _markup_safe(self._label)
+        progress.reset(task, total=1.0, description=label, detail="starting", eta="")
 
     def progress(self, snapshot: ProgressSnapshot) -> None:
         progress, task = self._bar()
         fields: dict[str, Any]
         if snapshot.queued:
-            fields = {"detail": f"[yellow]queued[/] {snapshot.textinfo or ''}".strip(), "eta": ""}
+            textinfo = _markup_safe(snapshot.textinfo or "")  # the server's words, not markup
+            fields = {"detail": f"[yellow]queued[/] {textinfo}".strip(), "eta": ""}
             progress.update(task, completed=0.0, **fields)
             return
         parts = []
@@ -143,9 +146,16 @@ class LiveReporter(CliReporter):
         }
         from rich.markup import escape
 
-        self._progress.console.print(style.get(kind, "") + escape(text))
+        self._progress.console.print(style.get(kind, "") + escape(render.printable(text)))
 
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def _markup_safe(text: str) -> str:
+    """Text for a rich column that reads markup: shown as is, on one line."""
+    from rich.markup import escape
+
+    return escape(render.printable(text))
