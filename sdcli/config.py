@@ -16,6 +16,9 @@ from sdcli.errors import UsageError
 
 DEFAULT_URL = "http://127.0.0.1:7860"
 DEFAULT_CONNECT_TIMEOUT = 5.0
+# The longest wait sdcli accepts: a week is longer than any job a web UI runs, so anything
+# larger is a typo (1e10), and it stays far below what socket and thread timers can hold.
+MAX_TIMEOUT = 7 * 24 * 3600.0
 
 # config file key -> environment variable
 ENV_VARS = {
@@ -69,6 +72,13 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
         user, _, password = userinfo.partition(":")
         auth = (unquote(user), unquote(password))
     clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    root, api, _ = (parts.path.rstrip("/") + "/").partition("/sdapi/")
+    if api:  # `--url http://host:7860/sdapi/v1`: every call would go to /sdapi/v1/sdapi/v1/...
+        suggestion = urlunsplit((parts.scheme, netloc, root, "", ""))
+        raise UsageError(
+            f"the server URL {mask_url(clean)!r} must be the web UI's root, not its API path",
+            hint=f"use {mask_url(suggestion)}; sdcli adds /sdapi/v1 itself",
+        )
     return clean, auth
 
 
@@ -92,17 +102,24 @@ def parse_auth(value: str, *, where: str) -> tuple[str, str]:
     return user, password
 
 
-def parse_timeout(value: Any, *, where: str) -> float | None:
-    """Seconds as a positive number; 0, 'none' or 'inf' mean wait as long as it takes."""
-    if isinstance(value, str) and value.strip().lower() in ("", "none", "inf", "0"):
+def parse_timeout(value: Any, *, where: str, allow_none: bool = True) -> float | None:
+    """Seconds above 0, at most MAX_TIMEOUT; 'none' waits as long as it takes (`allow_none`).
+
+    Checked before anything is sent: a timeout that cannot be honoured must not cost a job.
+    """
+    if allow_none and isinstance(value, str) and value.strip().lower() == "none":
         return None
     try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where} must be a number of seconds, not {value!r}") from None
-    if seconds < 0:
-        raise UsageError(f"{where} must not be negative")
-    return seconds or None
+        seconds = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError, OverflowError):
+        seconds = float("nan")
+    if not 0 < seconds <= MAX_TIMEOUT:  # also refuses nan and inf
+        raise UsageError(
+            f"{where} must be a number of seconds above 0 and at most {MAX_TIMEOUT:g} (a week), "
+            f"not {value!r}",
+            hint="'none' waits as long as the job takes" if allow_none else None,
+        )
+    return seconds
 
 
 def read_config_file(path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -178,7 +195,7 @@ def load_settings(
         else None
     )
     raw_connect = file_data.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-    connect = parse_timeout(raw_connect, where="config key 'connect_timeout'")
+    connect = parse_timeout(raw_connect, where="config key 'connect_timeout'", allow_none=False)
 
     raw_out, _ = pick("output_dir", output_dir)
     preset, _ = pick("default_preset", None)
@@ -191,7 +208,7 @@ def load_settings(
         url=base_url,
         auth=credentials,
         timeout=read_timeout,
-        connect_timeout=connect or DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout=connect or DEFAULT_CONNECT_TIMEOUT,  # never None: allow_none=False
         output_dir=Path(str(raw_out)).expanduser() if raw_out else Path("."),
         default_preset=str(preset) if preset else None,
         debug=debug or environ.get("SDCLI_DEBUG", "") not in ("", "0"),

@@ -230,7 +230,7 @@ def settings_run(global_args: Sequence[str], tmp_path: Path) -> Any:
         (["--url", "ftp://example.com"], "invalid server URL"),
         (["--url", "http://127.0.0.1:99999"], "invalid port"),
         (["--timeout", "soon"], "--timeout must be a number of seconds"),
-        (["--timeout", "-1"], "--timeout must not be negative"),
+        (["--timeout", "-1"], "--timeout must be a number of seconds above 0"),
         (["--auth", "no-colon"], "--auth must look like USER:PASS"),
     ],
 )

@@ -69,8 +69,10 @@ def test_unknown_config_key_is_named(config_file: Path) -> None:
         load_settings(env={})
 
 
-def test_zero_timeout_means_wait_forever(config_file: Path) -> None:
-    assert load_settings(timeout="0", env={}).timeout is None
+def test_timeout_none_means_wait_forever_and_zero_is_refused(config_file: Path) -> None:
+    assert load_settings(timeout="none", env={}).timeout is None
+    with pytest.raises(UsageError, match="above 0"):
+        load_settings(timeout="0", env={})
 
 
 def test_world_readable_config_with_password_warns(config_file: Path) -> None:
