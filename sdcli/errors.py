@@ -5,6 +5,7 @@ Library code raises these; only the CLI layer prints them (in one place) and exi
 
 from __future__ import annotations
 
+import signal
 from enum import IntEnum
 
 
@@ -16,7 +17,9 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad usage or bad local input (preset, file, value)
     UNREACHABLE = 3  # cannot reach the server (refused, DNS, timeout)
     AUTH = 4  # authentication failed
+    HANGUP = 129  # SIGHUP (the terminal went away): handled like Ctrl-C
     INTERRUPTED = 130  # Ctrl-C
+    TERMINATED = 143  # SIGTERM (kill, a service manager, a CI timeout): handled like Ctrl-C
     STDOUT_CLOSED = 141  # the reader of stdout went away (`| head -1`), as if killed by SIGPIPE
 
 
@@ -93,6 +96,30 @@ class ApiError(SdcliError):
 
 
 class Interrupted(SdcliError):
-    """The user pressed Ctrl-C; whatever the server returned was saved first."""
+    """Ctrl-C, SIGTERM or SIGHUP; whatever the server returned was saved first."""
 
     exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, *, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_code = signal_exit_code(signum)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so they take Ctrl-C's path: interrupt the
+    server's job, keep what it returned, remove temp files, then exit 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def signal_exit_code(signum: int) -> ExitCode:
+    """The shell's convention, 128 + the signal number, for the signals sdcli handles."""
+    return ExitCode(128 + signum)
+
+
+def interruption(exc: BaseException) -> tuple[int, str]:
+    """(signal number, " by SIGTERM" or "" for Ctrl-C) of a KeyboardInterrupt."""
+    signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+    return signum, "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"

@@ -24,6 +24,7 @@ from sdcli.errors import (
     SdcliError,
     ServerTimeout,
     UsageError,
+    interruption,
 )
 from sdcli.payload import build_payload
 
@@ -202,8 +203,10 @@ class Generator:
                 before = len(summary.saved)
                 with contextlib.suppress(ApiError):  # the Ctrl-C is the news, not a bad image
                     self._save_all(job, payload, partial.result, stamp, batch + 1, summary)
+                signum, by = interruption(partial.cause)
+                kept = len(summary.saved) - before
                 raise Interrupted(
-                    f"interrupted; kept {len(summary.saved) - before} image(s) the server had made"
+                    f"interrupted{by}; kept {kept} image(s) the server had made", signum=signum
                 ) from None
             if not result.images and not result.problems:
                 raise ApiError(
@@ -212,6 +215,8 @@ class Generator:
                 )
             saved = self._save_all(job, payload, result, stamp, batch + 1, summary)
             self.reporter.batch_finished(saved, time.monotonic() - started)
+            for warning in result.warnings:
+                self.reporter.warning(warning)
             # Only warnings from here on, and only once the images are safely on disk.
             try:
                 check_result(payload, resolved, result, self.catalog, self.reporter.warning)
@@ -262,11 +267,14 @@ class Generator:
             while not done.wait(self.poll_interval if job.show_progress else 0.5):
                 if job.show_progress:
                     self._poll(task_id, started)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Terminated)
             self._interrupt(done)
             if "result" in box:
-                raise _Partial(box["result"]) from None
-            raise Interrupted("interrupted before the server returned any image") from None
+                raise _Partial(box["result"], exc) from None
+            signum, by = interruption(exc)
+            raise Interrupted(
+                f"interrupted{by} before the server returned any image", signum=signum
+            ) from None
         if "error" in box:
             raise box["error"]
         result: GenerationResult = box["result"]
@@ -416,6 +424,7 @@ class Generator:
 class _Partial(Exception):
     """Carries the interrupted job's partial result from the wait loop to the saver."""
 
-    def __init__(self, result: GenerationResult) -> None:
+    def __init__(self, result: GenerationResult, cause: KeyboardInterrupt) -> None:
         super().__init__("partial result")
         self.result = result
+        self.cause = cause

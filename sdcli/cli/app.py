@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -15,13 +16,13 @@ from typer.core import TyperGroup
 from sdcli import __version__
 from sdcli.cli import render
 from sdcli.cli.state import AppState
-from sdcli.errors import ExitCode, SdcliError
+from sdcli.errors import ExitCode, SdcliError, Terminated, interruption, signal_exit_code
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok · 1 the server failed or refused the request · 2 bad usage or bad local "
     "input (preset, file, value, unknown model/sampler) · 3 cannot reach the server (refused, "
-    "DNS, timeout, connection lost) · 4 authentication failed · 130 interrupted (Ctrl-C) · "
-    "141 stdout closed early (e.g. | head -1)."
+    "DNS, timeout, connection lost) · 4 authentication failed · 130 interrupted (Ctrl-C; "
+    "143 SIGTERM, 129 SIGHUP) · 141 stdout closed early (e.g. | head -1)."
 )
 
 
@@ -34,14 +35,17 @@ class SdcliGroup(TyperGroup):
             return super().invoke(ctx)
         except SdcliError as exc:
             if _debug(ctx):
-                traceback.print_exc()  # the details, but still the documented exit code
+                _print_traceback()  # the details, but still the documented exit code
             render.error(str(exc))
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP
+            signum, by = interruption(exc)
             if _debug(ctx):
-                raise
-            render.error("interrupted")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+                if signum == signal.SIGINT:
+                    raise
+                _print_traceback()
+            render.error(f"interrupted{by}")
+            raise typer.Exit(int(signal_exit_code(signum))) from None
         except BrokenPipeError:
             # A reader such as `head -1` went away: stop quietly, like a tool killed by SIGPIPE.
             _silence_output()
@@ -54,10 +58,17 @@ class SdcliGroup(TyperGroup):
             # A bug of ours must still end in one line, not a traceback, for unattended scripts.
             debug = _debug(ctx)
             if debug:
-                traceback.print_exc()
+                _print_traceback()
             more = "" if debug else ": run again with --debug for the traceback"
             render.error(f"unexpected {type(exc).__name__}: {exc} (a bug in sdcli{more})")
             raise typer.Exit(int(ExitCode.SERVER)) from None
+
+
+def _print_traceback() -> None:
+    """--debug's traceback; its messages may quote the server, so each line is made printable."""
+    for line in traceback.format_exc().splitlines():
+        sys.stderr.write(render.printable(line) + "\n")
+    sys.stderr.flush()
 
 
 def _is_click_error(exc: Exception) -> bool:
@@ -130,7 +141,8 @@ def main_callback(
         str | None,
         typer.Option(
             "--auth",
-            help="USER:PASS for a web UI started with --api-auth (env SDCLI_AUTH; never shown).",
+            help="USER:PASS for a web UI started with --api-auth; never shown. Prefer env "
+            "SDCLI_AUTH or the config file: arguments are visible to all users in ps.",
         ),
     ] = None,
     timeout: Annotated[
@@ -138,8 +150,8 @@ def main_callback(
         typer.Option(
             "--timeout",
             help=(
-                "Seconds to wait for a generation or model load (env SDCLI_TIMEOUT) "
-                "\\[default: 0 = no limit]."
+                "Seconds to wait for a whole answer: a generation, a model load, a list "
+                "(env SDCLI_TIMEOUT) \\[default: none = no limit for generations and loads]."
             ),
         ),
     ] = None,
@@ -168,7 +180,7 @@ def _log_http_to_stderr() -> Callable[[], None]:
 
     class StderrHandler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            sys.stderr.write(f"sdcli: debug: {record.getMessage()}\n")
+            sys.stderr.write(f"sdcli: debug: {render.printable(record.getMessage())}\n")
 
     handler = StderrHandler()
     logger = logging.getLogger("sdcli")
@@ -223,5 +235,20 @@ def _app_for(name: str | None) -> typer.Typer:
     return lean
 
 
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM and SIGHUP take Ctrl-C's path instead of killing sdcli mid-write (errors.Terminated).
+
+    A signal someone chose to ignore stays ignored: `nohup sdcli …` must survive a hang-up.
+    """
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, raise_terminated)
+
+
 def run() -> None:
+    _terminate_like_ctrl_c()
     _app_for(_command_word(sys.argv[1:]))(prog_name="sdcli")
