@@ -43,11 +43,17 @@ def parse_generation(body: Any) -> GenerationResult:
         raise ApiError("the server's generation answer has no `images` list")
     raw_info = body.get("info")
     info: dict[str, Any] = {}
+    warnings: list[str] = []
     if isinstance(raw_info, str) and raw_info:
         try:
             decoded = json.loads(raw_info)
-        except ValueError as exc:
-            raise ApiError("the server's `info` field is not valid JSON") from exc
+        except ValueError:
+            # The pixels are fine without it: kept, without seeds or a parameters chunk.
+            decoded = None
+            warnings.append(
+                "the server's `info` field is not valid JSON: images saved without their "
+                "seed and generation parameters"
+            )
         info = decoded if isinstance(decoded, dict) else {}
     elif isinstance(raw_info, dict):  # some forks send it already decoded
         info = raw_info
@@ -79,7 +85,12 @@ def parse_generation(body: Any) -> GenerationResult:
     raw_params: Any = body.get("parameters")
     params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
     return GenerationResult(
-        images=images, info=info, parameters=params, extra_images=extra, problems=problems
+        images=images,
+        info=info,
+        parameters=params,
+        extra_images=extra,
+        problems=problems,
+        warnings=warnings,
     )
 
 

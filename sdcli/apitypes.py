@@ -25,6 +25,7 @@ class GenerationResult:
     parameters: dict[str, Any]
     extra_images: int = 0  # grids, masks, extension output: counted, never decoded
     problems: list[str] = field(default_factory=list)  # why an image was left out (undecodable)
+    warnings: list[str] = field(default_factory=list)  # what is missing from the kept images
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ log = logging.getLogger("sdcli.http")
 API = "/sdapi/v1"
 # A refused port -> where the same web UI may be listening instead (API-only mode's default).
 ALTERNATE_PORTS = {7860: 7861}
+SERVER_TEXT_LIMIT = 300  # characters of a server's message in an error line (--debug: all)
 QUICK_READ_TIMEOUT = 30.0  # list endpoints and progress never take the queue lock
 POLL_READ_TIMEOUT = 10.0
 
@@ -76,7 +77,11 @@ class WebUIClient:
         if self._session is None:
             import requests
 
+            from sdcli.deadline import DeadlineAdapter
+
             self._session = requests.Session()
+            for prefix in ("http://", "https://"):  # so --timeout bounds whole answers
+                self._session.mount(prefix, DeadlineAdapter())
             # The web UI sends no WWW-Authenticate challenge: credentials must go preemptively.
             if self._auth is not None:
                 self._session.auth = self._auth
@@ -114,22 +119,30 @@ class WebUIClient:
             # Serialised here so `null` is never sent by accident for a defaulted field.
             kwargs["data"] = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             kwargs["headers"] = {"Content-Type": "application/json"}
+        from sdcli.deadline import deadline
+
         if read_timeout == "quick":
-            read_timeout = self.quick_timeout
+            read_timeout = min(self.quick_timeout, self.timeout or self.quick_timeout)
         started = time.monotonic()
-        try:
-            response = self.session.request(
-                method, url, timeout=(self.connect_timeout, read_timeout), **kwargs
-            )
-        except requests.exceptions.RequestException as exc:
-            log.debug(
-                "%s %s -> %s after %.2f s",
-                method,
-                path,
-                type(exc).__name__,
-                time.monotonic() - started,
-            )
-            raise self._transport_error(exc, method, path, read_timeout) from exc
+        # The read timeout bounds each wait for bytes; the deadline, the whole answer.
+        with deadline(read_timeout) as limit:
+            try:
+                response = self.session.request(
+                    method, url, timeout=(self.connect_timeout, read_timeout), **kwargs
+                )
+            except requests.exceptions.RequestException as exc:
+                log.debug(
+                    "%s %s -> %s after %.2f s",
+                    method,
+                    path,
+                    type(exc).__name__,
+                    time.monotonic() - started,
+                )
+                if limit is not None and limit.cut:
+                    raise self._timeout(method, path, read_timeout) from exc
+                raise self._transport_error(exc, method, path, read_timeout) from exc
+        if limit is not None and limit.cut:  # cut at the deadline: the body may be short
+            raise self._timeout(method, path, read_timeout)
         log.debug(
             "%s %s -> %d, %d bytes, %.2f s",
             method,
@@ -168,10 +181,7 @@ class WebUIClient:
                 hint="is the host up and the port right?",
             )
         if isinstance(exc, errors.ReadTimeout):
-            return ServerTimeout(
-                f"{self.base_url} did not answer {method} {path} within {read_timeout:g} s",
-                hint="raise --timeout, or 0 to wait as long as the job takes",
-            )
+            return self._timeout(method, path, read_timeout)
         if isinstance(exc, errors.ConnectionError):
             error = _connection_error(self.base_url, method, path, exc)
             if error.hint is None:
@@ -183,6 +193,12 @@ class WebUIClient:
                 hint="check --url or SDCLI_URL",
             )
         return ApiError(f"request to {self.base_url}{path} failed: {_reason(exc)}")
+
+    def _timeout(self, method: str, path: str, seconds: float | None) -> ServerTimeout:
+        return ServerTimeout(
+            f"{self.base_url} did not answer {method} {path} within {seconds or 0:g} s",
+            hint="raise --timeout, or --timeout none to wait as long as the job takes",
+        )
 
     def _other_port_hint(self) -> str:
         """A refused default port: does the API answer where `--nowebui` puts it (7861)?"""
@@ -212,6 +228,13 @@ class WebUIClient:
                 is_json = True
             except ValueError:
                 is_json = False
+        elif _unframed(response):
+            # No Content-Length, not chunked, nothing read: the connection closed before the
+            # answer was complete (headers that never ended), not an empty answer.
+            raise ConnectionFailed(
+                f"the connection to {self.base_url} closed before {method} {path} was answered",
+                hint="did the web UI crash or restart, or is a proxy in the way?",
+            )
         else:
             is_json = 200 <= status < 300  # empty 2xx: treat as null
         if 200 <= status < 300:
@@ -399,6 +422,45 @@ def _connection_error(base_url: str, method: str, path: str, exc: Exception) -> 
     return ConnectionFailed(f"cannot reach {base_url}")
 
 
+def _unframed(response: requests.Response) -> bool:
+    headers = response.headers
+    return (
+        "content-length" not in headers
+        and "chunked" not in headers.get("transfer-encoding", "").lower()
+    )
+
+
+def clip(text: str, limit: int = SERVER_TEXT_LIMIT) -> str:
+    """A server's message cut to fit an error line (a 200 KB one is not a line)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _plain_text_error(response: requests.Response, content: bytes) -> str | None:
+    """The line that says what failed in a plain-text error body: the exception at the end of a
+    Python traceback, or the text itself (Starlette's "Internal Server Error"); None for HTML."""
+    if "html" in response.headers.get("content-type", "") or not content.strip():
+        return None
+    text = content.decode("utf-8", "replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Traceback (most recent call last)" in text:
+        return lines[-1]
+    if "text/plain" in response.headers.get("content-type", "") and len(lines) == 1:
+        return lines[0]
+    return None
+
+
+def _redirected_to(response: requests.Response) -> str | None:
+    """Where a redirect led, without credentials or query, if it left the --url's server."""
+    if not response.history:
+        return None
+    final, first = urlsplit(response.url), urlsplit(response.history[0].url)
+    if (final.scheme, final.hostname, final.port) == (first.scheme, first.hostname, first.port):
+        return None
+    host = f"[{final.hostname}]" if final.hostname and ":" in final.hostname else final.hostname
+    port = f":{final.port}" if final.port else ""
+    return f"{final.scheme}://{host}{port}{final.path}"
+
+
 def _describe_non_json(response: requests.Response, content: bytes) -> str:
     ctype = response.headers.get("content-type", "")
     head = content.lstrip()[:15].lower()
@@ -421,17 +483,28 @@ def _status_error(
     sent_auth: bool,
 ) -> ApiError | AuthError:
     reason = response.reason or ""
-    detail = _error_detail(body)
+    full = _error_detail(body) if body is not None else _plain_text_error(response, content)
+    detail = clip(full) if full else full
+    if full and detail != full:
+        log.debug("%s %s: the server's message in full: %s", method, path, full)
     hint: str | None
     if status in (401, 403):
-        msg = f"{base_url} refused access ({status}"
+        elsewhere = _redirected_to(response)
+        msg = f"{elsewhere or base_url} refused access ({status}"
         msg += f": {detail})" if detail else ")"
-        hint = (
-            "check the user name and password given with --auth or SDCLI_AUTH"
-            if sent_auth
-            else "the server needs --auth USER:PASS (or SDCLI_AUTH), as set by its --api-auth"
-        )
+        if elsewhere:
+            hint = (
+                f"{base_url}{path} redirected there, and sdcli never sends its credentials to "
+                "another server: give that server's address with --url"
+            )
+        elif sent_auth:
+            hint = "check the user name and password given with --auth or SDCLI_AUTH"
+        else:
+            hint = "the server needs --auth USER:PASS (or SDCLI_AUTH), as set by its --api-auth"
         return AuthError(msg, hint=hint)
+    if body is None and full:
+        label = "the server failed" if status >= 500 else "the server refused the request"
+        return ApiError(f"{label} ({status}): {detail}", status=status, detail=full)
     if body is None:
         what = _describe_non_json(response, content)
         hint = (
@@ -449,10 +522,10 @@ def _status_error(
         return ApiError(f"{base_url} has no {path} (404)", status=status, detail=detail, hint=hint)
     if status == 422 and isinstance(body, dict) and isinstance(body.get("detail"), list):
         return ApiError(
-            f"the server rejected the request (422): {detail}", status=status, detail=detail
+            f"the server rejected the request (422): {detail}", status=status, detail=full
         )
     label = "the server failed" if status >= 500 else "the server refused the request"
-    return ApiError(f"{label} ({status}): {detail or reason}", status=status, detail=detail)
+    return ApiError(f"{label} ({status}): {detail or reason}", status=status, detail=full)
 
 
 def _error_detail(body: Any) -> str:

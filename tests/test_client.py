@@ -207,9 +207,14 @@ def test_parse_generation_keeps_grids_apart() -> None:
     assert result.extra_images == 2  # the grid and an extension's extra image
 
 
-def test_parse_generation_rejects_undecodable_info() -> None:
-    with pytest.raises(ApiError, match="`info`"):
-        parse_generation({"images": [], "info": "{not json"})
+def test_parse_generation_warns_about_undecodable_info_and_keeps_the_images() -> None:
+    import base64
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    result = parse_generation({"images": [png], "info": "{not json"})
+    assert [image.infotext for image in result.images] == [None]
+    assert result.info == {}
+    assert len(result.warnings) == 1 and "`info` field is not valid JSON" in result.warnings[0]
 
 
 @pytest.fixture
