@@ -27,6 +27,7 @@ from sdcli.errors import (
     interruption,
 )
 from sdcli.payload import build_payload
+from sdcli.requestcheck import check_body, check_seed_span
 
 POLL_INTERVAL = 0.3  # seconds: at most ~3 progress requests a second
 INTERRUPT_GRACE = 10.0  # seconds to wait for the partial images after /interrupt
@@ -120,7 +121,7 @@ class GenerateJob:
 
 def dry_run_payload(job: GenerateJob, prompt: str) -> dict[str, Any]:
     """The body as it would be sent, with names as typed (nothing is resolved offline)."""
-    return build_payload(
+    body = build_payload(
         job.values,
         prompt,
         sampler_name=job.values.get("sampler"),
@@ -128,6 +129,15 @@ def dry_run_payload(job: GenerateJob, prompt: str) -> dict[str, Any]:
         model_title=job.values.get("model"),
         sets=job.sets,
     )
+    check_body(body)
+    return body
+
+
+def check_job(job: GenerateJob) -> None:
+    """Refuse, before any request, settings the body or the server could not take."""
+    dry_run_payload(job, "")
+    images = job.batches * int(job.values.get("batch_size") or 1)
+    check_seed_span(job.values.get("seed"), images)
 
 
 class Generator:
@@ -153,6 +163,7 @@ class Generator:
     def run(self, job: GenerateJob, prompts: Iterable[str]) -> RunSummary:
         from sdcli.output import check_output_dir
 
+        check_job(job)
         check_output_dir(job.output_dir)
         resolved = resolve_names(job.values, self.catalog, job.sets)
         for note in resolved.notes:
@@ -194,6 +205,7 @@ class Generator:
                 hr_upscaler=resolved.hr_upscaler,
                 clip_skip_field=resolved.clip_skip_field,
             )
+            check_body(payload)
             self.reporter.batch_started(prompt, batch + 1, job.batches)
             started = time.monotonic()
             stamp = datetime.now()
@@ -376,7 +388,7 @@ class Generator:
         batch: int,
     ) -> SavedImage:
         from sdcli.output import render_name, slugify, write_new_file
-        from sdcli.pngmeta import NotPngError, sniff_image_format, with_parameters
+        from sdcli.pngmeta import NotPngError, TextNotStorable, sniff_image_format, with_parameters
 
         data = image.data
         kind = sniff_image_format(data)
@@ -387,6 +399,9 @@ class Generator:
                 data = with_parameters(data, image.infotext)
             except NotPngError as exc:
                 raise ApiError(f"image {image.index + 1} from the server is a broken PNG") from exc
+            except TextNotStorable as exc:
+                n = image.index + 1
+                self.reporter.warning(f"image {n} saved without its parameters: {exc}")
         self._counter += 1
         info = result.info
         prompt = str(info.get("prompt", payload.get("prompt", "")))

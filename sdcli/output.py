@@ -54,6 +54,8 @@ _MAX_SUFFIX: Final = 10_000
 _DEFAULT_FORMATS: Final[dict[str, str]] = {"index": "04d", "date": "%Y%m%d", "time": "%H%M%S"}
 _UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*]')  # separators, plus what Windows refuses in names
 _WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.I)
+_SPEC_NUMBER = re.compile(r"[0-9]+")  # width and precision in a format spec ("0>12", ".3f")
+_STRFTIME_WIDTH = re.compile(r"%[-_0^#]*([0-9]+)")  # glibc's strftime takes "%12Y" too
 _EXTRA_NETWORK_TAG = re.compile(r"<[^<>]*>")  # <lora:name:0.8> says nothing about the picture
 # link() errors meaning "this file system cannot hard-link" (FAT, exFAT, some SMB/FUSE mounts).
 _NO_LINK_ERRNOS: Final = frozenset(
@@ -207,8 +209,23 @@ def _parse_template(template: str) -> list[tuple[str, str | None, str]]:
                 f"unknown field {shown} in file name template {template!r}",
                 hint=f"valid fields: {valid}",
             )
+        if name is not None and spec:
+            _check_spec_width(name, spec)
         result.append((literal, name, spec or ""))
     return result
+
+
+def _check_spec_width(name: str, spec: str) -> None:
+    """Refuse a width or precision longer than any file name (`{seed:>999999999}` would
+    allocate gigabytes before the name is cut to MAX_NAME_BYTES)."""
+    numbers = (_STRFTIME_WIDTH if name in ("date", "time") else _SPEC_NUMBER).findall(spec)
+    for number in numbers:
+        digits = number.lstrip("0")
+        if len(digits) > 4 or int(digits or "0") > MAX_NAME_BYTES:
+            raise UsageError(
+                f"{{{name}:{spec}}} in the file name template asks for a width or precision "
+                f"above {MAX_NAME_BYTES}, more than a file name can hold",
+            )
 
 
 def _format_field(name: str, value: Any, spec: str) -> str:

@@ -6,6 +6,7 @@ Keys here are the user-facing ones (presets, flags); the wire names are chosen i
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -68,7 +69,12 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
         if not sep or not key or any(not part for part in key.split(".")):
             raise UsageError(f"--set {item!r} must look like KEY=VALUE (e.g. --set tiling=true)")
         try:
-            value: Any = json.loads(raw)
+            value: Any = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+        except _NotFinite:
+            raise UsageError(
+                f"--set {key}={raw}: not a finite number (JSON has no NaN or Infinity)",
+                hint=f"to send it as text, quote it as JSON: --set '{key}=\"{raw}\"'",
+            ) from None
         except ValueError:
             value = raw
         if value is None:
@@ -85,6 +91,21 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
             target = nxt
         target[leaf] = value
     return out
+
+
+class _NotFinite(Exception):
+    """A NaN or an infinite number in a --set value: it would make the body invalid JSON."""
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999
+        raise _NotFinite(text)
+    return number
 
 
 def build_payload(

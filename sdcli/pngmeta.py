@@ -19,6 +19,7 @@ from sdcli.errors import UsageError
 __all__ = [
     "PNG_SIGNATURE",
     "NotPngError",
+    "TextNotStorable",
     "get_parameters",
     "is_png",
     "iter_chunks",
@@ -140,8 +141,14 @@ def _chunk(ctype: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
 
 
+class TextNotStorable(ValueError):
+    """Text a PNG text chunk cannot hold: NUL separates the keyword and may not appear after."""
+
+
 def _text_chunk(keyword: str, text: str) -> bytes:
     """tEXt when Latin-1 can hold the text (what the web UI writes), else uncompressed iTXt."""
+    if "\0" in text:
+        raise TextNotStorable("the text holds a NUL character, which PNG text chunks forbid")
     key = keyword.encode("latin-1")
     try:
         return _chunk(b"tEXt", key + b"\0" + text.encode("latin-1"))
@@ -151,7 +158,10 @@ def _text_chunk(keyword: str, text: str) -> bytes:
 
 
 def with_parameters(data: bytes, text: str) -> bytes:
-    """Add a `parameters` chunk right after IHDR unless one exists; every other byte is kept."""
+    """Add a `parameters` chunk right after IHDR unless one exists; every other byte is kept.
+
+    TextNotStorable if `text` holds a NUL (a spec-conforming chunk cannot carry it).
+    """
     chunks = list(iter_chunks(data))  # checks the whole structure first; chunks[0] is IHDR
     key = _PARAMETERS.encode("latin-1")
     for ctype, start, end in chunks:

@@ -23,7 +23,15 @@ class KeySpec:
     maximum: float | None = None
     multiple_of: int | None = None
     non_empty: bool = False
+    ui_limit: bool = False  # the maximum is the web UI's slider: `--set FIELD=N` may go past it
 
+
+# Upper bounds are the web UI's own (v1.10.1): its API takes any number, but its sliders stop at
+# 150 steps, CFG 30, 2048 pixels, batch size 8 and batch count 100 (`modules/ui.py`,
+# `processing_scripts/sampler.py`), and its seeds are 32-bit: `processing.get_fixed_seed` draws
+# them below 2**32 (torch would take 64 bits; above that the job fails with a 500 after queueing).
+# `--set` is the last word and may go past the sliders, but never past MAX_SEED.
+MAX_SEED: Final = 2**32 - 1
 
 # The order here is the order `dumps_preset` writes keys in.
 PRESET_KEYS: Final[dict[str, KeySpec]] = {
@@ -33,14 +41,18 @@ PRESET_KEYS: Final[dict[str, KeySpec]] = {
     "negative_prompt": KeySpec(str, "what the image should not contain"),
     "sampler": KeySpec(str, 'sampler name, e.g. "DPM++ 2M" or "Euler a"', non_empty=True),
     "scheduler": KeySpec(str, 'schedule type, e.g. "Karras" (web UI 1.9+)', non_empty=True),
-    "steps": KeySpec(int, "sampling steps", minimum=1),
-    "cfg_scale": KeySpec(float, "how strongly the prompt is followed (CFG scale)", minimum=0),
+    "steps": KeySpec(int, "sampling steps", minimum=1, maximum=150, ui_limit=True),
+    "cfg_scale": KeySpec(
+        float, "how strongly the prompt is followed (CFG scale)", 0, 30, ui_limit=True
+    ),
     "clip_skip": KeySpec(int, "CLIP layers to skip at the end (1 = none)", minimum=1, maximum=12),
-    "width": KeySpec(int, "image width in pixels", minimum=64, maximum=2048, multiple_of=8),
-    "height": KeySpec(int, "image height in pixels", minimum=64, maximum=2048, multiple_of=8),
-    "seed": KeySpec(int, "-1 for a random seed", minimum=-1),
-    "batch_size": KeySpec(int, "images generated together in one batch", minimum=1),
-    "batch_count": KeySpec(int, "batches run one after another", minimum=1),
+    "width": KeySpec(int, "image width in pixels", 64, 2048, multiple_of=8, ui_limit=True),
+    "height": KeySpec(int, "image height in pixels", 64, 2048, multiple_of=8, ui_limit=True),
+    "seed": KeySpec(int, "-1 for a random seed", minimum=-1, maximum=MAX_SEED),
+    "batch_size": KeySpec(
+        int, "images generated together in one batch", minimum=1, maximum=8, ui_limit=True
+    ),
+    "batch_count": KeySpec(int, "batches run one after another", minimum=1, maximum=100),
     "model": KeySpec(str, "checkpoint to use for this request", non_empty=True),
     "denoising_strength": KeySpec(float, "0 keeps the input image, 1 ignores it", 0, 1),
     "params": KeySpec(dict, "any other web UI request fields, sent as they are"),
@@ -153,7 +165,10 @@ def _check_value(key: str, value: Any, spec: KeySpec) -> str | None:
 def _check_range(key: str, value: float, spec: KeySpec) -> str | None:
     low, high = spec.minimum, spec.maximum
     if low is not None and high is not None and not low <= value <= high:
-        return f"'{key}' must be between {_num(low)} and {_num(high)}, got {value}"
+        beyond = ""
+        if value > high and spec.ui_limit:
+            beyond = f" (the web UI's own limit; --set {key}={value} goes past it)"
+        return f"'{key}' must be between {_num(low)} and {_num(high)}, got {value}{beyond}"
     if low is not None and value < low:
         return f"'{key}' must be at least {_num(low)}, got {value}"
     if high is not None and value > high:

@@ -184,7 +184,7 @@ def test_new_refuses_to_overwrite_without_force() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "0"], "--steps must be between 1 and 150"),
         (["--width", "500"], "multiple of 8"),
         (["--size", "big"], "WIDTHxHEIGHT"),
         (["--extends", "nosuch"], "unknown preset 'nosuch'"),
@@ -324,7 +324,7 @@ def test_edit_again_until_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     result = runner.invoke(app, ["presets", "edit", "mine"], input="y\nn\n")
     assert result.exit_code == 2
     assert path.read_text().count("# touched") == 2
-    assert result.stderr.count("'steps' must be at least 1") == 2
+    assert result.stderr.count("'steps' must be between 1 and 150") == 2
 
 
 def test_edit_with_a_missing_editor(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ from sdcli.errors import ExitCode, UsageError
 from sdcli.pngmeta import (
     PNG_SIGNATURE,
     NotPngError,
+    TextNotStorable,
     get_parameters,
     is_png,
     iter_chunks,
@@ -192,9 +193,16 @@ def test_parameters_chunk_after_idat_also_counts() -> None:
     assert with_parameters(data, "new") == data
 
 
-@given(st.text())
+@given(st.text().filter(lambda text: "\0" not in text))
 def test_any_text_survives_the_splice(text: str) -> None:
     assert get_parameters(with_parameters(BARE, text)) == text
+
+
+@pytest.mark.parametrize("text", ["a\0b", "猫\0"])  # tEXt and iTXt alike
+def test_a_nul_is_never_spliced_into_a_text_chunk(text: str) -> None:
+    # NUL ends the keyword; the PNG spec allows none in the text, so no chunk is written.
+    with pytest.raises(TextNotStorable):
+        with_parameters(BARE, text)
 
 
 # --- bad input ------------------------------------------------------------------------------------

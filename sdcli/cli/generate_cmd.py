@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
@@ -35,30 +36,12 @@ one prompt per line from stdin; with --from-image and no PROMPT, the image's pro
 """
 
 
-def _read_prompts(words: list[str], prompts_file: Path | None) -> Iterator[str]:
-    """Prompts in order: from the words, or one per line from stdin/a file (read lazily)."""
-    if prompts_file is not None:
-        try:
-            handle = prompts_file.open(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read --prompts-file {prompts_file}: {exc.strerror}") from exc
-        with handle:
-            yield from _prompt_lines(handle, str(prompts_file))
-        return
-    if words == ["-"]:
-        yield from _prompt_lines(sys.stdin, "stdin")
-        return
-    yield " ".join(words)
-
-
-def _prompt_lines(lines: Any, where: str) -> Iterator[str]:
-    try:
-        for line in lines:
-            text = line.rstrip("\r\n")
-            if text.strip() and not text.lstrip().startswith("#"):
-                yield text.strip()
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{where} is not valid UTF-8 text") from exc
+def _stdin_bytes() -> BinaryIO:
+    """stdin as bytes: prompts are decoded (and checked) by sdcli.prompts, not by the locale."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        return buffer  # type: ignore[no-any-return]
+    return io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))  # a text-only stand-in
 
 
 def _nonempty(prompts: Iterator[str], prompts_file: Path | None) -> Iterator[str]:
@@ -125,7 +108,10 @@ def register(app: typer.Typer) -> None:
         output_dir: Annotated[
             Path | None,
             typer.Option(
-                "--output-dir", "-o", help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .]."
+                "--output-dir",
+                "-o",
+                help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .].",
+                readable=False,  # saving needs write and search permission, never read (mode 733)
             ),
         ] = None,
         name: Annotated[
@@ -185,7 +171,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError('give a prompt, "-" to read prompts from stdin, or --prompts-file')
         if words and prompts_file is not None:
             raise UsageError("give prompt words or --prompts-file, not both")
-        from sdcli.generate import GenerateJob
+        from sdcli.generate import GenerateJob, check_job
         from sdcli.output import DEFAULT_NAME_TEMPLATE, check_name_template
         from sdcli.payload import merge_values, parse_set
         from sdcli.presets import load_preset, validate_values
@@ -227,7 +213,10 @@ def register(app: typer.Typer) -> None:
             retry_backoff=_retry_backoff(),
             show_progress=not (quiet or no_progress) and render.stderr_is_tty(),
         )
-        prompts = _nonempty(_read_prompts(words, prompts_file), prompts_file)
+        check_job(job)
+        from sdcli.prompts import read_prompts
+
+        prompts = _nonempty(read_prompts(words, prompts_file, _stdin_bytes()), prompts_file)
         if dry_run:
             from sdcli.generate import dry_run_payload
 
