@@ -4,7 +4,7 @@ generating (the web UI silently replaces an unknown name with a default, so sdcl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,8 @@ class Catalog:
 
     def __init__(self, client: WebUIClient) -> None:
         self.client = client
+        # How each list is fetched: a generator puts its --retries here.
+        self.fetch: Callable[[Callable[[], Any]], Any] = _once
         self._samplers: list[Sampler] | None = None
         self._schedulers: list[Scheduler] | None = None
         self._schedulers_known = False
@@ -29,24 +31,24 @@ class Catalog:
 
     def samplers(self) -> list[Sampler]:
         if self._samplers is None:
-            self._samplers = self.client.samplers()
+            self._samplers = self.fetch(self.client.samplers)
         return self._samplers
 
     def schedulers(self) -> list[Scheduler] | None:
         if not self._schedulers_known:
-            self._schedulers = self.client.schedulers()
+            self._schedulers = self.fetch(self.client.schedulers)
             self._schedulers_known = True
         return self._schedulers
 
     def models(self) -> list[SdModel]:
         if self._models is None:
-            self._models = self.client.sd_models()
+            self._models = self.fetch(self.client.sd_models)
         return self._models
 
     def upscalers(self) -> list[str]:
         """Hires upscalers: /upscalers plus /latent-upscale-modes (absent on some forks)."""
         if self._upscalers is None:
-            self._upscalers = self.client.upscalers()
+            self._upscalers = self.fetch(self.client.upscalers)
         return self._upscalers
 
     def is_sdnext(self) -> bool:
@@ -57,13 +59,17 @@ class Catalog:
             else:
                 from sdcli.serverinfo import is_sdnext
 
-                self._sdnext = is_sdnext(self.client)
+                self._sdnext = bool(self.fetch(lambda: is_sdnext(self.client)))
         return self._sdnext
 
     @property
     def known_sdnext(self) -> bool:
         """Whether this is SD.Next as far as already asked (never sends a request)."""
         return self._sdnext is True
+
+
+def _once(call: Callable[[], Any]) -> Any:
+    return call()
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sdcli.answercheck import check_result
 from sdcli.apitypes import GeneratedImage, GenerationResult
@@ -29,6 +30,8 @@ from sdcli.errors import (
 from sdcli.payload import build_payload
 from sdcli.requestcheck import check_body, check_seed_span
 
+MAX_CONNECTION_FAILURES = 3  # --keep-going gives up after this many prompts in a row cannot connect
+T = TypeVar("T")
 POLL_INTERVAL = 0.3  # seconds: at most ~3 progress requests a second
 INTERRUPT_GRACE = 10.0  # seconds to wait for the partial images after /interrupt
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif"}
@@ -87,6 +90,8 @@ class Failure:
 class RunSummary:
     saved: list[SavedImage] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    # --keep-going stopped early: the server went away (the last of the failures in a row)
+    gave_up: ConnectionFailed | None = None
 
 
 class Reporter(Protocol):
@@ -165,10 +170,13 @@ class Generator:
 
         check_job(job)
         check_output_dir(job.output_dir)
+        # The lists read before generating get the same retries as the generation.
+        self.catalog.fetch = lambda call: self._with_retries(job, call)
         resolved = resolve_names(job.values, self.catalog, job.sets)
         for note in resolved.notes:
             self.reporter.warning(note)
         summary = RunSummary()
+        unreachable = 0  # prompts in a row that failed to connect: is the server gone?
         for prompt in prompts:
             try:
                 self._run_prompt(job, resolved, prompt, summary)
@@ -179,6 +187,12 @@ class Generator:
                     raise
                 summary.failures.append(Failure(prompt, exc))
                 self.reporter.failed(prompt, exc)
+                unreachable = unreachable + 1 if isinstance(exc, ConnectionFailed) else 0
+                if isinstance(exc, ConnectionFailed) and unreachable >= MAX_CONNECTION_FAILURES:
+                    summary.gave_up = exc  # the caller may still read what was not tried
+                    break
+            else:
+                unreachable = 0
         return summary
 
     def _run_prompt(
@@ -209,8 +223,9 @@ class Generator:
             self.reporter.batch_started(prompt, batch + 1, job.batches)
             started = time.monotonic()
             stamp = datetime.now()
+            once = functools.partial(self._generate_once, job, payload)
             try:
-                result = self._generate_with_retries(job, payload)
+                result = self._with_retries(job, once)
             except _Partial as partial:
                 before = len(summary.saved)
                 with contextlib.suppress(ApiError):  # the Ctrl-C is the news, not a bad image
@@ -235,11 +250,12 @@ class Generator:
             except (TypeError, ValueError, KeyError) as exc:
                 self.reporter.warning(f"could not check the server's answer: {exc}")
 
-    def _generate_with_retries(self, job: GenerateJob, payload: dict[str, Any]) -> GenerationResult:
+    def _with_retries(self, job: GenerateJob, call: Callable[[], T]) -> T:
+        """`call()`, again after connection errors and 502/503/504, up to `job.retries` times."""
         attempt = 0
         while True:
             try:
-                return self._generate_once(job, payload)
+                return call()
             except (ServerTimeout, Interrupted):
                 raise  # a timed-out job may still be running: never send it twice
             except (ConnectionFailed, ApiError) as exc:

@@ -20,6 +20,8 @@ from sdcli.testing.fake_webui import FakeWebUI
 from cli_helpers import invoke
 
 TXT2IMG = "/sdapi/v1/txt2img"
+SAMPLERS = "/sdapi/v1/samplers"
+MODELS = "/sdapi/v1/sd-models"
 TINY = ("--steps", "2", "-W", "64", "-H", "64")
 
 
@@ -250,6 +252,106 @@ def test_an_output_folder_with_mode_733_is_accepted(fake_webui: FakeWebUI, tmp_p
     assert saved.parent == out and saved.is_file()
     if os.geteuid() == 0:
         assert saved.stat().st_uid == 65534  # really written by `nobody`, who cannot list out
+
+
+# --- 15: --retries covers the lists read before generating -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "arm", "args"),
+    [
+        (SAMPLERS, {"status": 503}, ["--sampler", "Euler a"]),
+        (SAMPLERS, {"mode": "close"}, ["--sampler", "Euler a"]),
+        (MODELS, {"mode": "html"}, ["--model", "counterfeit"]),  # a proxy's 502 page
+    ],
+)
+def test_retries_cover_the_lists_read_before_generating(
+    fake_webui: FakeWebUI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    arm: dict[str, Any],
+    args: list[str],
+) -> None:
+    monkeypatch.setenv("SDCLI_RETRY_BACKOFF", "0")
+    fake_webui.fail(path, times=1, **arm)
+    r = invoke(
+        ["--url", fake_webui.url, "generate", *TINY, *args, "--retries", "1", "x",
+         "-o", str(tmp_path)]
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert len(fake_webui.requests_to(path)) == 2
+    assert r.stderr.count("; retry 1 in 0 s") == 1
+    assert len(fake_webui.requests_to(TXT2IMG)) == 1
+
+
+def test_without_retries_a_failed_list_still_stops_at_once(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    fake_webui.fail(SAMPLERS, status=503, times=1)
+    r = run(fake_webui, tmp_path, "--sampler", "Euler a", "x")
+    assert r.exit_code == 1
+    assert "(503)" in error_line(r.stderr)
+    assert fake_webui.requests_to(TXT2IMG) == []
+
+
+# --- 16: --keep-going against a server that went away ------------------------------------------
+
+
+def test_keep_going_stops_after_three_prompts_in_a_row_cannot_connect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setenv("SDCLI_RETRY_BACKOFF", "0")
+    with socket.socket() as closed:  # bound, not listening: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        r = invoke(
+            ["--url", url, "generate", *TINY, "--keep-going", "--retries", "1", "-",
+             "-o", str(tmp_path)],
+            input="a\nb\nc\nd\ne\n",
+        )  # fmt: skip
+    assert r.exit_code == 3, r.stderr
+    lines = r.stderr.splitlines()
+    assert [line.split(": ")[2] for line in lines if "failed '" in line] == [
+        "failed 'a'",
+        "failed 'b'",
+        "failed 'c'",
+    ]
+    assert r.stderr.count("; retry 1 in 0 s") == 3  # each prompt had its retry; then no more
+    assert [line for line in lines if "not done:" in line] == [
+        f"sdcli: error: not done: {p!r}" for p in "abcde"
+    ]
+    assert lines[-1] == (
+        "sdcli: error: stopped: 3 prompts in a row could not reach the server; "
+        "5 prompts not done (2 not tried), 0 image(s) saved"
+    )
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_going_counts_only_failures_in_a_row(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    # Two dropped connections, a 500 (the server is there), then three dropped: stop after f.
+    fake_webui.fail(TXT2IMG, mode="close", times=2)
+    fake_webui.fail(TXT2IMG, status=500, times=1)
+    fake_webui.fail(TXT2IMG, mode="close", times=3)
+    r = run(fake_webui, tmp_path, "--keep-going", "-", input="a\nb\nc\nd\ne\nf\ng\n")
+    assert r.exit_code == 3, r.stderr
+    assert [req.json["prompt"] for req in fake_webui.requests_to(TXT2IMG)] == list("abcdef")
+    assert "sdcli: error: failed 'c': the server failed (500)" in r.stderr
+    assert "sdcli: error: not done: 'g'" in r.stderr
+    assert r.stderr.splitlines()[-1].endswith("7 prompts not done (1 not tried), 0 image(s) saved")
+
+
+def test_keep_going_against_a_live_server_still_ends_with_exit_1(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    fake_webui.fail(TXT2IMG, mode="close", times=2)
+    r = run(fake_webui, tmp_path, "--keep-going", "-", input="a\nb\nc\n")
+    assert r.exit_code == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == "sdcli: error: 2 prompts failed, 1 image(s) saved"
+    assert "not done" not in r.stderr
 
 
 # --- 17: what the web UI accepts -------------------------------------------------------------

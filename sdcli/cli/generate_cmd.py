@@ -16,7 +16,7 @@ from sdcli.cli import options as opts
 from sdcli.cli import render
 from sdcli.cli.completion import complete_preset
 from sdcli.cli.state import AppState
-from sdcli.errors import ExitCode, UsageError
+from sdcli.errors import ExitCode, SdcliError, UsageError
 
 HELP = """\
 Generate images with txt2img and print each saved path on stdout, one per line.
@@ -223,11 +223,19 @@ def register(app: typer.Typer) -> None:
             for text in prompts:
                 render.result_json(dry_run_payload(job, text))
             return
-        _run(state, job, prompts, json_lines=json_lines, quiet=quiet)
+        # Prompts typed at a terminal are never waited for just to be listed as not done.
+        typed = prompts_file is None and words == ["-"] and sys.stdin.isatty()
+        _run(state, job, prompts, json_lines=json_lines, quiet=quiet, typed=typed)
 
 
 def _run(
-    state: AppState, job: Any, prompts: Iterator[str], *, json_lines: bool, quiet: bool
+    state: AppState,
+    job: Any,
+    prompts: Iterator[str],
+    *,
+    json_lines: bool,
+    quiet: bool,
+    typed: bool = False,
 ) -> None:
     from sdcli.cli.reporter import CliReporter, LiveReporter
     from sdcli.generate import Generator
@@ -238,9 +246,39 @@ def _run(
         summary = Generator(state.client, reporter).run(job, prompts)
     finally:
         reporter.close()
+    if summary.gave_up is not None:
+        _gave_up(summary, prompts, typed=typed)
     if summary.failures:
         n = len(summary.failures)
         render.error(
             f"{n} prompt{'s' if n != 1 else ''} failed, {len(summary.saved)} image(s) saved"
         )
         raise typer.Exit(int(ExitCode.SERVER))
+
+
+NOT_DONE_LISTED = 1000  # untried prompts read (and named) after --keep-going gives up
+
+
+def _gave_up(summary: Any, prompts: Iterator[str], *, typed: bool) -> None:
+    """--keep-going met a server that went away: name every prompt not done, then exit 3."""
+    from sdcli.generate import MAX_CONNECTION_FAILURES
+
+    not_done = [failure.prompt for failure in summary.failures]
+    tried = len(not_done)
+    more = typed  # at a terminal, the prompts not typed yet are nobody's business
+    if not typed:
+        try:
+            not_done += itertools.islice(prompts, NOT_DONE_LISTED)
+            more = next(prompts, None) is not None
+        except SdcliError:  # a bad line further on: list what came before it
+            more = True
+    for prompt in not_done:
+        short = prompt if len(prompt) <= 80 else prompt[:79] + "…"
+        render.error(f"not done: {short!r}")
+    n = len(not_done)
+    rest = f" ({n - tried} not tried" + (", and more not read)" if more else ")")
+    render.error(
+        f"stopped: {MAX_CONNECTION_FAILURES} prompts in a row could not reach the server; "
+        f"{n} prompt{'s' if n != 1 else ''} not done{rest}, {len(summary.saved)} image(s) saved"
+    )
+    raise typer.Exit(int(ExitCode.UNREACHABLE))
