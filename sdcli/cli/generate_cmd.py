@@ -125,7 +125,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         prompts_file: Annotated[
             Path | None,
-            typer.Option("--prompts-file", help="Read prompts from FILE, one per line."),
+            typer.Option(
+                "--prompts-file", help="Read prompts from FILE, one per line (UTF-8, 1 MiB max)."
+            ),
         ] = None,
         json_lines: Annotated[
             bool, typer.Option("--json", help="One JSON object per saved image on stdout.")
@@ -145,15 +147,19 @@ def register(app: typer.Typer) -> None:
         ] = False,
         keep_going: Annotated[
             bool,
-            typer.Option("--keep-going", help="With many prompts: go on after a failed one."),
+            typer.Option(
+                "--keep-going",
+                help="With many prompts: go on after a failed one (but stop, exit 3, after 3 "
+                "in a row cannot reach the server).",
+            ),
         ] = False,
         retries: Annotated[
             int,
             typer.Option(
                 min=0,
-                help="Retry connection errors and 502/503/504 this many times (never a 4xx or a "
-                "timeout), waiting 1 s, 2 s, 4 s… between tries (env SDCLI_RETRY_BACKOFF: the "
-                "first wait in seconds).",
+                help="Retry connection errors and 502/503/504 this many times, list calls "
+                "included (never a 4xx or a timeout), waiting 1 s, 2 s, 4 s… between tries "
+                "(env SDCLI_RETRY_BACKOFF: the first wait in seconds).",
             ),
         ] = 0,
     ) -> None:
