@@ -325,9 +325,47 @@ def test_keep_going_stops_after_three_prompts_in_a_row_cannot_connect(
     ]
     assert lines[-1] == (
         "sdcli: error: stopped: 3 prompts in a row could not reach the server; "
-        "5 prompts not done (2 not tried), 0 image(s) saved"
+        "5 prompts not done (3 failed, 2 not tried), 0 image(s) saved"
     )
     assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_at_a_terminal_keep_going_gives_up_without_waiting_for_more_prompts(
+    tmp_path: Path,
+) -> None:
+    """Typed prompts: after the third failure in a row sdcli ends at once (no Ctrl-D needed)."""
+    import socket
+
+    import pexpect
+    import pyte
+
+    screen = pyte.Screen(200, 30)  # wide enough that no line wraps
+    stream = pyte.ByteStream(screen)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "200", "LINES": "30"}
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "sdcli", "--url", url, "generate", *TINY, "--keep-going", "-",
+             "-o", str(tmp_path)],
+            env=env, dimensions=(30, 200),
+        )  # fmt: skip
+        try:
+            for prompt in ("a cat", "a dog", "a bird"):
+                child.sendline(prompt)
+            child.expect(pexpect.EOF, timeout=60)  # it ends by itself: stdin is still open
+            stream.feed(child.before)
+        finally:
+            child.close(force=True)
+    lines = [line.rstrip() for line in screen.display if line.strip()]
+    assert child.exitstatus == 3, lines
+    assert "sdcli: error: not done: 'a bird'" in lines
+    assert lines[-1] == (
+        "sdcli: error: stopped: 3 prompts in a row could not reach the server; "
+        "3 prompts not done (3 failed, the rest not read), 0 image(s) saved"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -341,7 +379,8 @@ def test_keep_going_counts_only_failures_in_a_row(fake_webui: FakeWebUI, tmp_pat
     assert [req.json["prompt"] for req in fake_webui.requests_to(TXT2IMG)] == list("abcdef")
     assert "sdcli: error: failed 'c': the server failed (500)" in r.stderr
     assert "sdcli: error: not done: 'g'" in r.stderr
-    assert r.stderr.splitlines()[-1].endswith("7 prompts not done (1 not tried), 0 image(s) saved")
+    last = r.stderr.splitlines()[-1]
+    assert last.endswith("; 7 prompts not done (6 failed, 1 not tried), 0 image(s) saved")
 
 
 def test_keep_going_against_a_live_server_still_ends_with_exit_1(

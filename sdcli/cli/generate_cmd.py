@@ -282,9 +282,14 @@ def _gave_up(summary: Any, prompts: Iterator[str], *, typed: bool) -> None:
         short = prompt if len(prompt) <= 80 else prompt[:79] + "…"
         render.error(f"not done: {short!r}")
     n = len(not_done)
-    rest = f" ({n - tried} not tried" + (", and more not read)" if more else ")")
+    parts = [f"{tried} failed"]
+    if n > tried:
+        parts.append(f"{n - tried} not tried")
+    if more:
+        parts.append("the rest not read")
     render.error(
         f"stopped: {MAX_CONNECTION_FAILURES} prompts in a row could not reach the server; "
-        f"{n} prompt{'s' if n != 1 else ''} not done{rest}, {len(summary.saved)} image(s) saved"
+        f"{n} prompt{'s' if n != 1 else ''} not done ({', '.join(parts)}), "
+        f"{len(summary.saved)} image(s) saved"
     )
     raise typer.Exit(int(ExitCode.UNREACHABLE))
