@@ -341,7 +341,7 @@ def test_at_a_terminal_keep_going_gives_up_without_waiting_for_more_prompts(
     import pyte
 
     screen = pyte.Screen(200, 30)  # wide enough that no line wraps
-    stream = pyte.ByteStream(screen)
+    stream = pyte.Stream(screen)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
@@ -350,13 +350,13 @@ def test_at_a_terminal_keep_going_gives_up_without_waiting_for_more_prompts(
             sys.executable,
             ["-m", "sdcli", "--url", url, "generate", *TINY, "--keep-going", "-",
              "-o", str(tmp_path)],
-            env=env, dimensions=(30, 200),
+            env=env, dimensions=(30, 200), encoding="utf-8",
         )  # fmt: skip
         try:
             for prompt in ("a cat", "a dog", "a bird"):
                 child.sendline(prompt)
             child.expect(pexpect.EOF, timeout=60)  # it ends by itself: stdin is still open
-            stream.feed(child.before)
+            stream.feed(child.before or "")
         finally:
             child.close(force=True)
     lines = [line.rstrip() for line in screen.display if line.strip()]
