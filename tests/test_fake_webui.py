@@ -171,7 +171,6 @@ def our_png(fake: FakeWebUI, **body: Any) -> str:
         ("extensions", "extra/extensions.json"),
         ("loras", "extra/loras.json"),
         ("memory", "extra/memory.json"),
-        ("options", "options-loaded.json"),
         ("progress", "progress.json"),
     ],
 )
@@ -182,6 +181,16 @@ def test_get_endpoints_answer_what_the_live_server_did(
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/json"
     assert typed(r.json()) == typed(load(fixture))
+
+
+def test_options_answer_what_the_live_server_did_with_its_config_file(
+    make_fake_webui: Callable[..., FakeWebUI], http_session: requests.Session
+) -> None:
+    # That server's config.json held clip skip (GET shows 1.0); a fresh one shows the int 1.
+    fake = make_fake_webui(config_options={"CLIP_stop_at_last_layers": 1})
+    r = http_session.get(f"{fake.url}{V1}/options", timeout=10)
+    assert r.status_code == 200
+    assert typed(r.json()) == typed(load("options-loaded.json"))
 
 
 def test_sd_models_lists_the_captured_model_first_then_others(fake_webui: FakeWebUI) -> None:
@@ -799,7 +808,10 @@ def test_a_wrongly_typed_option_poisons_later_jobs_like_the_real_server(
     assert (r.status_code, r.json()) == (poisoned["status"], poisoned["answer"])
 
 
-def test_override_settings_apply_to_one_job_and_are_restored(fake_webui: FakeWebUI) -> None:
+def test_override_settings_apply_to_one_job_and_held_keys_are_restored(
+    make_fake_webui: MakeFake,
+) -> None:
+    fake = make_fake_webui(config_options={"CLIP_stop_at_last_layers": 1})
     body = {
         **SMALL,
         "override_settings": {
@@ -807,19 +819,61 @@ def test_override_settings_apply_to_one_job_and_are_restored(fake_webui: FakeWeb
             "CLIP_stop_at_last_layers": 2,
         },
     }
-    info = generate(fake_webui, body)["info"]
+    info = generate(fake, body)["info"]
     assert (info["sd_model_name"], info["sd_model_hash"], info["clip_skip"]) == (
         "qteamixQ_gamma",
         "58174ec2a4",
         2,
     )
     assert "Model hash: 58174ec2a4, Model: qteamixQ_gamma, Clip skip: 2" in info["infotexts"][0]
-    options = get(fake_webui, f"{V1}/options").json()
-    assert (
-        options["sd_model_checkpoint"] == RANDOM_TITLE and options["CLIP_stop_at_last_layers"] == 1
-    )
-    assert fake_webui.current_model == "qteamixQ_gamma.safetensors [58174ec2a4]"  # weights stay
-    assert generate(fake_webui, SMALL)["info"]["sd_model_name"] == "random-sd15"  # reloaded
+    options = get(fake, f"{V1}/options").json()
+    assert options["sd_model_checkpoint"] == RANDOM_TITLE
+    assert typed(options["CLIP_stop_at_last_layers"]) == typed(1.0)
+    assert fake.current_model == "qteamixQ_gamma.safetensors [58174ec2a4]"  # weights stay
+    assert generate(fake, SMALL)["info"]["sd_model_name"] == "random-sd15"  # reloaded
+
+
+def test_the_captured_leak_sequence_replays_on_the_fake(fake_webui: FakeWebUI) -> None:
+    capture = load("more/override-settings-leak.json")["sequence"]
+    for step in capture:
+        if step["request"].startswith("GET"):
+            options = get(fake_webui, f"{V1}/options").json()
+            seen = {k: typed(options[k]) for k in step["selected_options"]}
+            assert seen == typed(step["selected_options"]), step["step"]
+        else:
+            body = {**step["body"], "sampler_name": "Euler"}
+            info = generate(fake_webui, body)["info"]
+            assert info["clip_skip"] == step["info_clip_skip"], step["step"]
+
+
+def _clip(fake: FakeWebUI) -> Any:
+    return typed(get(fake, f"{V1}/options").json()["CLIP_stop_at_last_layers"])
+
+
+@pytest.mark.parametrize("profile", ["a1111", "forge"])
+def test_an_override_of_a_key_the_server_does_not_hold_leaks_as_captured(
+    make_fake_webui: MakeFake, profile: str
+) -> None:
+    # fixtures/more/override-settings-leak.json, step by step (Forge: the same process_images)
+    fake = make_fake_webui(profile=profile)
+    assert _clip(fake) == typed(1)  # not in opts.data: the raw int default
+    generate(fake, {**SMALL, "override_settings": {"CLIP_stop_at_last_layers": 2}})
+    assert _clip(fake) == typed(2.0)  # stuck, and now held
+    assert "Clip skip: 2," in generate(fake, SMALL)["info"]["infotexts"][0]
+    generate(fake, {**SMALL, "override_settings": {"CLIP_stop_at_last_layers": 3}})
+    assert _clip(fake) == typed(2.0)  # held now: restored, to the leaked value
+
+
+def test_a_pinned_key_is_restored_after_an_override(make_fake_webui: MakeFake) -> None:
+    fake = make_fake_webui()
+    assert post(fake, f"{V1}/options", {"CLIP_stop_at_last_layers": 1}).ok  # same value: held now
+    assert _clip(fake) == typed(1.0)
+    generate(fake, {**SMALL, "override_settings": {"CLIP_stop_at_last_layers": 2}})
+    assert _clip(fake) == typed(1.0)
+    options = get(fake, f"{V1}/options").json()
+    assert options["img2img_fix_steps"] is False
+    generate(fake, {**SMALL, "override_settings": {"img2img_fix_steps": True}})
+    assert get(fake, f"{V1}/options").json()["img2img_fix_steps"] is True  # a bool leaks too
 
 
 def test_override_not_restored_when_asked(fake_webui: FakeWebUI) -> None:

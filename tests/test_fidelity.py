@@ -221,8 +221,14 @@ def test_the_fake_runs_hires_fix_as_the_web_ui_does(fake_webui: FakeWebUI) -> No
             "errors": "could not find upscaler named Nope",
         },
     )
+    # no denoising_strength: the first pass runs, then a 500 (fixtures/more/, captured)
+    none = requests.post(url, json={**body, "hr_upscaler": "Lanczos"}, timeout=30)
+    assert none.status_code == 500
+    assert none.json()["errors"] == "'>' not supported between instances of 'NoneType' and 'int'"
     good = requests.post(
-        url, json={**body, "hr_upscaler": "Lanczos", "hr_resize_x": 128}, timeout=30
+        url,
+        json={**body, "hr_upscaler": "Lanczos", "hr_resize_x": 128, "denoising_strength": 0.4},
+        timeout=30,
     ).json()
     info = json.loads(good["info"])
     assert (info["width"], info["height"]) == (64, 48)  # the first pass

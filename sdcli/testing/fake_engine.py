@@ -12,7 +12,7 @@ import random
 import string
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -88,7 +88,14 @@ def create_task_id(kind: str) -> str:
 class Engine:
     """Server-side state shared by all request threads; every field is guarded by `cv`."""
 
-    def __init__(self, profile: Profile, *, step_delay: float, model_load_delay: float) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        step_delay: float,
+        model_load_delay: float,
+        config_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.profile = profile
         self.cv = threading.Condition()
         self.step_delay = step_delay
@@ -97,11 +104,14 @@ class Engine:
         self.options.update(profile.extra_options)
         # captured through GET, which turns stored ints into floats; jobs saw the int (clip_skip 1)
         self.options["CLIP_stop_at_last_layers"] = 1
-        self.explicit_options = {
-            "sd_model_checkpoint",
-            "sd_checkpoint_hash",
-            "CLIP_stop_at_last_layers",
-        }
+        # The keys in the web UI's `opts.data`: what config.json held at start-up, plus every key
+        # set since (POST /options, an override). Only these are restored after an override
+        # (process_images' `stored_opts`), and only these come back through GET's coercion
+        # (int 1 -> 1.0). A fresh config.json holds just the checkpoint (fixtures/more/).
+        self.explicit_options = {"sd_model_checkpoint", "sd_checkpoint_hash"}
+        for key, value in (config_options or {}).items():
+            self.options[key] = value
+            self.explicit_options.add(key)
         self.models: list[Checkpoint] = default_checkpoints()
         self.loaded: Checkpoint = self.models[0]
         self.samplers = samplers_for(profile)
@@ -306,6 +316,10 @@ class Engine:
             )
 
     # --- models ----------------------------------------------------------------------------
+
+    def held(self, key: str) -> Any:
+        """`opts.data.get(key)`: None for a key the server does not hold (only its default)."""
+        return self.options.get(key) if key in self.explicit_options else None
 
     def configured_model(self) -> Checkpoint:
         return find_checkpoint(self.models, self.options.get("sd_model_checkpoint")) or self.loaded

@@ -27,6 +27,7 @@ from sdcli.testing.fake_engine import (
 )
 from sdcli.testing.fake_infotext import format_infotext, parse_infotext
 from sdcli.testing.fake_png import NotAnImage, encode_png, read_text_chunks
+from sdcli.testing.fake_profiles import Profile
 
 _V = "/sdapi/v1/"
 _CRASH_ON_NULL = ("steps", "width", "height", "batch_size", "n_iter", "cfg_scale")
@@ -172,16 +173,28 @@ def _apply_overrides(engine: Engine, job: Job) -> dict[str, Any]:
     target = find_checkpoint(engine.models, overrides.get("sd_model_checkpoint"))
     if target is None:
         overrides.pop("sd_model_checkpoint", None)
-        target = engine.configured_model()
+        target = engine.configured_model()  # Forge: falls back when the title matches nothing
+    if engine.profile.lazy_model_load and engine.fail_next_load and target is not engine.loaded:
+        # Forge loads the selected checkpoint only now, so a broken file fails the generation
+        # (the exception is the one safetensors raises on a damaged file; not captured live).
+        engine.fail_next_load = False
+        raise ServerCrash("SafetensorError", "Error while deserializing header: HeaderTooLarge")
     engine.load(target, normalise_option=False)
-    stored: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if engine.options.get(key) == value or key in RESTRICTED_OPTIONS:
-            continue
-        if key not in engine.options:
-            raise ServerCrash("KeyError", repr(key))
-        stored[key] = engine.options[key]
-        engine.options[key] = value
+    # `stored_opts` keeps only the keys opts.data holds: an override of any other key is applied
+    # (and held from then on) but never restored, so it sticks (fixtures/more/, the leak).
+    stored = {k: engine.options[k] for k in overrides if k in engine.explicit_options}
+    try:
+        for key, value in overrides.items():
+            if engine.held(key) == value or key in RESTRICTED_OPTIONS:
+                continue
+            if key not in engine.options:
+                raise ServerCrash("KeyError", repr(key))
+            engine.options[key] = value
+            engine.explicit_options.add(key)
+    except ServerCrash:
+        if job.values.get("override_settings_restore_afterwards", True) is not False:
+            engine.options.update(stored)  # the `finally` of process_images
+        raise
     return stored
 
 
@@ -242,8 +255,10 @@ def _sample(
         effective = choice.scheduler if choice.scheduler != "Automatic" else choice.default_schedule
         if effective is not None:
             extra["Schedule type"] = effective
+    hires_crash: tuple[str, str] | None = None
     if job.kind == "txt2img" and v.get("enable_hr"):
         image_w, image_h = _hires(engine, v, width, height, extra)
+        hires_crash = _hires_crash(engine.profile, v)
     if job.kind == "img2img":
         extra["Denoising strength"] = v.get("denoising_strength")
     restore_faces = bool(
@@ -301,6 +316,8 @@ def _sample(
                 engine.maybe_pause(step)
             # an interrupted batch still decodes its last latent: a noisier picture, same size
             noise = 0 if st.sampling_step == steps else 1 + st.sampling_step
+        if hires_crash is not None:  # the first pass ran; the hires pass fails at once
+            raise ServerCrash(*hires_crash)
         for i in range(n * batch, (n + 1) * batch):
             text = infotext(i)
             chunks = (
@@ -377,8 +394,26 @@ def _hires(
     if v.get("hr_second_pass_steps"):
         extra["Hires steps"] = v["hr_second_pass_steps"]
     extra["Hires upscaler"] = upscaler
+    if engine.profile.forge_hires:  # before the upscale keys (fixtures/forge/txt2img-hires.json)
+        forge = {
+            f"Hires Module {i}": m for i, m in enumerate(v.get("hr_additional_modules") or [], 1)
+        }
+        hr_cfg = v.get("hr_cfg")
+        forge["Hires CFG Scale"] = float(hr_cfg) if hr_cfg is not None else 1.0
+        hires = {k: extra.pop(k) for k in list(extra) if k.startswith("Hires ")}
+        extra.update(forge)
+        extra.update(hires)
     extra["Denoising strength"] = v.get("denoising_strength")
     return target_w // 8 * 8, target_h // 8 * 8
+
+
+def _hires_crash(profile: Profile, v: dict[str, Any]) -> tuple[str, str] | None:
+    """What the hires pass dies of when the API left a field without a usable default."""
+    if profile.forge_hires and v.get("hr_additional_modules") is None:
+        return ("TypeError", "argument of type 'NoneType' is not iterable")
+    if profile.hires_needs_denoising and v.get("denoising_strength") is None:
+        return ("TypeError", "'>' not supported between instances of 'NoneType' and 'int'")
+    return None
 
 
 def _resize_from(v: dict[str, Any]) -> str | None:

@@ -45,6 +45,10 @@ class Profile:
     default_overrides: Mapping[str, Any] = field(default_factory=_frozen)  # request defaults
     extra_options: Mapping[str, Any] = field(default_factory=_frozen)
     default_port: int = 7860
+    # hires fix with no denoising_strength: 500 TypeError after the first pass (A1111, Forge)
+    hires_needs_denoising: bool = False
+    # Forge's hires pass: `hr_additional_modules` has no default (500 without it), `hr_cfg` 1.0
+    forge_hires: bool = False
 
 
 _V = "/sdapi/v1/"
@@ -53,6 +57,7 @@ A1111 = Profile(
     name="a1111",
     version="v1.10.1",
     description="AUTOMATIC1111 v1.10.1, UI mode (--api)",
+    hires_needs_denoising=True,
 )
 
 A1111_NOWEBUI = Profile(
@@ -61,6 +66,7 @@ A1111_NOWEBUI = Profile(
     description="AUTOMATIC1111 v1.10.1, API only (--nowebui): no /internal/* routes",
     ui_mode=False,
     default_port=7861,
+    hires_needs_denoising=True,
 )
 
 A1111_18 = Profile(
@@ -73,6 +79,7 @@ A1111_18 = Profile(
     sampler_catalog="a1111-1.8",
     removed_routes=frozenset({_V + "schedulers"}),
     removed_fields=frozenset({"scheduler", "hr_scheduler"}),
+    hires_needs_denoising=True,
 )
 
 FORGE = Profile(
@@ -94,7 +101,7 @@ FORGE = Profile(
         distilled_cfg_scale=("number", 3.5),
         hr_cfg=("number", 1.0),
         hr_distilled_cfg=("number", 3.5),
-        hr_additional_modules=("array", ["Use same choices"]),
+        hr_additional_modules=("array", None),
     ),
     extra_options=_frozen(
         forge_preset="sd",
@@ -104,6 +111,8 @@ FORGE = Profile(
         forge_async_loading="Queue",
         forge_pin_shared_memory="CPU",
     ),
+    hires_needs_denoising=True,
+    forge_hires=True,
 )
 
 SDNEXT = Profile(

@@ -53,13 +53,19 @@ class FakeWebUI:
         *,
         model_load_delay: float = 0.0,
         gzip_responses: bool = True,
+        config_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """`config_options`: what the server's config.json holds at start-up, besides the
+        checkpoint (held keys are restored after an override; others leak, as on the real one)."""
         self.profile = get_profile(profile)
         credentials = dict([auth]) if isinstance(auth, tuple) else auth
         self.png_parameters = png_parameters
         self.gzip_responses = gzip_responses
         self._engine = Engine(
-            self.profile, step_delay=step_delay, model_load_delay=model_load_delay
+            self.profile,
+            step_delay=step_delay,
+            model_load_delay=model_load_delay,
+            config_options=config_options,
         )
         self._api = Api(
             self._engine,
