@@ -40,8 +40,46 @@ def check_result(
             not (got_hash and model.hash) and got_name and got_name != stem
         ):
             warn(f"the server used model {got_name or got_hash!r} instead of {model.title!r}")
+    elif model is None and (got_name or got_hash) and is_forge_answer(result):
+        _check_forge_selection(got_name, got_hash, catalog, warn)
     _check_schedule(payload, result, catalog, warn)
     _check_size(payload, result, warn)
+
+
+def is_forge_answer(result: GenerationResult) -> bool:
+    """Forge's answers echo its own request fields and carry its version (`f2.0.1v1.10.1…`)."""
+    version = str(result.info.get("version") or "")
+    return "distilled_cfg_scale" in result.parameters or (
+        version[:1] == "f" and version[1:2].isdigit()
+    )
+
+
+def _check_forge_selection(
+    got_name: Any, got_hash: Any, catalog: Catalog, warn: Callable[[str], None]
+) -> None:
+    """Forge loads the selected checkpoint only when a job starts, and when the selected title
+    matches no file it silently falls back to another one while GET /options still names the
+    selected one (fixtures/forge/README.md): compare the image's model with the selection."""
+    from sdcli.serverinfo import checkpoint_option
+
+    try:
+        selected = checkpoint_option(catalog.options())
+    except SdcliError:
+        return
+    if not selected:
+        return
+    name, _, rest = selected.partition(" [")
+    want_hash = rest.rstrip("]").lower() if rest else None
+    stem = Path(name.replace("\\", "/")).stem
+    if got_hash and want_hash:
+        same = str(got_hash).lower() == want_hash
+    else:
+        same = not got_name or str(got_name) == stem
+    if not same:
+        warn(
+            f"Forge made this image with {got_name or got_hash!r}, not the selected {selected!r}"
+            " (it could not load the selection and fell back; its console says why)"
+        )
 
 
 def _check_schedule(

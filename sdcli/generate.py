@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 import time
 import uuid
@@ -32,6 +33,9 @@ from sdcli.requestcheck import check_body, check_seed_span
 
 MAX_CONNECTION_FAILURES = 3  # --keep-going gives up after this many prompts in a row cannot connect
 T = TypeVar("T")
+
+log = logging.getLogger("sdcli.generate")
+
 POLL_INTERVAL = 0.3  # seconds: at most ~3 progress requests a second
 INTERRUPT_GRACE = 10.0  # seconds to wait for the partial images after /interrupt
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif"}
@@ -124,8 +128,15 @@ class GenerateJob:
     show_progress: bool = True
 
 
-def dry_run_payload(job: GenerateJob, prompt: str) -> dict[str, Any]:
-    """The body as it would be sent, with names as typed (nothing is resolved offline)."""
+def dry_run_payload(
+    job: GenerateJob, prompt: str, resolved: Resolved | None = None
+) -> dict[str, Any]:
+    """The body as it would be sent: with names resolved against the server when it answered
+    (`resolved`), else as typed."""
+    if resolved is not None:
+        body = request_body(job, resolved, dict(job.values), prompt)
+        check_body(body)
+        return body
     body = build_payload(
         job.values,
         prompt,
@@ -143,6 +154,38 @@ def check_job(job: GenerateJob) -> None:
     dry_run_payload(job, "")
     images = job.batches * int(job.values.get("batch_size") or 1)
     check_seed_span(job.values.get("seed"), images)
+
+
+def request_body(
+    job: GenerateJob, resolved: Resolved, values: Mapping[str, Any], prompt: str
+) -> dict[str, Any]:
+    """The txt2img body with the names the server spells and the defaults sdcli fills in."""
+    return build_payload(
+        values,
+        prompt,
+        sampler_name=resolved.sampler_name,
+        scheduler=resolved.scheduler,
+        model_title=resolved.model.title if resolved.model else None,
+        sets=job.sets,
+        hr_upscaler=resolved.hr_upscaler,
+        clip_skip_field=resolved.clip_skip_field,
+        defaults=resolved.defaults,
+    )
+
+
+def resolve_for_dry_run(
+    client: WebUIClient, job: GenerateJob
+) -> tuple[Resolved | None, SdcliError | None]:
+    """Resolve names with the server's lists (read-only GETs); the error if it cannot answer.
+
+    A wrong name is still a usage error (exit 2): that is what a dry run is for.
+    """
+    try:
+        return resolve_names(job.values, Catalog(client), job.sets), None
+    except UsageError:
+        raise
+    except SdcliError as exc:
+        return None, exc
 
 
 class Generator:
@@ -175,6 +218,9 @@ class Generator:
         resolved = resolve_names(job.values, self.catalog, job.sets)
         for note in resolved.notes:
             self.reporter.warning(note)
+        for note in resolved.defaults_notes:
+            log.debug("%s", note)
+        self._pin_options(job, resolved)
         summary = RunSummary()
         unreachable = 0  # prompts in a row that failed to connect: is the server gone?
         for prompt in prompts:
@@ -195,6 +241,26 @@ class Generator:
                 unreachable = 0
         return summary
 
+    def _pin_options(self, job: GenerateJob, resolved: Resolved) -> None:
+        """Make the server restore every key this run overrides (see sdcli.pinning)."""
+        from sdcli.pinning import NEVER_PIN, pins_needed, restore_after
+
+        body = request_body(job, resolved, job.values, "")
+        overrides = {k: v for k, v in restore_after(body).items() if k not in NEVER_PIN}
+        if not overrides or self.catalog.is_sdnext():
+            return
+        pins = pins_needed(overrides, self.catalog.options())
+        if not pins:
+            return
+        self.client.set_options(pins)
+        for key, value in pins.items():
+            log.debug(
+                "override_settings: pinned %s to its value %r, so the server restores it after "
+                "each job (it restores only the settings it holds)",
+                key,
+                value,
+            )
+
     def _run_prompt(
         self, job: GenerateJob, resolved: Resolved, prompt: str, summary: RunSummary
     ) -> None:
@@ -209,16 +275,7 @@ class Generator:
             if isinstance(base_seed, int) and base_seed >= 0:
                 # Same seeds the web UI's own batch count would give: seed + image index.
                 values["seed"] = base_seed + batch * batch_size
-            payload = build_payload(
-                values,
-                prompt,
-                sampler_name=resolved.sampler_name,
-                scheduler=resolved.scheduler,
-                model_title=resolved.model.title if resolved.model else None,
-                sets=job.sets,
-                hr_upscaler=resolved.hr_upscaler,
-                clip_skip_field=resolved.clip_skip_field,
-            )
+            payload = request_body(job, resolved, values, prompt)
             check_body(payload)
             self.reporter.batch_started(prompt, batch + 1, job.batches)
             started = time.monotonic()
@@ -226,6 +283,15 @@ class Generator:
             once = functools.partial(self._generate_once, job, payload)
             try:
                 result = self._with_retries(job, once)
+            except ServerTimeout as exc:
+                # The job is still running (or queued) on the server: never sent twice.
+                from sdcli.jobs import STILL_GENERATING
+
+                exc.message = f"{exc.message}; {STILL_GENERATING}"
+                raise
+            except ApiError as exc:
+                self._explain_forge_failure(exc, resolved)
+                raise
             except _Partial as partial:
                 before = len(summary.saved)
                 with contextlib.suppress(ApiError):  # the Ctrl-C is the news, not a bad image
@@ -249,6 +315,29 @@ class Generator:
                 check_result(payload, resolved, result, self.catalog, self.reporter.warning)
             except (TypeError, ValueError, KeyError) as exc:
                 self.reporter.warning(f"could not check the server's answer: {exc}")
+
+    def _explain_forge_failure(self, exc: ApiError, resolved: Resolved) -> None:
+        """Forge loads a selected checkpoint only when a job starts: a broken one fails the job.
+
+        Only a 500 whose text speaks of loading weights is taken for that (one GET /options).
+        """
+        text = (exc.detail or exc.message).lower()
+        if exc.status != 500 or not any(word in text for word in _LOAD_WORDS):
+            return
+        try:
+            forge = self.catalog.is_forge()
+            options = self.catalog.options()
+        except SdcliError:
+            return
+        if not forge:
+            return
+        from sdcli.serverinfo import checkpoint_option
+
+        title = resolved.model.title if resolved.model else checkpoint_option(options)
+        exc.hint = (
+            f"Forge loads the checkpoint {title!r} only when a job starts: if it cannot load it, "
+            "the job fails; its console says why (`sdcli set-model` another one)"
+        )
 
     def _with_retries(self, job: GenerateJob, call: Callable[[], T]) -> T:
         """`call()`, again after connection errors and 502/503/504, up to `job.retries` times."""
@@ -316,7 +405,10 @@ class Generator:
         self.reporter.interrupting()
         try:
             self.client.interrupt()
-        except SdcliError:
+        except SdcliError as exc:
+            from sdcli.jobs import STILL_GENERATING
+
+            self.reporter.warning(f"could not ask the server to stop ({exc}): {STILL_GENERATING}")
             return
         done.wait(self.interrupt_grace)
 
@@ -450,6 +542,10 @@ class Generator:
             batch=batch,
         )
         return saved
+
+
+# What the exception of a checkpoint that cannot be loaded says (safetensors, torch, Forge).
+_LOAD_WORDS = ("safetensor", "state_dict", "checkpoint", "deserializ", "pickl", "load")
 
 
 class _Partial(Exception):

@@ -258,6 +258,7 @@ _SIMPLE_FIELDS: list[tuple[str, str, Callable[[str], int | float | None] | None,
     ("Hires checkpoint", "hr_checkpoint_name", None, "Use same checkpoint"),
     ("Hires prompt", "hr_prompt", None, None),
     ("Hires negative prompt", "hr_negative_prompt", None, None),
+    ("Hires CFG Scale", "hr_cfg", _to_float, None),  # Forge
 ]
 _HIRES_MARKERS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
 
@@ -287,6 +288,14 @@ def request_fields(info: Infotext) -> dict[str, Any]:
         if size is None:
             raise UsageError(f"the image's parameters have an unusable {key}: {value!r}")
         fields[names[0]], fields[names[1]] = size
+    # Forge: "Hires Module 1: Use same choices", "Hires Module 2: …" -> hr_additional_modules
+    modules = sorted(
+        (int(key.rsplit(" ", 1)[1]), value)
+        for key, value in params.items()
+        if key.startswith("Hires Module ") and key.rsplit(" ", 1)[1].isdigit()
+    )
+    if modules:
+        fields["hr_additional_modules"] = [value for _, value in modules]
     model = params.get("Model") or params.get("Model hash")
     if model:
         fields["model"] = model

@@ -118,11 +118,13 @@ def build_payload(
     sets: Mapping[str, Any] | None = None,
     hr_upscaler: str | None = None,
     clip_skip_field: bool = False,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The txt2img body. Names come resolved against the server (or raw, for --dry-run).
 
     `hr_upscaler` is the server's exact spelling of the one asked for; `clip_skip_field` also
-    sends clip skip as the request field SD.Next has (and obeys over the setting).
+    sends clip skip as the request field SD.Next has (and obeys over the setting); `defaults`
+    fill fields nobody gave (the hires fix defaults the API lacks).
     Never contains JSON null: an absent key lets the server use its default.
     """
     # [params] first: a setting sdcli knows by name (a flag, or a preset key) beats the same
@@ -151,6 +153,8 @@ def build_payload(
         body = _deep_merge(body, sets)
     if hr_upscaler:
         body["hr_upscaler"] = hr_upscaler
+    for key, value in (defaults or {}).items():
+        body.setdefault(key, value)
     if body.get("override_settings"):
         body.setdefault("override_settings_restore_afterwards", True)
     cleaned: dict[str, Any] = _drop_nulls(body)

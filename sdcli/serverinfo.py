@@ -112,6 +112,15 @@ def loaded_model(value: str | None, models: Sequence[SdModel]) -> SdModel | None
     return hits[0] if len(hits) == 1 else None
 
 
+# Forge only records the choice of a checkpoint; it loads it when the next generation starts.
+FORGE_SELECTED = "selected, loads at the next generation"
+
+
+def is_forge_options(options: Mapping[str, Any]) -> bool:
+    """Forge has its own `forge_*` settings (reForge's are `reforge_*`)."""
+    return any(str(key).startswith("forge_") for key in options)
+
+
 def checkpoint_option(options: Mapping[str, Any]) -> str | None:
     value = options.get("sd_model_checkpoint")
     return str(value) if value else None
@@ -269,7 +278,7 @@ def detect_flavour(
         if any(k.startswith("reforge_") for k in keys):
             name = "reforge"
         elif options is not None:
-            name = "forge" if any(k.startswith("forge_") for k in keys) else "a1111"
+            name = "forge" if is_forge_options(options) else "a1111"
         else:  # the options could not be read: Forge replaced /sd-vae with /sd-modules
             name = "forge" if _exists(client, f"{API}/sd-modules") else "a1111"
     ui_mode = _exists(client, "/internal/ping")

@@ -167,9 +167,13 @@ def test_subprocess_info_bad_file_stderr_is_plain(tmp_path: Path) -> None:
 
 # --- generate --from-image ---------------------------------------------------------------------
 
+OFFLINE = "http://127.0.0.1:9"  # nothing listens: --dry-run shows the names as typed
+
 
 def dry_run(*args: str) -> dict[str, object]:
-    result = runner.invoke(app, ["generate", "--dry-run", "--from-image", str(SAMPLE_PNG), *args])
+    result = runner.invoke(
+        app, ["--url", OFFLINE, "generate", "--dry-run", "--from-image", str(SAMPLE_PNG), *args]
+    )
     assert result.exit_code == 0, result.stderr
     body: dict[str, object] = json.loads(result.stdout)
     return body

@@ -241,7 +241,9 @@ def test_round_trip_new_show_generate_dry_run() -> None:
     shown = runner.invoke(app, ["presets", "show", "trip"])
     table = rows(shown.stdout)
     assert table["steps"] == ["12"] and table["cfg_scale"] == ["5.0"]
-    dry = runner.invoke(app, ["generate", "-p", "trip", "--dry-run", "a", "cat"])
+    dry = runner.invoke(
+        app, ["--url", "http://127.0.0.1:9", "generate", "-p", "trip", "--dry-run", "a", "cat"]
+    )
     assert dry.exit_code == 0, dry.stderr
     body = json.loads(dry.stdout)
     assert body["prompt"] == "best, a cat"

@@ -236,7 +236,7 @@ def test_existing_files_are_never_overwritten_unless_asked(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same-1.png", "same.png"]
 
 
-def test_dry_run_prints_the_body_and_contacts_nothing(tmp_path: Path) -> None:
+def test_dry_run_without_a_server_prints_the_body_as_typed(tmp_path: Path) -> None:
     r = run_sdcli(
         "--url",
         "http://127.0.0.1:9",
@@ -255,6 +255,36 @@ def test_dry_run_prints_the_body_and_contacts_nothing(tmp_path: Path) -> None:
         "sd_model_checkpoint": "qteamix",
     }
     assert "force_task_id" not in body
+    assert r.stderr == (
+        "sdcli: warning: cannot reach http://127.0.0.1:9: names are shown as typed, not as the "
+        "server would get them\n"
+    )
+
+
+def test_dry_run_shows_the_body_the_server_would_really_get(fake_webui: FakeWebUI) -> None:
+    r = run_sdcli(
+        "--url", fake_webui.url, "generate", "-p", "draft", "--sampler", "DPM++ 2M Karras",
+        "--model", "counterfeit", "--set", "enable_hr=true", "--set", "hr_upscaler=latent",
+        "--dry-run", "x",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert (body["sampler_name"], body["scheduler"]) == ("DPM++ 2M", "Karras")
+    assert body["override_settings"]["sd_model_checkpoint"] == (
+        "anime/counterfeitV30_v30.safetensors [cbfba64e66]"
+    )
+    assert body["hr_upscaler"] == "Latent"  # the server's spelling
+    assert body["denoising_strength"] == 0.7
+    assert "hires fix without denoising_strength: sending the web UI's default 0.7" in r.stderr
+    # read-only: lists only, nothing generated, no option written
+    assert {q.method for q in fake_webui.requests} == {"GET"}
+
+
+def test_dry_run_still_refuses_a_wrong_name(fake_webui: FakeWebUI) -> None:
+    r = run_sdcli("--url", fake_webui.url, "generate", "--sampler", "Euler b", "--dry-run", "x")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert "no sampler 'Euler b'" in r.stderr
 
 
 def test_model_flag_is_resolved_to_the_exact_title(fake_webui: FakeWebUI, tmp_path: Path) -> None:

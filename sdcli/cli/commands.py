@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from sdcli.cli import generate_cmd, info_cmd, models_cmd, presets_cmd
+from sdcli.cli import generate_cmd, info_cmd, jobs_cmd, models_cmd, presets_cmd
 
 
 def register(app: typer.Typer) -> None:
     generate_cmd.register(app)
     models_cmd.register(app)
     info_cmd.register(app)
+    jobs_cmd.register(app)
     app.add_typer(presets_cmd.app, name="presets")

@@ -29,7 +29,7 @@ one prompt per line from stdin; with --from-image and no PROMPT, the image's pro
 
   sdcli generate --preset chibi "1boy, solo, holding iPad, purple shirt"
   sdcli generate -p sd15 --seed 42 --count 4 -o out/ "a lighthouse at dusk"
-  sdcli generate -p draft --dry-run "a cat"            [dim]# print the request, send nothing[/]
+  sdcli generate -p draft --dry-run "a cat"            [dim]# print the request, generate nothing[/]
   sdcli generate --from-image best.png --seed -1        [dim]# same settings, new seed[/]
   cat prompts.txt | sdcli generate -p sdxl - --json | jq -r .path
   for p in cat dog; do sdcli generate -q "$p"; done
@@ -140,7 +140,11 @@ def register(app: typer.Typer) -> None:
         ] = False,
         dry_run: Annotated[
             bool,
-            typer.Option("--dry-run", help="Print the request body as JSON; contact nothing."),
+            typer.Option(
+                "--dry-run",
+                help="Print the request body as JSON, names resolved with the server's lists "
+                "(read only; as typed if it cannot be reached); generate nothing.",
+            ),
         ] = False,
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
@@ -224,14 +228,26 @@ def register(app: typer.Typer) -> None:
 
         prompts = _nonempty(read_prompts(words, prompts_file, _stdin_bytes()), prompts_file)
         if dry_run:
-            from sdcli.generate import dry_run_payload
-
-            for text in prompts:
-                render.result_json(dry_run_payload(job, text))
+            _dry_run(state, job, prompts)
             return
         # Prompts typed at a terminal are never waited for just to be listed as not done.
         typed = prompts_file is None and words == ["-"] and sys.stdin.isatty()
         _run(state, job, prompts, json_lines=json_lines, quiet=quiet, typed=typed)
+
+
+def _dry_run(state: AppState, job: Any, prompts: Iterator[str]) -> None:
+    """Print each body as it would be sent: names resolved if the server answers (GETs only)."""
+    from sdcli.generate import dry_run_payload, resolve_for_dry_run
+
+    resolved, error = resolve_for_dry_run(state.client, job)
+    if error is not None:
+        render.warn(f"{error.message}: names are shown as typed, not as the server would get them")
+    else:
+        assert resolved is not None
+        for note in (*resolved.notes, *resolved.defaults_notes):
+            render.note(note)
+    for text in prompts:
+        render.result_json(dry_run_payload(job, text, resolved))
 
 
 def _run(

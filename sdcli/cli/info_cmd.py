@@ -152,7 +152,7 @@ def _server_rows(info: ServerInfo) -> list[list[str]]:
     rows += [
         ["flavour", info.flavour.describe() if info.flavour else "unknown"],
         ["version", version],
-        ["model", known(info.current_model, "none loaded")],
+        ["model", _model_row(info)],
         ["clip skip", known(info.clip_skip)],
         ["checkpoints", known(info.models)],
         ["samplers", known(info.samplers)],
@@ -160,3 +160,13 @@ def _server_rows(info: ServerInfo) -> list[list[str]]:
         ["job running", job],
     ]
     return rows
+
+
+def _model_row(info: ServerInfo) -> str:
+    if info.current_model is None:
+        return "none loaded"
+    if info.flavour is not None and info.flavour.name == "forge":
+        from sdcli.serverinfo import FORGE_SELECTED
+
+        return f"{info.current_model} ({FORGE_SELECTED})"
+    return info.current_model

@@ -21,7 +21,9 @@ Switch the server's checkpoint and print the loaded title on stdout.
 NAME may be the title, the model name, the file name with or without extension, the short
 hash or the sha256; then the same ignoring case; then a unique prefix or part of a name.
 Several matches or none: exit 2 with the candidates, never a guess. The server loads the
-model before answering (up to --timeout); a load that fails there exits 1.
+model before answering (up to --timeout); a load that fails there exits 1. Forge only
+selects it: it loads at the next generation. A load cannot be stopped: after --timeout or
+Ctrl-C it goes on on the server.
 [bold]This changes the model for every user of the server.[/]
 
 [bold]Examples[/]
@@ -32,7 +34,8 @@ model before answering (up to --timeout); a load that fails there exits 1.
 """
 
 MODELS_HELP = """\
-List the server's checkpoints: name, title and short hash; the loaded one is marked *.
+List the server's checkpoints: name, title and short hash; the loaded one is marked *
+(on Forge: the selected one, which loads at the next generation).
 
 At a terminal: a table. Piped: one tab-separated line per checkpoint
 (current, name, title, hash; current is "*" or empty, hash empty until the server computed it).
@@ -92,8 +95,16 @@ def register(app: typer.Typer) -> None:
             typer.Option("--refresh", help="Re-scan the server's model folder first."),
         ] = False,
     ) -> None:
+        from sdcli.errors import Interrupted, ServerTimeout
         from sdcli.resolve import resolve_model
-        from sdcli.serverinfo import current_checkpoint, is_same_model, loaded_title, switch_model
+        from sdcli.serverinfo import (
+            FORGE_SELECTED,
+            checkpoint_option,
+            is_forge_options,
+            is_same_model,
+            loaded_title,
+            switch_model,
+        )
 
         state: AppState = ctx.obj
         client = state.client
@@ -101,15 +112,29 @@ def register(app: typer.Typer) -> None:
             with spinner("re-scanning checkpoints…"):
                 client.refresh_checkpoints()
         model = resolve_model(name, client.sd_models())
-        before = current_checkpoint(client)
+        options = client.get_options()
+        before = checkpoint_option(options)
+        lazy = is_forge_options(options)  # Forge only records the choice
         if is_same_model(before, model):
-            render.note(f"{model.title} is already loaded")
+            render.note(f"{model.title} is already {'selected' if lazy else 'loaded'}")
             render.result(loaded_title(before, model))
             return
         if model.title != name:
             render.note(f"{name} -> {model.title}")
-        with spinner(f"loading {model.title}…"):
-            title = switch_model(client, model)
+        still = (
+            f"the server is still loading {model.title} (a load cannot be stopped; "
+            "`sdcli models` shows the model once it is loaded)"
+        )
+        try:
+            with spinner(f"{'selecting' if lazy else 'loading'} {model.title}…"):
+                title = switch_model(client, model)
+        except ServerTimeout as exc:
+            exc.message = f"{exc.message}; {still}"
+            raise
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; {still}") from None
+        if lazy:
+            render.note(f"{title}: {FORGE_SELECTED} (Forge)")
         render.result(title)
 
     @app.command(
@@ -123,12 +148,20 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--json", help="One JSON object per checkpoint on stdout.")
         ] = False,
     ) -> None:
-        from sdcli.serverinfo import current_checkpoint, loaded_model
+        from sdcli.serverinfo import (
+            FORGE_SELECTED,
+            checkpoint_option,
+            is_forge_options,
+            loaded_model,
+        )
 
         state: AppState = ctx.obj
         client = state.client
         found = client.sd_models()
-        current = loaded_model(current_checkpoint(client), found)
+        options = client.get_options()
+        current = loaded_model(checkpoint_option(options), found)
+        if is_forge_options(options) and current is not None:
+            render.note(f"* {current.title}: {FORGE_SELECTED} (Forge)")
         if json_lines:
             for m in found:
                 render.result_json(
