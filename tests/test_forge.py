@@ -8,6 +8,8 @@ fixtures/more/ (A1111 hires without `denoising_strength`: 500 after the first pa
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -219,3 +221,40 @@ def test_forge_failing_to_load_the_selected_checkpoint_says_so(
         "Forge loads the checkpoint 'anime/counterfeitV30_v30.safetensors [cbfba64e66]' only "
         "when a job starts: if it cannot load it, the job fails" in r.stderr
     )
+
+
+def _screen(*args: str, columns: int = 100) -> tuple[int, list[str]]:
+    """Run sdcli on a pseudo-terminal and return its exit code and the final screen's lines."""
+    import pexpect
+    import pyte
+
+    screen = pyte.Screen(columns, 30)
+    stream = pyte.Stream(screen)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "sdcli", *args],
+        dimensions=(30, columns),
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns)},
+        encoding="utf-8",
+    )
+    child.expect(pexpect.EOF, timeout=120)  # a safety net, not a timing assertion
+    stream.feed(child.before or "")
+    child.close()
+    return int(child.exitstatus or 0), [line.rstrip() for line in screen.display if line.strip()]
+
+
+def test_forge_selection_as_seen_at_a_terminal(make_fake_webui: MakeFake) -> None:
+    fake = make_fake_webui(profile="forge")
+    title = "anime/counterfeitV30_v30.safetensors [cbfba64e66]"
+    code, lines = _screen("--url", fake.url, "set-model", "counterfeit")
+    assert code == 0
+    assert lines == [
+        f"counterfeit -> {title}",
+        f"{title}: selected, loads at the next generation (Forge)",
+        title,
+    ]
+    code, lines = _screen("--url", fake.url, "models")
+    assert code == 0
+    assert lines[0] == f"* {title}: selected, loads at the next generation (Forge)"
+    [marked] = [line for line in lines if line.lstrip().startswith("*") and "│" in line]
+    assert title in marked
