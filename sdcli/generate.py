@@ -23,6 +23,7 @@ from sdcli.errors import (
     AuthError,
     ConnectionFailed,
     Interrupted,
+    OutputError,
     SdcliError,
     ServerTimeout,
     UsageError,
@@ -66,6 +67,7 @@ class SavedImage:
     infotext: str | None
     index: int
     batch: int
+    interrupted: bool = False  # from a job stopped by Ctrl-C: fewer steps than asked for
 
     def as_json(self) -> dict[str, Any]:
         from sdcli.infotext import parse_infotext, webui_parameters
@@ -79,6 +81,7 @@ class SavedImage:
             "model": self.model,
             "index": self.index,
             "batch": self.batch,
+            "interrupted": self.interrupted,
             "parameters": webui_parameters(info) if info else {},
             "infotext": self.infotext,
         }
@@ -96,6 +99,7 @@ class RunSummary:
     failures: list[Failure] = field(default_factory=list)
     # --keep-going stopped early: the server went away (the last of the failures in a row)
     gave_up: ConnectionFailed | None = None
+    prompts: int = 0  # prompts started, failed ones included
 
 
 class Reporter(Protocol):
@@ -208,7 +212,11 @@ class Generator:
         self._running_task: str | None = None  # ours, seen active: it holds the queue until done
         self._counter = 0
 
-    def run(self, job: GenerateJob, prompts: Iterable[str]) -> RunSummary:
+    def run(
+        self, job: GenerateJob, prompts: Iterable[str], summary: RunSummary | None = None
+    ) -> RunSummary:
+        """Run every prompt; `summary` (if given) is filled in as it goes, so a caller still
+        has the counts when an error or Ctrl-C ends the run early."""
         from sdcli.output import check_output_dir
 
         check_job(job)
@@ -221,9 +229,10 @@ class Generator:
         for note in resolved.defaults_notes:
             log.debug("%s", note)
         self._pin_options(job, resolved)
-        summary = RunSummary()
+        summary = RunSummary() if summary is None else summary
         unreachable = 0  # prompts in a row that failed to connect: is the server gone?
         for prompt in prompts:
+            summary.prompts += 1
             try:
                 self._run_prompt(job, resolved, prompt, summary)
             except (UsageError, AuthError, Interrupted):
@@ -295,12 +304,17 @@ class Generator:
             except _Partial as partial:
                 before = len(summary.saved)
                 with contextlib.suppress(ApiError):  # the Ctrl-C is the news, not a bad image
-                    self._save_all(job, payload, partial.result, stamp, batch + 1, summary)
+                    self._save_all(
+                        job, payload, partial.result, stamp, batch + 1, summary, interrupted=True
+                    )
                 signum, by = interruption(partial.cause)
-                kept = len(summary.saved) - before
-                raise Interrupted(
-                    f"interrupted{by}; kept {kept} image(s) the server had made", signum=signum
-                ) from None
+                total = len(summary.saved)
+                raise Interrupted(_kept(by, total, total - before), signum=signum) from None
+            except Interrupted as exc:
+                if summary.saved:
+                    kept = f"{exc}; kept the {len(summary.saved)} image(s) saved before"
+                    raise Interrupted(kept, signum=int(exc.exit_code) - 128) from None
+                raise
             if not result.images and not result.problems:
                 raise ApiError(
                     "the server answered without any image",
@@ -464,20 +478,25 @@ class Generator:
         stamp: datetime,
         batch: int,
         summary: RunSummary,
+        *,
+        interrupted: bool = False,
     ) -> list[SavedImage]:
         """Save every usable image of one answer, record and report them, then raise any problem.
 
         A broken image, a full disk on the next one or a reader closing stdout must never cost
         the images already received: they are all on disk before the first path is printed.
+        When the disk fills, the error names the seeds of the images that were lost with it.
         """
         saved: list[SavedImage] = []
         problems = [ApiError(text) for text in result.problems]
         try:
-            for image in result.images:
+            for n, image in enumerate(result.images):
                 try:
-                    saved.append(self._save(job, payload, result, image, stamp, batch))
+                    saved.append(self._save(job, payload, result, image, stamp, batch, interrupted))
                 except ApiError as exc:
                     problems.append(exc)
+                except OutputError as exc:
+                    raise _not_saved(exc, result.images[n:]) from exc
         finally:
             summary.saved.extend(saved)
             for item in saved:
@@ -494,6 +513,7 @@ class Generator:
         image: GeneratedImage,
         stamp: datetime,
         batch: int,
+        interrupted: bool = False,
     ) -> SavedImage:
         from sdcli.output import render_name, slugify, write_new_file
         from sdcli.pngmeta import NotPngError, TextNotStorable, sniff_image_format, with_parameters
@@ -540,8 +560,22 @@ class Generator:
             infotext=image.infotext,
             index=self._counter,
             batch=batch,
+            interrupted=interrupted,
         )
         return saved
+
+
+def _kept(by: str, total: int, partial: int) -> str:
+    """The Ctrl-C message: how many images this whole run kept, the interrupted job's among them."""
+    text = f"interrupted{by}; kept {total} image(s) the server had made"
+    return text if partial == total else f"{text} ({partial} from the interrupted job)"
+
+
+def _not_saved(error: OutputError, lost: Sequence[GeneratedImage]) -> OutputError:
+    """The write error, naming the images it cost, so they can be made again by seed."""
+    seeds = [str(image.seed) if image.seed is not None else "unknown" for image in lost]
+    label = "seed" if len(seeds) == 1 else "seeds"
+    return OutputError(f"{error.message}; not saved: {label} {', '.join(seeds)}", hint=error.hint)
 
 
 # What the exception of a checkpoint that cannot be loaded says (safetensors, torch, Forge).

@@ -36,6 +36,9 @@ one prompt per line from stdin; with --from-image and no PROMPT, the image's pro
 """
 
 
+TYPING_HINT = "type one prompt per line; Ctrl-D on an empty line to finish"
+
+
 def _stdin_bytes() -> BinaryIO:
     """stdin as bytes: prompts are decoded (and checked) by sdcli.prompts, not by the locale."""
     buffer = getattr(sys.stdin, "buffer", None)
@@ -226,13 +229,17 @@ def register(app: typer.Typer) -> None:
         check_job(job)
         from sdcli.prompts import read_prompts
 
+        # Prompts typed at a terminal: say how, and how to stop. They are never waited for just
+        # to be listed as not done (see _gave_up).
+        typed = prompts_file is None and words == ["-"] and sys.stdin.isatty()
+        if typed and not quiet:
+            render.note(TYPING_HINT)
         prompts = _nonempty(read_prompts(words, prompts_file, _stdin_bytes()), prompts_file)
         if dry_run:
             _dry_run(state, job, prompts)
             return
-        # Prompts typed at a terminal are never waited for just to be listed as not done.
-        typed = prompts_file is None and words == ["-"] and sys.stdin.isatty()
-        _run(state, job, prompts, json_lines=json_lines, quiet=quiet, typed=typed)
+        many = words == ["-"] or prompts_file is not None
+        _run(state, job, prompts, json_lines=json_lines, quiet=quiet, typed=typed, many=many)
 
 
 def _dry_run(state: AppState, job: Any, prompts: Iterator[str]) -> None:
@@ -258,16 +265,23 @@ def _run(
     json_lines: bool,
     quiet: bool,
     typed: bool = False,
+    many: bool = False,
 ) -> None:
+    import time
+
     from sdcli.cli.reporter import CliReporter, LiveReporter
-    from sdcli.generate import Generator
+    from sdcli.generate import Generator, RunSummary
 
     reporter_cls = LiveReporter if job.show_progress else CliReporter
     reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
+    summary = RunSummary()
+    started = time.monotonic()
     try:
-        summary = Generator(state.client, reporter).run(job, prompts)
+        Generator(state.client, reporter).run(job, prompts, summary)
     finally:
         reporter.close()
+        if many and not quiet and summary.prompts:
+            render.note(_run_summary(summary, time.monotonic() - started))
     if summary.gave_up is not None:
         _gave_up(summary, prompts, typed=typed)
     if summary.failures:
@@ -309,3 +323,12 @@ def _gave_up(summary: Any, prompts: Iterator[str], *, typed: bool) -> None:
         f"{len(summary.saved)} image(s) saved"
     )
     raise typer.Exit(int(ExitCode.UNREACHABLE))
+
+
+def _run_summary(summary: Any, seconds: float) -> str:
+    """The closing line of a run of many prompts, on stderr: how much was done, how fast."""
+    prompts, images, failed = summary.prompts, len(summary.saved), len(summary.failures)
+    return (
+        f"done: {prompts} prompt{'s' if prompts != 1 else ''} · "
+        f"{images} image{'s' if images != 1 else ''} · {failed} failed · {seconds:.1f} s"
+    )
