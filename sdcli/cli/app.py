@@ -180,7 +180,8 @@ def _log_http_to_stderr() -> Callable[[], None]:
 
     class StderrHandler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            sys.stderr.write(f"sdcli: debug: {render.printable(record.getMessage())}\n")
+            # escaped by note(), and written above a live bar, if any
+            render.note(f"sdcli: debug: {record.getMessage()}")
 
     handler = StderrHandler()
     logger = logging.getLogger("sdcli")

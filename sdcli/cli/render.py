@@ -13,9 +13,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from rich.console import Console
 
+    from sdcli.cli.statusline import StatusLine
+
 _err_console: Console | None = None
+_status: StatusLine | None = None  # the live bar on stderr, while one is up
 stdout_closed = False  # set by __main__ when the process started with stdout closed
 
 
@@ -77,8 +82,7 @@ def result(line: str) -> None:
     """One result line on stdout, flushed so `while read` loops see it at once."""
     if stdout_closed or sys.stdout is None:  # started with `>&-`: nobody can read results
         raise BrokenPipeError(errno.EPIPE, "stdout is closed")
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    _write(sys.stdout, line + "\n")
 
 
 def result_json(obj: Any) -> None:
@@ -91,19 +95,46 @@ def _styled(text: str, code: str) -> str:
 
 
 def error(message: str) -> None:
-    sys.stderr.write(f"{_styled('sdcli: error:', '1;31')} {printable(message)}\n")
-    sys.stderr.flush()
+    _write(sys.stderr, f"{_styled('sdcli: error:', '1;31')} {printable(message)}\n")
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"{_styled('sdcli: warning:', '1;33')} {printable(message)}\n")
-    sys.stderr.flush()
+    _write(sys.stderr, f"{_styled('sdcli: warning:', '1;33')} {printable(message)}\n")
 
 
 def note(message: str) -> None:
     """A short line for humans (not printed with --quiet by callers)."""
-    sys.stderr.write(printable(message) + "\n")
-    sys.stderr.flush()
+    _write(sys.stderr, printable(message) + "\n")
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Write and flush; with a live bar up, the line goes above it (both share one screen)."""
+    status = _status
+    if status is None:
+        stream.write(text)
+        stream.flush()
+        return
+    with status.suspended():
+        stream.write(text)
+        stream.flush()
+
+
+def status_line() -> StatusLine:
+    """The live bar's row on stderr; every line written through this module passes above it."""
+    global _status
+    if _status is None:
+        from sdcli.cli.statusline import StatusLine
+
+        _status = StatusLine(sys.stderr)
+    return _status
+
+
+def end_status() -> None:
+    """Erase the bar for good: what follows is written as if it had never been there."""
+    global _status
+    if _status is not None:
+        _status.hide()
+        _status = None
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

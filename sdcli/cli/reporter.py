@@ -1,20 +1,16 @@
 """Renders the generate use case: paths on stdout as they are saved, the rest on stderr.
 
-Three moods: a live rich progress bar on a terminal, one plain line per batch when stderr is
+Three moods: a live progress bar on a terminal, one plain line per batch when stderr is
 piped or --no-progress, and nothing but errors and warnings with --quiet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from sdcli.cli import render
 from sdcli.errors import SdcliError
 from sdcli.generate import ProgressSnapshot, SavedImage
-
-if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
 
 
 class CliReporter:
@@ -42,12 +38,14 @@ class CliReporter:
     def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None:
         if self.quiet:
             return
+        self.message(f"{self._label}: {self._saved_text(images, seconds)}")
+
+    @staticmethod
+    def _saved_text(images: Sequence[SavedImage], seconds: float) -> str:
         seeds = [str(i.seed) for i in images if i.seed is not None]
         seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(seeds)}"
         n = len(images)
-        self.message(
-            f"{self._label}: saved {n} image{'s' if n != 1 else ''} · {seed_text} · {seconds:.1f} s"
-        )
+        return f"saved {n} image{'s' if n != 1 else ''} · {seed_text} · {seconds:.1f} s"
 
     def warning(self, message: str) -> None:
         self.message(message, kind="warning")
@@ -74,54 +72,26 @@ class CliReporter:
 
 
 class LiveReporter(CliReporter):
-    """A rich progress bar on stderr: queued state, step n/N, image i/k, elapsed and ETA."""
+    """The live bar on stderr (queued state, step n/N, image i/k, elapsed, ETA), one row that
+    every other line passes above and that is gone once the images are saved."""
 
     def __init__(self, *, json_lines: bool, quiet: bool) -> None:
         super().__init__(json_lines=json_lines, quiet=quiet)
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-
-    def _bar(self) -> tuple[Progress, TaskID]:
-        if self._progress is None or self._task is None:
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[eta]}"),
-                console=render.err_console(),
-                transient=True,
-                refresh_per_second=8,
-                # stdout carries results only: rich must not capture it into the live display
-                redirect_stdout=False,
-            )
-            self._progress.start()
-            label = _markup_safe(self._label)
-            self._task = self._progress.add_task(label, total=1.0, detail="", eta="")
-        return self._progress, self._task
+        self._status = render.status_line()
+        self._color = render.use_color()
+        self._prompt = ""
+        self._suffix = ""
 
     def batch_started(self, prompt: str, batch: int, batches: int) -> None:
         super().batch_started(prompt, batch, batches)
-        progress, task = self._bar()
-        label = _markup_safe(self._label)
-        progress.reset(task, total=1.0, description=label, detail="starting", eta="")
+        self._prompt = prompt
+        self._suffix = f"batch {batch}/{batches}" if batches > 1 else ""
+        self._draw(0.0, "starting", "", 0.0)
 
     def progress(self, snapshot: ProgressSnapshot) -> None:
-        progress, task = self._bar()
-        fields: dict[str, Any]
         if snapshot.queued:
-            textinfo = _markup_safe(snapshot.textinfo or "")  # the server's words, not markup
-            fields = {"detail": f"[yellow]queued[/] {textinfo}".strip(), "eta": ""}
-            progress.update(task, completed=0.0, **fields)
+            detail = f"queued {render.printable(snapshot.textinfo or '')}".strip()
+            self._draw(0.0, detail, "", snapshot.elapsed)
             return
         parts = []
         if snapshot.steps:
@@ -129,33 +99,43 @@ class LiveReporter(CliReporter):
         if snapshot.images > 1:
             parts.append(f"image {snapshot.image}/{snapshot.images}")
         eta = f"ETA {snapshot.eta:.0f}s" if snapshot.eta is not None else ""
-        progress.update(task, completed=snapshot.fraction, detail=" · ".join(parts), eta=eta)
+        self._draw(snapshot.fraction, " · ".join(parts), eta, snapshot.elapsed)
+
+    def _draw(self, fraction: float, detail: str, eta: str, elapsed: float) -> None:
+        from sdcli.cli.statusline import bar_cells, layout, terminal_columns
+
+        minutes, seconds = divmod(int(elapsed), 60)
+        clock = f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+        percent = f"{fraction * 100:3.0f}%"
+        tails = [
+            " ".join(p for p in (percent, detail, clock, eta) if p),
+            " ".join(p for p in (percent, detail, eta) if p),
+            " ".join(p for p in (detail, eta) if p),
+        ]
+        columns = terminal_columns(self._status.stream)
+        label, cells, tail = layout(self._prompt, self._suffix, tails, columns)
+        bar = bar_cells(fraction, cells, color=self._color) if cells else ""
+        self._status.show(" ".join(p for p in (label, bar, tail) if p))
+
+    def image_saved(self, image: SavedImage) -> None:
+        self._status.hide()  # the request is over: its bar must not come back between paths
+        super().image_saved(image)
 
     def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=1.0)
-        super().batch_finished(images, seconds)
+        """One row: the prompt label shrinks so the summary does not wrap."""
+        from sdcli.cli.statusline import LABEL_MIN, fit_label, terminal_columns
 
-    def message(self, text: str, *, kind: str = "note") -> None:
-        if self._progress is None:
-            super().message(text, kind=kind)
+        self._status.hide()
+        if self.quiet:
             return
-        style = {
-            "error": "[bold red]sdcli: error:[/] ",
-            "warning": "[bold yellow]sdcli: warning:[/] ",
-        }
-        from rich.markup import escape
+        text = self._saved_text(images, seconds)
+        room = terminal_columns(self._status.stream) - 1 - len(text) - 2
+        label = fit_label(self._prompt, self._suffix, max(room, LABEL_MIN))
+        self.message(f"{label}: {text}")
 
-        self._progress.console.print(style.get(kind, "") + escape(render.printable(text)))
+    def failed(self, prompt: str, error: SdcliError) -> None:
+        self._status.hide()
+        super().failed(prompt, error)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-def _markup_safe(text: str) -> str:
-    """Text for a rich column that reads markup: shown as is, on one line."""
-    from rich.markup import escape
-
-    return escape(render.printable(text))
+        render.end_status()

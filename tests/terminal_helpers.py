@@ -1,0 +1,168 @@
+"""sdcli on a real pseudo-terminal, seen through a terminal emulator: what a person really sees.
+
+`Terminal` starts the installed sdcli (`python -m sdcli` of this interpreter) with stdin, stdout
+and stderr all on one pty of a given size, feeds everything it writes to a pyte screen, and lets
+a test wait for screen contents or for the exit: never for a length of time. Timeouts here are
+safety nets against a hung test, not assertions about speed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pexpect
+import pyte
+
+BAR_GLYPHS = ("━", "╸", "╺", "─", "%")  # what a progress bar leaves behind when it is not erased
+
+
+class Terminal:
+    """One sdcli process on a pty of `columns` x `rows`, and the screen it has drawn so far."""
+
+    def __init__(
+        self,
+        *args: str,
+        columns: int = 80,
+        rows: int = 24,
+        env: Mapping[str, str] | None = None,
+        cwd: Any = None,
+    ) -> None:
+        full_env = {**os.environ, "TERM": "xterm-256color", "PYTHONIOENCODING": "utf-8"}
+        for name in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES"):
+            full_env.pop(name, None)  # the pty's own size and a plain terminal, as a person has
+        full_env.update(env or {})
+        self.screen = pyte.Screen(columns, rows)
+        self._stream = pyte.ByteStream(self.screen)
+        self.raw = b""  # every byte written, for failure messages and byte-level assertions
+        self.child: pexpect.spawn[bytes] = pexpect.spawn(
+            sys.executable,
+            ["-m", "sdcli", *args],
+            dimensions=(rows, columns),
+            env=full_env,
+            cwd=None if cwd is None else str(cwd),
+        )
+        self._eof = False
+        self.exit_code: int | None = None
+
+    # --- what the screen shows ---------------------------------------------------------------
+
+    def lines(self) -> list[str]:
+        """The screen's rows, trailing blanks removed, empty rows at the bottom dropped."""
+        rows = [row.rstrip() for row in self.screen.display]
+        while rows and not rows[-1]:
+            rows.pop()
+        return rows
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+    def dump(self) -> str:
+        width = self.screen.columns
+        border = "+" + "-" * width + "+"
+        body = "\n".join(f"|{row}|" for row in self.screen.display)
+        return f"{border}\n{body}\n{border}\nraw: {self.raw[-3000:]!r}"
+
+    # --- waiting -----------------------------------------------------------------------------
+
+    def _pump(self, timeout: float) -> None:
+        """Feed the screen whatever the child wrote within `timeout` seconds; notes the EOF."""
+        if self._eof:
+            return
+        try:
+            data = self.child.read_nonblocking(65536, timeout)
+        except pexpect.TIMEOUT:
+            return
+        except pexpect.EOF:
+            self._eof = True
+            return
+        self.raw += data
+        self._stream.feed(data)
+
+    def wait_for(self, what: str | Callable[[Terminal], bool], timeout: float = 60) -> None:
+        """Until the screen shows `what` (a text, or a test on this terminal); else fail."""
+        check: Callable[[Terminal], bool] = (
+            (lambda t: what in t.text()) if isinstance(what, str) else what
+        )
+        deadline = time.monotonic() + timeout
+        while not check(self):
+            if self._eof:
+                raise AssertionError(
+                    f"sdcli ended before the screen showed {what!r}:\n{self.dump()}"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the screen never showed {what!r}:\n{self.dump()}")
+            self._pump(min(left, 1.0))
+
+    def wait_exit(self, timeout: float = 120) -> int:
+        """Read to the end, reap the child, return its exit code (128+N for a signal)."""
+        deadline = time.monotonic() + timeout
+        while not self._eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.child.kill(9)
+                raise AssertionError(f"sdcli did not exit:\n{self.dump()}")
+            self._pump(min(left, 1.0))
+        self.child.wait()
+        status = self.child.exitstatus
+        self.exit_code = status if status is not None else 128 + (self.child.signalstatus or 0)
+        return self.exit_code
+
+    # --- typing ------------------------------------------------------------------------------
+
+    def type_line(self, text: str) -> None:
+        self.child.sendline(text)
+
+    def ctrl_c(self) -> None:
+        self.child.sendintr()
+
+    def ctrl_d(self) -> None:
+        self.child.sendeof()
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.kill(9)
+        self.child.close(force=True)
+
+
+@dataclass(frozen=True)
+class FinalScreen:
+    exit_code: int
+    lines: list[str]
+    raw: bytes
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def run_on_terminal(
+    *args: str,
+    columns: int = 80,
+    rows: int = 24,
+    env: Mapping[str, str] | None = None,
+    cwd: Any = None,
+    until: str | None = None,
+    then: Callable[[Terminal], None] | None = None,
+) -> FinalScreen:
+    """Run sdcli on a pty to the end; optionally wait for `until` on screen and call `then`."""
+    term = Terminal(*args, columns=columns, rows=rows, env=env, cwd=cwd)
+    try:
+        if until is not None:
+            term.wait_for(until)
+        if then is not None:
+            then(term)
+        code = term.wait_exit()
+        return FinalScreen(code, term.lines(), term.raw)
+    finally:
+        term.close()
+
+
+def leftover_bar(lines: list[str]) -> list[str]:
+    """Screen rows that still show a piece of a progress bar."""
+    return [row for row in lines if any(glyph in row for glyph in BAR_GLYPHS)]
