@@ -30,7 +30,20 @@ class SdcliGroup(TyperGroup):
     """Turns every failure (our errors, Ctrl-C, a closed stdout, even a bug of ours) into one
     line on stderr and a documented exit code."""
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        """The global options are parsed here, before invoke(): their usage errors too."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except Exception as exc:
+            if _is_usage_error(exc):
+                _report_usage_error(exc)
+                raise typer.Exit(int(ExitCode.USAGE)) from None
+            raise
+
     def invoke(self, ctx: Any) -> Any:
+        words = [*getattr(ctx, "_protected_args", []), *ctx.args]  # the command, then its args
         try:
             return super().invoke(ctx)
         except SdcliError as exc:
@@ -53,6 +66,9 @@ class SdcliGroup(TyperGroup):
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
+            if _is_usage_error(exc):  # a command's flags, or an unknown command
+                _report_usage_error(exc, _command_path_of(self, ctx, words))
+                raise typer.Exit(int(ExitCode.USAGE)) from None
             if _is_click_error(exc):
                 raise
             # A bug of ours must still end in one line, not a traceback, for unattended scripts.
@@ -71,9 +87,43 @@ def _print_traceback() -> None:
     sys.stderr.flush()
 
 
+def _command_path_of(group: Any, ctx: Any, words: list[str]) -> str:
+    """`sdcli presets new`: the command the words name, as far as they name one."""
+    path, command = [ctx.command_path], group
+    for word in words:
+        if word.startswith("-") or not hasattr(command, "get_command"):
+            break
+        command = command.get_command(ctx, word)
+        if command is None:
+            break
+        path.append(word)
+    return " ".join(path)
+
+
 def _is_click_error(exc: Exception) -> bool:
-    """Usage errors of the argument parser itself, which it reports on its own."""
+    """Errors of the argument parser itself."""
     return hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A bad option, value, argument or command; not the help a bare group shows instead."""
+    return (
+        _is_click_error(exc)
+        and hasattr(exc, "format_message")
+        and type(exc).__name__ != "NoArgsIsHelpError"
+    )
+
+
+def _report_usage_error(exc: Any, fallback: str = "sdcli") -> None:
+    """The parser's complaint in sdcli's one error style (not a boxed panel), and where to look:
+    `sdcli: error: …` then `see 'sdcli generate --help'`."""
+    message = " ".join(str(exc.format_message()).split()).rstrip(".")
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    ctx = getattr(exc, "ctx", None)  # the parser leaves it out for an option missing its value
+    path = getattr(ctx, "command_path", None) or fallback
+    render.error(message)
+    render.note(f"see '{path} --help'")
 
 
 def _silence_output() -> None:
