@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -291,7 +296,7 @@ def test_completes_model_names_from_the_server(fake_webui: FakeWebUI) -> None:
 
 def test_completes_sampler_names_from_the_server(fake_webui: FakeWebUI) -> None:
     assert complete("--url", fake_webui.url, "generate", "--sampler", "Euler") == [
-        "Euler a",
+        "Euler\\ a",  # escaped: bash inserts it as is, and it must stay one word
         "Euler",
     ]
 
@@ -331,3 +336,50 @@ def test_subprocess_errors_are_one_plain_line(fake_webui: FakeWebUI, dead_url: s
     assert down.returncode == 3
     assert down.stdout == ""
     assert "\x1b[" not in down.stderr and "Traceback" not in down.stderr
+
+
+def complete_in_a_process(*words: str, incomplete: str) -> list[str]:
+    """The real mechanism: a `sdcli` process asked the way bash's completion function asks
+    (`COMP_WORDS` as bash joins the words, backslashes and all)."""
+    line = " ".join(["sdcli", *words, incomplete])
+    r = run_sdcli(
+        env={
+            "_SDCLI_COMPLETE": "complete_bash",
+            "COMP_WORDS": line,
+            "COMP_CWORD": str(len(words) + 1),
+        }
+    )
+    assert r.returncode == 0, r.stderr
+    return [item for item in r.stdout.splitlines() if item]
+
+
+def test_a_name_with_a_space_completes_to_one_shell_word(fake_webui: FakeWebUI) -> None:
+    words = ("--url", fake_webui.url, "generate", "--sampler")
+    assert complete_in_a_process(*words, incomplete="Euler\\ ") == ["Euler\\ a"]
+    assert complete_in_a_process(*words, incomplete="Eu") == ["Euler\\ a", "Euler"]
+    # What bash then has on its command line, parsed as bash parses it:
+    line = f"generate --sampler {complete_in_a_process(*words, incomplete='Euler')[0]} a cat"
+    assert shlex.split(line) == ["generate", "--sampler", "Euler a", "a", "cat"]
+
+
+def test_bash_itself_inserts_one_word(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    """Through bash's own completion function, as `sdcli --show-completion bash` installs it."""
+    script = tmp_path / "complete.sh"
+    shown = run_sdcli("--show-completion", "bash", env={"SHELL": "/bin/bash"})
+    assert shown.returncode == 0, shown.stderr
+    script.write_text(
+        shown.stdout
+        + "\nCOMP_WORDS=(sdcli --url \"$URL\" generate --sampler 'Euler\\ ')\nCOMP_CWORD=5\n"
+        + '_sdcli_completion sdcli\nprintf "%s\\n" "${COMPREPLY[@]}"\n',
+        encoding="utf-8",
+    )
+    bin_dir = str(Path(sys.executable).parent)  # where the `sdcli` console script is installed
+    path = bin_dir + os.pathsep + os.environ["PATH"]
+    r = subprocess.run(
+        ["bash", "--norc", "--noprofile", str(script)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "URL": fake_webui.url, "PATH": path},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    [reply] = r.stdout.splitlines()
+    assert shlex.split(f"--sampler {reply} x") == ["--sampler", "Euler a", "x"]

@@ -30,6 +30,15 @@ class SdcliGroup(TyperGroup):
     """Turns every failure (our errors, Ctrl-C, a closed stdout, even a bug of ours) into one
     line on stderr and a documented exit code."""
 
+    def _main_shell_completion(
+        self, ctx_args: Any, prog_name: str, complete_var: str | None = None
+    ) -> None:
+        if os.environ.get(complete_var or "_SDCLI_COMPLETE"):  # a Tab press, not a command
+            from sdcli.cli.completion import quote_bash_completions
+
+            quote_bash_completions()
+        super()._main_shell_completion(ctx_args, prog_name, complete_var)
+
     def make_context(
         self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
     ) -> Any:

@@ -6,6 +6,7 @@ Completion runs on every Tab press, so the server gets a short timeout, and ever
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -83,3 +84,27 @@ def _ask_server(
             return ask(client)
     except Exception:  # completion must never print a traceback into the shell
         return []
+
+
+_BASH_SPECIAL = re.compile(r"([^\w@%+=:,./-])")
+
+
+def bash_word(value: str) -> str:
+    """`Euler a` as bash must insert it to stay one word: `Euler\\ a`.
+
+    bash puts a completion into the command line exactly as given, so a name with a space
+    became two words (the second one went into the prompt, the first picked another sampler).
+    """
+    return _BASH_SPECIAL.sub(r"\\\1", value)
+
+
+def quote_bash_completions() -> None:
+    """Make typer's bash completion escape what it completes (see bash_word)."""
+    from typer._click.shell_completion import add_completion_class
+    from typer._completion_classes import BashComplete
+
+    class QuotingBashComplete(BashComplete):
+        def format_completion(self, item: Any) -> str:
+            return bash_word(str(item.value))
+
+    add_completion_class(QuotingBashComplete, "bash")
