@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from sdcli import __version__
 from sdcli.cli import render
+from sdcli.cli.helpformat import HelpGroup, use_sdcli_classes
 from sdcli.cli.state import AppState
 from sdcli.errors import ExitCode, SdcliError, Terminated, interruption, signal_exit_code
 
@@ -26,7 +26,7 @@ EXIT_CODES_HELP = (
 )
 
 
-class SdcliGroup(TyperGroup):
+class SdcliGroup(HelpGroup):
     """Turns every failure (our errors, Ctrl-C, a closed stdout, even a bug of ours) into one
     line on stderr and a documented exit code."""
 
@@ -193,6 +193,7 @@ def main_callback(
         str | None,
         typer.Option(
             "--url",
+            metavar="URL",
             help="Web UI address (env SDCLI_URL) \\[default: http://127.0.0.1:7860].",
         ),
     ] = None,
@@ -200,6 +201,7 @@ def main_callback(
         str | None,
         typer.Option(
             "--auth",
+            metavar="USER:PASS",
             help="USER:PASS for a web UI started with --api-auth; never shown. Prefer env "
             "SDCLI_AUTH or the config file: arguments are visible to all users in ps.",
         ),
@@ -208,6 +210,7 @@ def main_callback(
         str | None,
         typer.Option(
             "--timeout",
+            metavar="SECONDS",  # a number; read as text so that "none" works too
             help=(
                 "Seconds to wait for a whole answer: a generation, a model load, a list "
                 "(env SDCLI_TIMEOUT) \\[default: none = no limit for generations and loads]."
@@ -258,6 +261,7 @@ def _register() -> None:
     from sdcli.cli import commands
 
     commands.register(app)
+    use_sdcli_classes(app)
 
 
 _register()

@@ -140,20 +140,29 @@ def end_status() -> None:
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """A rich table on stderr for a person at a terminal; tab-separated lines on stdout for a pipe.
 
-    The data are the same either way: decoration follows the TTY, never content.
+    The data are the same either way: decoration follows the TTY, never content (the pipe
+    keeps empty columns, so a script's field numbers never move).
     """
     if wants_table():
         from rich.table import Table
         from rich.text import Text
 
-        heading = Text(printable(title)) if title is not None else None
-        t = Table(title=heading, show_edge=False, header_style="bold")
-        for col in columns:
-            t.add_column(col, overflow="fold")  # long titles wrap, never lose characters
+        console = err_console()
+        if title:  # its own line: a table title is wrapped to the table's width, mid-name
+            console.print(Text(printable(title), style="bold"), soft_wrap=True)
+        # A column with nothing in it (no aliases, no notes, no model loaded) is only noise.
+        keep = [i for i in range(len(columns)) if not rows or any(_cell(r, i) for r in rows)]
+        t = Table(show_edge=False, header_style="bold")
+        for i in keep:
+            t.add_column(columns[i], overflow="fold")  # long titles wrap, never lose characters
         for row in rows:
             # cells are data, not markup ("[hash]"), and never terminal commands
-            t.add_row(*(Text(printable(cell)) for cell in row))
-        err_console().print(t)
+            t.add_row(*(Text(printable(_cell(row, i))) for i in keep))
+        console.print(t)
     else:
         for row in rows:
             result("\t".join(printable(cell) for cell in row))
+
+
+def _cell(row: Sequence[str], index: int) -> str:
+    return row[index] if index < len(row) else ""
