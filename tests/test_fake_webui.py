@@ -11,11 +11,13 @@ import binascii
 import http.client
 import io
 import json
+import os
 import re
 import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -1472,3 +1474,56 @@ def test_cli_rejects_bad_auth_syntax() -> None:
     finally:
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_cli_detach_returns_once_listening_and_stops_with_kill() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "sdcli.testing.fake_webui", "--port", "0", "--detach"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+", r.stderr)
+        assert url, r.stderr
+        # It already listens when --detach returns: no sleep needed before the first request.
+        assert requests.get(url.group(0) + f"{V1}/samplers", timeout=10).ok
+        assert f"kill {pid}" in r.stderr
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30  # a safety net: it stops within a poll of its loop
+    while not _stopped(pid):
+        assert time.monotonic() < deadline, "the detached fake did not stop on SIGTERM"
+        time.sleep(0.05)
+
+
+def _stopped(pid: int) -> bool:
+    """Gone, or a zombie waiting for init to reap it: either way it serves no more."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_cli_detach_reports_a_port_in_use() -> None:
+    with FakeWebUI() as fake:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sdcli.testing.fake_webui",
+                "--port",
+                str(fake.port),
+                "--detach",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert r.returncode == 1
+    assert "cannot listen" in r.stderr and r.stdout == ""

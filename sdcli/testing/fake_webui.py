@@ -8,7 +8,9 @@ try sdcli without a GPU: `python -m sdcli.testing.fake_webui --port 7860`. It on
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
 import threading
 import traceback
@@ -306,7 +308,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write PNGs without the `parameters` text chunk",
     )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background: return once it listens, printing its PID on stdout "
+        "(stop it with: kill PID)",
+    )
+    parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.detach:
+        rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--detach"]
+        return _detach(rest)
     auth = None
     if args.api_auth:
         pairs = [item.split(":", 1) for item in args.api_auth.split(",")]
@@ -334,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     sys.stderr.write(f"fake web UI ({fake.profile.description}) listening on {fake.url}\n")
     sys.stderr.flush()
+    if args.background:  # the --detach parent has read that line and is gone: nobody reads on
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
     try:
         while not done.wait(0.5):
             pass
@@ -341,6 +357,29 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         fake.stop()
+    return 0
+
+
+def _detach(argv: list[str]) -> int:
+    """Start the fake as a process of its own and return as soon as it listens (no `sleep`
+    to guess when it is ready); its PID goes to stdout, the address to stderr."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sdcli.testing.fake_webui", *argv, "--background"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # Ctrl-C in this terminal is not meant for it; `kill PID` is
+    )
+    assert child.stderr is not None
+    line = child.stderr.readline().rstrip("\n")
+    child.stderr.close()
+    if "listening on" not in line:
+        child.wait()
+        sys.stderr.write((line or "fake web UI: could not start") + "\n")
+        return child.returncode or 1
+    sys.stderr.write(f"{line}, pid {child.pid} (stop it with: kill {child.pid})\n")
+    sys.stdout.write(f"{child.pid}\n")
     return 0
 
 
