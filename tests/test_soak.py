@@ -123,9 +123,9 @@ def test_soak_every_prompt_is_saved_once_or_reported(
     assert len(fake.requests_to(TXT2IMG)) == attempts
     assert retries_seen == attempts - COUNT
     assert proc.returncode == 1
-    assert stderr.splitlines() == [
-        f"sdcli: error: {len(failed)} prompts failed, {len(saved)} image(s) saved"
-    ]
+    done, error = stderr.splitlines()
+    assert done.startswith(f"done: {COUNT} prompts · {len(saved)} images · {len(failed)} failed")
+    assert error == f"sdcli: error: {len(failed)} prompts failed, {len(saved)} image(s) saved"
     # Nothing piles up over hundreds of requests (a keep-alive socket may come and go).
     assert fds_after <= fds_before + 2, (fds_before, fds_after)
     assert threads_after <= threads_before + 1, (threads_before, threads_after)
