@@ -1306,28 +1306,6 @@ def test_forge_has_fastapi_errors_pydantic2_and_lazy_loading(
     assert dpm["options"]["second_order"] is True
 
 
-def test_sdnext_error_shape_strict_samplers_and_options_answer(make_fake_webui: MakeFake) -> None:
-    fake = make_fake_webui(profile="sdnext")
-    r = post(fake, f"{V1}/txt2img", {**SMALL, "sampler_name": "Nope"})
-    assert r.status_code == 404
-    assert r.json() == {
-        "error": "HTTPException",
-        "code": 404,
-        "detail": "Sampler not found",
-        "body": "",
-        "errors": "",
-    }
-    assert post(fake, f"{V1}/options", {"CLIP_stop_at_last_layers": 2}).json() == {
-        "updated": [{"CLIP_stop_at_last_layers": True}]
-    }
-    assert get(fake, f"{V1}/version").json()["app"] == "sd.next"
-    assert get(fake, f"{V1}/schedulers").status_code == 404
-    assert "type" in get(fake, f"{V1}/sd-models").json()[0]
-    data = generate(fake, {"prompt": "x", "steps": 1, "width": 64, "height": 64, "clip_skip": 2})
-    assert data["info"]["sampler_name"] == "UniPC" and data["parameters"]["cfg_scale"] == 6.0
-    assert data["info"]["clip_skip"] == 2  # a real request field there
-
-
 def test_sdnext_auth_says_unauthorized(make_fake_webui: MakeFake) -> None:
     fake = make_fake_webui(profile="sdnext", auth=("u", "p"))
     assert get(fake, f"{V1}/samplers").json()["detail"] == "Unauthorized"

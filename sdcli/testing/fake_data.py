@@ -17,6 +17,7 @@ from typing import Any
 from sdcli.testing.fake_profiles import Profile
 
 MODELS_DIR = "/home/user/stable-diffusion-webui/models/Stable-diffusion"
+SDNEXT_MODELS_DIR = "/home/user/sdnext/models/Stable-diffusion"
 
 
 @functools.cache
@@ -60,9 +61,16 @@ class Checkpoint:
     sha256: str
     legacy_hash: str  # the 8-hex `model_hash` (first 64 KiB of the file)
     hashed: bool = True
+    sdnext: bool = False  # SD.Next's naming: no extension in titles, the folder kept in names
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0]
 
     @property
     def model_name(self) -> str:
+        if self.sdnext:
+            return self.stem
         return self.name.replace("/", "_").replace("\\", "_").rsplit(".", 1)[0]
 
     @property
@@ -75,15 +83,17 @@ class Checkpoint:
 
     @property
     def title(self) -> str:
-        return f"{self.name} [{self.sha256[:10]}]" if self.hashed else self.name
+        name = self.stem if self.sdnext else self.name
+        return f"{name} [{self.sha256[:10]}]" if self.hashed else name
 
     @property
     def filename(self) -> str:
-        return f"{MODELS_DIR}/{self.name}"
+        return f"{SDNEXT_MODELS_DIR if self.sdnext else MODELS_DIR}/{self.name}"
 
     def aliases(self) -> set[str]:
         """Every exact string POST /options and override_settings accept for this model."""
         ids = {
+            self.stem,
             self.legacy_hash,
             self.model_name,
             self.title,
@@ -102,6 +112,16 @@ class Checkpoint:
         return ids
 
     def api_item(self, *, with_type: bool = False) -> dict[str, Any]:
+        if self.sdnext:  # key order and `type` as captured from SD.Next
+            return {
+                "title": self.title,
+                "model_name": self.model_name,
+                "filename": self.filename,
+                "type": self.name.rsplit(".", 1)[-1],
+                "sha256": self.sha256,
+                "hash": self.shorthash,
+                "config": None,
+            }
         item: dict[str, Any] = {
             "title": self.title,
             "model_name": self.model_name,
@@ -148,6 +168,30 @@ def default_checkpoints() -> list[Checkpoint]:
         Checkpoint(fresh, _made_up_sha(fresh, "879db523c3"), _legacy(fresh), hashed=False)
     )
     return models
+
+
+def sdnext_checkpoints() -> list[Checkpoint]:
+    """SD.Next's list: the three captured models (real hashes), then three more, sorted by name."""
+    captured = {
+        m["filename"].split("Stable-diffusion/", 1)[1]: m["sha256"]
+        for m in sdnext_data()["sd-models"]
+    }
+    more = (
+        "v1-5-pruned-emaonly.safetensors",
+        "sd_xl_base_1.0.safetensors",
+        "dreamshaper_8.safetensors",
+    )
+    specs = {**captured, **{m.name: m.sha256 for m in default_checkpoints() if m.name in more}}
+    return [
+        Checkpoint(n, sha, _legacy(n), sdnext=True)
+        for n, sha in sorted(specs.items(), key=lambda i: i[0].lower())
+    ]
+
+
+def sdnext_data() -> dict[str, Any]:
+    """What a live SD.Next (master 058a7f0cf, 2026-07-23) answered; shared, so never mutate it."""
+    data: dict[str, Any] = _load("sdnext.json")
+    return data
 
 
 def find_checkpoint(models: list[Checkpoint], alias: Any) -> Checkpoint | None:
@@ -205,7 +249,7 @@ def samplers_for(profile: Profile) -> list[dict[str, Any]]:
     elif profile.sampler_catalog == "forge":
         base += [{"name": n, "aliases": [n.lower()], "options": {}} for n in _FORGE_SAMPLERS]
     elif profile.sampler_catalog == "sdnext":
-        base = [{"name": "Default", "aliases": [], "options": {}}, *base]
+        return copy.deepcopy(sdnext_data()["samplers"])  # {name, options}: no aliases
     if not profile.sampler_options_as_strings:
         for item in base:
             item["options"] = {

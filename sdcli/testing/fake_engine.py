@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import json
 import random
 import string
 import threading
@@ -25,6 +26,8 @@ from sdcli.testing.fake_data import (
     load_json,
     samplers_for,
     schedulers_for,
+    sdnext_checkpoints,
+    sdnext_data,
 )
 from sdcli.testing.fake_png import encode_png
 from sdcli.testing.fake_profiles import Profile
@@ -114,6 +117,14 @@ class Engine:
             self.explicit_options.add(key)
         self.models: list[Checkpoint] = default_checkpoints()
         self.loaded: Checkpoint = self.models[0]
+        self.unloaded = False  # SD.Next after a failed load: no model at all
+        self.sdnext_task = ""  # SD.Next's progress `id`
+        if profile.family == "sdnext":
+            # GET /options there lists only what `opts.data` holds: 33 keys on the captured server
+            self.options = json.loads(json.dumps(sdnext_data()["options"]))
+            self.explicit_options = set(self.options)
+            self.models = sdnext_checkpoints()
+            self.loaded = find_checkpoint(self.models, "randomSD15") or self.models[0]
         self.samplers = samplers_for(profile)
         self.schedulers = schedulers_for(profile) if profile.has_schedulers else []
         self.state = State()

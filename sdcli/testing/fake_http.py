@@ -176,8 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response_only(reply.status)
         self.send_header("date", self.date_time_string())
         self.send_header("server", reply.proxy or "uvicorn")
-        self.send_header("content-length", str(len(body)))
-        self.send_header("content-type", reply.content_type)
+        if reply.status != 204:  # a 204 carries neither body nor content headers
+            self.send_header("content-length", str(len(body)))
+            self.send_header("content-type", reply.content_type)
         for name, value in headers.items():
             self.send_header(name, value)
         if self.server.process_time_header and reply.proxy is None:

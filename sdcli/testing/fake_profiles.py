@@ -23,6 +23,7 @@ class Profile:
     name: str
     version: str
     description: str
+    family: Literal["a1111", "sdnext"] = "a1111"  # sdnext: handlers of fake_sdnext (its own code)
     ui_mode: bool = True  # /internal/* routes exist (Gradio UI mode, not --nowebui)
     has_schedulers: bool = True  # GET /schedulers and the `scheduler`/`hr_scheduler` fields
     combined_sampler_names: bool = True  # "DPM++ 2M Karras" -> sampler + scheduler (1.10)
@@ -117,19 +118,21 @@ FORGE = Profile(
 
 SDNEXT = Profile(
     name="sdnext",
-    version="2025-02-28",
-    description="SD.Next (vladmandic/automatic 2025-02): own error body, strict samplers",
-    has_schedulers=False,
+    version="058a7f0cf",
+    description="SD.Next (vladmandic/sdnext master 058a7f0cf, 2026-07-23), as captured live",
+    family="sdnext",
+    ui_mode=False,  # it serves its UI, but has no /internal/* routes
+    has_schedulers=False,  # no `scheduler` field; GET /schedulers answers 500 (fake_sdnext)
     combined_sampler_names=False,
     strict_sampler=True,
     sampler_catalog="sdnext",
     error_style="sdnext",
+    validation_style="pydantic2",
     process_time_header=False,
     options_response="updated",
     model_type_field=True,
     removed_routes=frozenset(
         {
-            _V + "schedulers",
             _V + "latent-upscale-modes",
             _V + "realesrgan-models",
             _V + "refresh-embeddings",
@@ -137,15 +140,9 @@ SDNEXT = Profile(
             _V + "create/hypernetwork",
             _V + "train/embedding",
             _V + "train/hypernetwork",
-            "/internal/sysinfo",  # SD.Next's version is at /sdapi/v1/version instead
         }
     ),
-    extra_get_routes=frozenset({_V + "version", _V + "status", _V + "platform"}),
-    removed_fields=frozenset({"scheduler", "hr_scheduler", "force_task_id", "infotext"}),
-    extra_fields=_frozen(clip_skip=("integer", 1), vae_type=("string", "Full")),
-    default_overrides=_frozen(
-        sampler_name="UniPC", sampler_index=0, steps=20, width=1024, height=1024, cfg_scale=6.0
-    ),
+    extra_get_routes=frozenset({_V + "status", _V + "platform"}),
 )
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(

@@ -127,6 +127,10 @@ class Api:
             self._add("GET", "/internal/profile-startup", lambda api, c: {}, auth=False)
             self._add("GET", "/internal/sysinfo", ep.sysinfo, auth=False)
             self._add("POST", "/internal/progress", ep.task_progress, auth=False, json_body=True)
+        if self.profile.family == "sdnext":
+            from sdcli.testing.fake_sdnext import add_routes
+
+            add_routes(self)
 
     def handle(self, call: Call) -> Reply:
         """Route (404/405), parse the body (422), check auth (401), run, shape any error."""
@@ -207,7 +211,7 @@ class Api:
                 "code": exc.status,
                 "detail": exc.detail,
                 "body": "",
-                "errors": "",
+                "errors": f"{exc.status}: {exc.detail}",
             }
         return json_reply(exc.status, body)
 

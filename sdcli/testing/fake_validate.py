@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sdcli.testing.fake_data import schema
+from sdcli.testing.fake_data import schema, sdnext_data
 from sdcli.testing.fake_profiles import Profile, ValidationStyle
 
 _MODELS = {
@@ -54,8 +54,49 @@ def schema_fields(name: str) -> tuple[FieldSpec, ...]:
     )
 
 
+_SDNEXT_DEFAULTS = {  # the captured echo holds that request's values; these are the defaults
+    "prompt": "",
+    "negative_prompt": "",
+    "seed": -1,
+    "steps": 20,
+    "width": 1024,
+    "height": 1024,
+    "sampler_name": "Default",
+    "clip_skip": 1,
+    "denoising_strength": 0.3,
+    "override_settings": None,
+}
+
+
+def _kind_of(value: Any) -> str:
+    for kind, types in (
+        ("boolean", bool),
+        ("integer", int),
+        ("number", float),
+        ("string", str),
+        ("array", list),
+        ("object", dict),
+    ):
+        if isinstance(value, types):
+            return kind
+    return "any"
+
+
+@functools.cache
+def _sdnext_fields() -> tuple[FieldSpec, ...]:
+    """SD.Next's request model, as the `parameters` echo of a live answer lists it."""
+    echo: dict[str, Any] = sdnext_data()["request"]
+    return tuple(
+        FieldSpec(name, _kind_of(value), _SDNEXT_DEFAULTS.get(name, value))
+        for name, value in echo.items()
+        if name != "sd_model_checkpoint"
+    )
+
+
 def request_fields(model: str, profile: Profile) -> list[FieldSpec]:
     """The request model of one flavour: removed fields dropped, extras added before the tail."""
+    if profile.family == "sdnext":
+        return list(_sdnext_fields())
     fields = [f for f in schema_fields(_MODELS[model]) if f.name not in profile.removed_fields]
     overrides = profile.default_overrides
     fields = [
