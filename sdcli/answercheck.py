@@ -28,12 +28,12 @@ def check_result(
     if want_sampler and got_sampler and str(got_sampler) != str(want_sampler):
         warn(f"the server used sampler {got_sampler!r} instead of {want_sampler!r}")
     overrides = payload.get("override_settings") or {}
-    want_clip = overrides.get("CLIP_stop_at_last_layers")
+    want_clip = payload.get("clip_skip", overrides.get("CLIP_stop_at_last_layers"))
     got_clip = info.get("clip_skip")
     if want_clip is not None and got_clip is not None and int(got_clip) != int(want_clip):
         warn(f"the server used clip skip {got_clip} instead of {want_clip}")
     model = resolved.model
-    got_name, got_hash = info.get("sd_model_name"), info.get("sd_model_hash")
+    got_name, got_hash = answer_model(result), info.get("sd_model_hash")
     if model and (got_name or got_hash):
         stem = Path(model.name.replace("\\", "/")).stem
         if (got_hash and model.hash and got_hash != model.hash) or (
@@ -43,7 +43,18 @@ def check_result(
     elif model is None and (got_name or got_hash) and is_forge_answer(result):
         _check_forge_selection(got_name, got_hash, catalog, warn)
     _check_schedule(payload, result, catalog, warn)
-    _check_size(payload, result, warn)
+    check_size(payload, result, warn)
+
+
+def answer_model(result: GenerationResult) -> str | None:
+    """The model the answer names: `info.sd_model_name`, or the infotext's `Model` (SD.Next)."""
+    name = result.info.get("sd_model_name")
+    if isinstance(name, str) and name:
+        return name
+    from sdcli.infotext import parse_infotext
+
+    texts = [image.infotext for image in result.images if image.infotext]
+    return parse_infotext(texts[0]).model if texts else None
 
 
 def is_forge_answer(result: GenerationResult) -> bool:
@@ -109,23 +120,31 @@ def _check_schedule(
         warn(f"the server used schedule type {got!r} instead of {want!r}")
 
 
-def _check_size(
+def check_size(
     payload: Mapping[str, Any], result: GenerationResult, warn: Callable[[str], None]
 ) -> None:
-    """The size is read from each PNG: `info.width/height` only repeat the request's."""
-    from sdcli.pngmeta import NotPngError, png_size
+    """The size is read from each image (PNG or JPEG): `info.width/height` repeat the request's.
 
-    if is_on(payload.get("enable_hr")):
-        return  # hires fix makes the image larger than the first-pass size, on purpose
+    With hires fix the image should be the second pass's size: a server that ignored hires (SD.Next
+    without `hr_resize_mode`) shows here too.
+    """
+    from sdcli.pngmeta import image_size
+
     want = (_opt_int(payload.get("width")), _opt_int(payload.get("height")))
+    hires = is_on(payload.get("enable_hr"))
+    if hires:
+        want = _hires_size(payload, want)
     if want == (None, None):
         return  # the server's default size was asked for, whatever it is
     for image in result.images:
-        try:
-            got = png_size(image.data)
-        except NotPngError:
-            continue  # JPEG or WebP (samples_format); a broken PNG is reported on saving
-        if all(w is None or w == g for w, g in zip(want, got, strict=True)):
+        got = image_size(image.data)
+        if got is None:
+            continue  # WebP or GIF; a broken image is reported on saving
+        # the second pass rounds its size down to a multiple of 8 on its own
+        if all(
+            w is None or g == w or (hires and g == w // 8 * 8)
+            for w, g in zip(want, got, strict=True)
+        ):
             continue
         if None not in want:
             asked = f"{want[0]}x{want[1]}"
@@ -134,10 +153,33 @@ def _check_size(
         else:
             asked = f"height {want[1]}"
         why = ""
-        if any(w is not None and w % 8 for w in want):
+        if hires:
+            asked = f"hires fix size {asked}"
+            why = " (did the server ignore hires fix?)"
+        elif any(w is not None and w % 8 for w in want):
             why = " (the web UI rounds sizes down to multiples of 8)"
         warn(f"the server made a {got[0]}x{got[1]} image, not the {asked} asked for{why}")
         return
+
+
+def _hires_size(
+    payload: Mapping[str, Any], first: tuple[int | None, int | None]
+) -> tuple[int | None, int | None]:
+    """The second pass's size: hr_resize_x/y if given, else the first pass's times hr_scale."""
+    rx, ry = _opt_int(payload.get("hr_resize_x")) or 0, _opt_int(payload.get("hr_resize_y")) or 0
+    width, height = first
+    if rx or ry:
+        if width is None or height is None:
+            return (rx or None, ry or None)
+        return (rx or ry * width // height, ry or rx * height // width)
+    try:
+        scale = float(payload.get("hr_scale", 2.0))
+    except (TypeError, ValueError):
+        return (None, None)
+    return (
+        None if width is None else int(width * scale),
+        None if height is None else int(height * scale),
+    )
 
 
 def _opt_int(value: Any) -> int | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdcli.apitypes import Sampler, Scheduler, SdModel
+from sdcli.errors import ApiError, NotFoundError
 from sdcli.payload import build_payload
 
 if TYPE_CHECKING:
@@ -29,15 +30,37 @@ class Catalog:
         self._upscalers: list[str] | None = None
         self._options: dict[str, Any] | None = None
         self._sdnext: bool | None = None
+        self.broken: dict[str, ApiError] = {}  # list endpoints that failed (5xx): not checked
 
     def samplers(self) -> list[Sampler]:
         if self._samplers is None:
             self._samplers = self.fetch(self.client.samplers)
         return self._samplers
 
+    def samplers_or_none(self) -> list[Sampler] | None:
+        """The samplers, or None when the server fails to list them (recorded in `broken`)."""
+        try:
+            return self.samplers()
+        except ApiError as exc:
+            if not _server_fault(exc):
+                raise
+            self.broken["samplers"] = exc
+            return None
+
     def schedulers(self) -> list[Scheduler] | None:
+        """None where there is no list: before 1.9.1, on SD.Next, or when it fails (`broken`)."""
         if not self._schedulers_known:
-            self._schedulers = self.fetch(self.client.schedulers)
+            if self.is_sdnext():
+                # SD.Next has no per-request schedule; its /schedulers fails its own response model
+                self._schedulers = None
+            else:
+                try:
+                    self._schedulers = self.fetch(self.client.schedulers)
+                except ApiError as exc:
+                    if not _server_fault(exc):
+                        raise
+                    self.broken["schedulers"] = exc
+                    self._schedulers = None
             self._schedulers_known = True
         return self._schedulers
 
@@ -65,14 +88,12 @@ class Catalog:
         return is_forge_options(self.options())
 
     def is_sdnext(self) -> bool:
-        """SD.Next: clip skip is a request field; no per-request schedule, no task ids."""
+        """SD.Next (by GET /sdapi/v1/version): clip skip is a request field; no per-request
+        schedule, no task ids, its own hires fields."""
         if self._sdnext is None:
-            if self._schedulers_known and self._schedulers is not None:
-                self._sdnext = False  # SD.Next has no /schedulers: no need to ask /version
-            else:
-                from sdcli.serverinfo import is_sdnext
+            from sdcli.serverinfo import is_sdnext
 
-                self._sdnext = bool(self.fetch(lambda: is_sdnext(self.client)))
+            self._sdnext = bool(self.fetch(lambda: is_sdnext(self.client)))
         return self._sdnext
 
     @property
@@ -96,40 +117,64 @@ class Resolved:
     scheduler: str | None = None
     model: SdModel | None = None
     hr_upscaler: str | None = None  # the server's exact spelling
-    clip_skip_field: bool = False  # send `clip_skip` too (SD.Next)
-    notes: tuple[str, ...] = ()  # what could not be honoured, said before generating
+    clip_skip_field: bool = False  # clip skip as the request field `clip_skip` (SD.Next)
+    notes: tuple[str, ...] = ()  # what could not be honoured or checked, said before generating
     defaults: Mapping[str, Any] = field(default_factory=dict)  # fields sdcli fills in itself
     defaults_notes: tuple[str, ...] = ()  # why, for --dry-run and --debug
+
+
+# SD.Next's `schedulers_sigma` choices (modules/ui_definitions.py, master 058a7f0cf)
+SDNEXT_SIGMAS = ("default", "karras", "betas", "exponential", "lambdas", "flowmatch")
+# SD.Next's upscaler that matches A1111's default hires upscaler "Latent" (bilinear)
+SDNEXT_HIRES_UPSCALER = "Latent Bilinear"
 
 
 def resolve_names(
     values: Mapping[str, Any], catalog: Catalog, sets: Mapping[str, Any] | None = None
 ) -> Resolved:
-    """Check sampler, scheduler, model and hires upscaler against the server before generating."""
-    from sdcli.resolve import resolve_model, resolve_sampler, resolve_upscaler
+    """Check sampler, scheduler, model and hires upscaler against the server before generating.
+
+    A list the server fails to give (a 5xx) does not stop the run: the name is sent as typed, and
+    a note says it could not be checked.
+    """
+    from sdcli.resolve import resolve_model, resolve_sampler, resolve_upscaler, split_combined
 
     sampler, scheduler = values.get("sampler"), values.get("scheduler")
     sampler_name = scheduler_label = None
     notes: list[str] = []
+    sdnext = bool(sampler or scheduler or values.get("clip_skip") is not None) and (
+        catalog.is_sdnext()
+    )
     if sampler or scheduler:
         schedulers = catalog.schedulers()
-        sampler_name, scheduler_label = resolve_sampler(
-            sampler, scheduler, catalog.samplers(), schedulers
-        )
-        if schedulers is None and scheduler_label is not None and catalog.is_sdnext():
-            notes.append(
-                f"SD.Next has no per-request schedule type (its settings pick it): "
-                f"scheduler {scheduler_label!r} not sent"
+        samplers = catalog.samplers_or_none()
+        if samplers is None:
+            sampler_name, scheduler_label = _unchecked(sampler, scheduler, split_combined)
+            notes.append(_cannot_check("sampler", sampler or "", catalog.broken["samplers"]))
+        else:
+            sampler_name, scheduler_label = resolve_sampler(
+                sampler, scheduler, samplers, schedulers
             )
+        if scheduler_label is not None and sdnext:
+            notes.append(_sdnext_schedule_note(scheduler_label))
             scheduler_label = None
+        elif scheduler_label is not None and "schedulers" in catalog.broken:
+            notes.append(_cannot_check("scheduler", scheduler_label, catalog.broken["schedulers"]))
     model = resolve_model(str(values["model"]), catalog.models()) if values.get("model") else None
     # Hires fields come from a preset's [params] or --set: look at the body they make.
     body = build_payload(values, "", sets=sets)
     hr_upscaler = None
-    if is_on(body.get("enable_hr")) and body.get("hr_upscaler"):
-        hr_upscaler = resolve_upscaler(str(body["hr_upscaler"]), catalog.upscalers())
-    clip_skip_field = values.get("clip_skip") is not None and catalog.is_sdnext()
-    defaults, why = hires_defaults(body, catalog) if is_on(body.get("enable_hr")) else ({}, [])
+    hires = is_on(body.get("enable_hr"))
+    defaults, why = hires_defaults(body, catalog) if hires else ({}, [])
+    wanted = body.get("hr_upscaler") or defaults.get("hr_upscaler") if hires else None
+    if wanted:
+        try:
+            hr_upscaler = resolve_upscaler(str(wanted), catalog.upscalers())
+        except NotFoundError as exc:
+            if str(wanted).strip().lower() == "latent" and catalog.is_sdnext():
+                exc.hint = f"SD.Next calls it {SDNEXT_HIRES_UPSCALER!r}"
+            raise
+    clip_skip_field = values.get("clip_skip") is not None and sdnext
     return Resolved(
         sampler_name,
         scheduler_label,
@@ -157,6 +202,12 @@ def hires_defaults(body: Mapping[str, Any], catalog: Catalog) -> tuple[dict[str,
             f"hires fix without denoising_strength: sending the web UI's default "
             f"{HIRES_DENOISING} (the API has none and fails after the first pass)"
         )
+    if catalog.is_sdnext():
+        defaults.update(_sdnext_hires(body))
+        if defaults:
+            shown = ", ".join(f"{k} {v!r}" for k, v in defaults.items())
+            why.append(f"SD.Next: sending {shown} (its hires fix does nothing without them)")
+        return defaults, why
     if not catalog.is_forge():
         return defaults, why
     if "hr_additional_modules" not in body:
@@ -170,6 +221,59 @@ def hires_defaults(body: Mapping[str, Any], catalog: Catalog) -> tuple[dict[str,
         shown = f"{cfg:g}" if isinstance(cfg, float) else str(cfg)
         why.append(f"Forge: sending hr_cfg {shown} like cfg_scale (its API defaults it to 1.0)")
     return defaults, why
+
+
+def _unchecked(
+    sampler: str | None,
+    scheduler: str | None,
+    split: Callable[[str], tuple[str, str] | None],
+) -> tuple[str | None, str | None]:
+    """Without the server's list: send as typed, an old combined name split in two."""
+    wanted = (scheduler or "").strip() or None
+    if sampler and wanted is None:
+        parts = split(sampler)
+        if parts is not None:
+            return parts[0], parts[1]
+    if wanted is not None and wanted.lower() == "automatic":
+        wanted = None
+    return (sampler.strip() if sampler else None), wanted
+
+
+def _cannot_check(what: str, name: str, error: ApiError) -> str:
+    return (
+        f"cannot check {what} {name!r}: the server failed to list them "
+        f"({error.status}: {error.detail or error.message}); sent as typed"
+    )
+
+
+def _sdnext_schedule_note(label: str) -> str:
+    sigma = label.strip().lower()
+    how = (
+        f'POST /sdapi/v1/options {{"schedulers_sigma": "{sigma}"}}'
+        if sigma in SDNEXT_SIGMAS
+        else "its setting schedulers_sigma (" + ", ".join(SDNEXT_SIGMAS) + ")"
+    )
+    return (
+        f"SD.Next cannot apply scheduler {label!r} per request (its setting schedulers_sigma "
+        f"picks the schedule for every job): not sent; to use it, set it on the server: {how}"
+    )
+
+
+def _sdnext_hires(body: Mapping[str, Any]) -> dict[str, Any]:
+    """SD.Next runs no hires pass on `enable_hr` + `hr_scale` alone: it needs a resize mode > 0
+    and an upscaler (captured: without them the image keeps the first pass's size)."""
+    fields: dict[str, Any] = {}
+    if "hr_resize_mode" not in body:
+        fields["hr_resize_mode"] = 1
+    if not body.get("hr_upscaler"):
+        fields["hr_upscaler"] = SDNEXT_HIRES_UPSCALER
+    return fields
+
+
+def _server_fault(exc: ApiError) -> bool:
+    """A list the server fails to build (a 500: SD.Next's /schedulers) will not get better, so a
+    run goes on without it; 502/503/504 mean the server is away (retried, or stop)."""
+    return exc.status is not None and exc.status >= 500 and exc.status not in (502, 503, 504)
 
 
 def is_on(value: Any) -> bool:

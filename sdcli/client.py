@@ -329,6 +329,12 @@ class WebUIClient:
         """POST /options; blocks while the server loads a model, so it uses the long timeout."""
         self.post(f"{API}/options", dict(options), read_timeout=self.timeout)
 
+    def checkpoint(self) -> dict[str, Any] | None:
+        """SD.Next's GET /sdapi/v1/checkpoint: the loaded model (`type` null when none is);
+        None where the endpoint does not exist."""
+        body = self.get_optional(f"{API}/checkpoint")
+        return body if isinstance(body, dict) else None
+
     def sd_models(self) -> list[SdModel]:
         body = self.get(f"{API}/sd-models")
         return [parse_model(item) for item in list_of_dicts(body, "sd-models")]
@@ -487,6 +493,9 @@ def _status_error(
     detail = clip(full) if full else full
     if full and detail != full:
         log.debug("%s %s: the server's message in full: %s", method, path, full)
+    if isinstance(body, dict) and "\n" in str(body.get("errors") or "").strip():
+        # SD.Next's `errors` can run to dozens of lines (validation errors, a traceback)
+        log.debug("%s %s: the server's error in full:\n%s", method, path, body["errors"])
     hint: str | None
     if status in (401, 403):
         elsewhere = _redirected_to(response)
@@ -541,7 +550,9 @@ def _error_detail(body: Any) -> str:
                 parts.append(f"{'.'.join(loc) or 'body'}: {item.get('msg', '')}")
         return "; ".join(parts)
     error = str(body.get("error") or "")
-    text = str(detail or body.get("errors") or body.get("message") or "")
+    text = str(detail or body.get("errors") or body.get("message") or "").strip()
+    if "\n" in text:  # the first line says what; the rest (under --debug) says where
+        text = text.splitlines()[0].rstrip(":")
     if error and error != "HTTPException" and text:
         return f"{error}: {text}"
     return text or error

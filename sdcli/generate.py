@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sdcli.answercheck import check_result
+from sdcli.answercheck import answer_model, check_result, check_size
 from sdcli.apitypes import GeneratedImage, GenerationResult
 from sdcli.catalog import Catalog, Resolved, resolve_names
 from sdcli.client import WebUIClient
@@ -307,6 +307,9 @@ class Generator:
                     self._save_all(
                         job, payload, partial.result, stamp, batch + 1, summary, interrupted=True
                     )
+                # SD.Next returned a 512x512 image for an interrupted 64x64 job: say so
+                with contextlib.suppress(TypeError, ValueError):
+                    check_size(payload, partial.result, self.reporter.warning)
                 signum, by = interruption(partial.cause)
                 total = len(summary.saved)
                 raise Interrupted(_kept(by, total, total - before), signum=signum) from None
@@ -318,7 +321,9 @@ class Generator:
             if not result.images and not result.problems:
                 raise ApiError(
                     "the server answered without any image",
-                    hint="is `send_images` off, or did an extension swallow the output?",
+                    hint="no model may be loaded (SD.Next answers so after a failed load: "
+                    "`sdcli info` shows the model, `sdcli set-model NAME` loads one); "
+                    "or is `send_images` off, or did an extension swallow the output?",
                 )
             saved = self._save_all(job, payload, result, stamp, batch + 1, summary)
             self.reporter.batch_finished(saved, time.monotonic() - started)
@@ -532,6 +537,7 @@ class Generator:
                 self.reporter.warning(f"image {n} saved without its parameters: {exc}")
         self._counter += 1
         info = result.info
+        model = answer_model(result)
         prompt = str(info.get("prompt", payload.get("prompt", "")))
         fields = {
             "seed": image.seed if image.seed is not None else "noseed",
@@ -541,7 +547,7 @@ class Generator:
             "index": self._counter,
             "batch": batch,
             "prompt_slug": slugify(prompt) or "untitled",
-            "model": info.get("sd_model_name") or "model",
+            "model": model or "model",
             "sampler": info.get("sampler_name", payload.get("sampler_name")),
             "scheduler": payload.get("scheduler"),
             "cfg_scale": info.get("cfg_scale", payload.get("cfg_scale")),
@@ -556,7 +562,7 @@ class Generator:
             seed=image.seed,
             prompt=prompt,
             negative_prompt=str(info.get("negative_prompt", payload.get("negative_prompt", ""))),
-            model=info.get("sd_model_name"),
+            model=model,
             infotext=image.infotext,
             index=self._counter,
             batch=batch,

@@ -45,17 +45,27 @@ class ImageParameters:
 
     def as_json(self) -> dict[str, Any]:
         """Plain data for `sdcli info IMAGE --json`."""
-        return {
+        doc: dict[str, Any] = {
             "path": str(self.path),
             "prompt": self.info.prompt,
             "negative_prompt": self.info.negative_prompt,
             "parameters": webui_parameters(self.info),
             "infotext": self.text,
         }
+        if self.info.template is not None:  # SD.Next: the prompts as sent (wildcards, styles)
+            doc["template"] = self.info.template
+            doc["negative_template"] = self.info.negative_template
+        return doc
 
     def rows(self) -> list[tuple[str, str]]:
         """(key, value) rows: prompt, negative prompt, then every other key in stored order."""
         rows = [("Prompt", self.info.prompt), ("Negative prompt", self.info.negative_prompt)]
+        for key, value in (
+            ("Template", self.info.template),  # SD.Next: the prompts as sent
+            ("Negative template", self.info.negative_template),
+        ):
+            if value is not None:
+                rows.append((key, value))
         rows += list(self.info.params.items())
         return rows
 

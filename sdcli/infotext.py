@@ -31,6 +31,10 @@ _KEY_RE = re.compile(r"\w[\w \-/]+")
 # The web UI's pattern for "WxH" values (its `$` also matches before a final "\n").
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
 _NEGATIVE = "Negative prompt:"
+# SD.Next writes the prompts as sent (before wildcards and styles) on lines of their own, after the
+# negative prompt line (which it always writes, empty or not).
+_TEMPLATE = "Template:"
+_NEGATIVE_TEMPLATE = "Negative template:"
 _MIN_PARAM_MATCHES = 3
 
 
@@ -69,6 +73,11 @@ class Infotext:
 
     prompt: str = ""
     negative_prompt: str = ""
+    # SD.Next's `Template:` / `Negative template:` lines (None when absent), and whether the text
+    # had a `Negative prompt:` line for an empty negative prompt (SD.Next always writes one).
+    template: str | None = None
+    negative_template: str | None = None
+    empty_negative_line: bool = False
     # Last-line pairs in order, values decoded as the web UI decodes them; a flag-style key maps to
     # itself (`"Tiling": "Tiling"`), an empty value to "".
     params: dict[str, str] = field(default_factory=dict)
@@ -109,7 +118,9 @@ class Infotext:
 
     @property
     def clip_skip(self) -> int | None:
-        return self._int("Clip skip")
+        """`Clip skip` (A1111), `CLiP-skip` (SD.Next)."""
+        value = self._int("Clip skip")
+        return self._int("CLiP-skip") if value is None else value
 
     @property
     def sampler(self) -> str | None:
@@ -153,24 +164,34 @@ def _append_line(acc: str, line: str) -> str:
     return line if acc == "" else f"{acc}\n{line}"
 
 
-def _split_text(text: str) -> tuple[str, str, str]:
-    """Split into (prompt, negative prompt, params line or "") by the web UI's rules (§8.2 1-3)."""
+def _split_text(text: str) -> tuple[str, str, str, dict[str, str]]:
+    """Split into (prompt, negative prompt, params line or "", SD.Next's template lines) by the
+    web UI's rules (§8.2 1-3); `Template:` lines count only after the negative prompt line."""
     *lines, last = text.strip().split("\n")
     if len(_PARAM_RE.findall(last)) < _MIN_PARAM_MATCHES:
         lines.append(last)
         last = ""
     prompt = negative = ""
-    in_negative = False
+    templates: dict[str, str] = {}
+    part = "prompt"
     for raw in lines:
         line = raw.strip()
         if line.startswith(_NEGATIVE):
-            in_negative = True
-            line = line[len(_NEGATIVE) :].strip()
-        if in_negative:
+            part, line = "negative", line[len(_NEGATIVE) :].strip()
+            templates["negative_line"] = ""
+        elif part != "prompt" and line.startswith(_TEMPLATE):
+            part, line = "template", line[len(_TEMPLATE) :].strip()
+            templates[part] = ""
+        elif part != "prompt" and line.startswith(_NEGATIVE_TEMPLATE):
+            part, line = "negative_template", line[len(_NEGATIVE_TEMPLATE) :].strip()
+            templates[part] = ""
+        if part == "prompt":
+            prompt = _append_line(prompt, line)
+        elif part == "negative":
             negative = _append_line(negative, line)
         else:
-            prompt = _append_line(prompt, line)
-    return prompt, negative, last
+            templates[part] = _append_line(templates[part], line)
+    return prompt, negative, last, templates
 
 
 def _flags(gap: str) -> list[str]:
@@ -185,7 +206,7 @@ def _flags(gap: str) -> list[str]:
 
 def parse_infotext(text: str) -> Infotext:
     """Parse infotext as the web UI does, keeping flags and empty values too; never raises."""
-    prompt, negative, line = _split_text(text)
+    prompt, negative, line, templates = _split_text(text)
     params: dict[str, str] = {}
     pos = 0
     for m in _PARAM_RE.finditer(line):
@@ -195,7 +216,14 @@ def parse_infotext(text: str) -> Infotext:
         pos = m.end()
     for flag in _flags(line[pos:]):
         params[flag] = flag
-    return Infotext(prompt=prompt, negative_prompt=negative, params=params)
+    return Infotext(
+        prompt=prompt,
+        negative_prompt=negative,
+        template=templates.get("template"),
+        negative_template=templates.get("negative_template"),
+        empty_negative_line=not negative and "negative_line" in templates,
+        params=params,
+    )
 
 
 def format_infotext(info: Infotext) -> str:
@@ -203,7 +231,13 @@ def format_infotext(info: Infotext) -> str:
     line = ", ".join(
         key if key == value else f"{key}: {_quote(value)}" for key, value in info.params.items()
     )
-    negative = f"\n{_NEGATIVE} {info.negative_prompt}" if info.negative_prompt else ""
+    negative = ""
+    if info.negative_prompt or info.empty_negative_line:
+        negative = f"\n{_NEGATIVE} {info.negative_prompt}"
+    if info.template is not None:
+        negative += f"\n{_TEMPLATE} {info.template}"
+    if info.negative_template is not None:
+        negative += f"\n{_NEGATIVE_TEMPLATE} {info.negative_template}"
     return f"{info.prompt}{negative}\n{line}".strip()
 
 
@@ -214,7 +248,7 @@ def webui_parameters(info: Infotext) -> dict[str, str]:
     what the web UI loses: flag-style keys and empty values are dropped, unquoted values that look
     like JSON strings get decoded, and every `WxH` value becomes `<Key>-1` / `<Key>-2`.
     """
-    _, _, line = _split_text(format_infotext(info))
+    _, _, line, _ = _split_text(format_infotext(info))
     result: dict[str, str] = {}
     for key, raw in _PARAM_RE.findall(line):
         if not raw:
@@ -247,6 +281,10 @@ _SIMPLE_FIELDS: list[tuple[str, str, Callable[[str], int | float | None] | None,
     ("Steps", "steps", _to_int, None),
     ("CFG scale", "cfg_scale", _to_float, None),
     ("Clip skip", "clip_skip", _to_int, None),
+    ("CLiP-skip", "clip_skip", _to_int, None),  # SD.Next
+    ("HiRes mode", "hr_resize_mode", _to_int, None),  # SD.Next
+    ("Hires scale", "hr_scale", _to_float, None),  # SD.Next
+    ("Hires strength", "hr_denoising_strength", _to_float, None),  # SD.Next
     ("Denoising strength", "denoising_strength", _to_float, None),
     ("Variation seed", "subseed", _to_int, None),
     ("Variation seed strength", "subseed_strength", _to_float, None),
@@ -260,7 +298,7 @@ _SIMPLE_FIELDS: list[tuple[str, str, Callable[[str], int | float | None] | None,
     ("Hires negative prompt", "hr_negative_prompt", None, None),
     ("Hires CFG Scale", "hr_cfg", _to_float, None),  # Forge
 ]
-_HIRES_MARKERS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
+_HIRES_MARKERS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "HiRes mode")
 
 
 def request_fields(info: Infotext) -> dict[str, Any]:
@@ -280,6 +318,7 @@ def request_fields(info: Infotext) -> dict[str, Any]:
     for key, names in (
         ("Size", ("width", "height")),
         ("Hires resize", ("hr_resize_x", "hr_resize_y")),
+        ("Hires fixed", ("hr_resize_x", "hr_resize_y")),  # SD.Next
     ):
         value = params.get(key)
         if value is None:

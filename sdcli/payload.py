@@ -122,8 +122,8 @@ def build_payload(
 ) -> dict[str, Any]:
     """The txt2img body. Names come resolved against the server (or raw, for --dry-run).
 
-    `hr_upscaler` is the server's exact spelling of the one asked for; `clip_skip_field` also
-    sends clip skip as the request field SD.Next has (and obeys over the setting); `defaults`
+    `hr_upscaler` is the server's exact spelling of the one asked for; `clip_skip_field` sends
+    clip skip as the request field SD.Next has instead (it ignores the setting override); `defaults`
     fill fields nobody gave (the hires fix defaults the API lacks).
     Never contains JSON null: an absent key lets the server use its default.
     """
@@ -142,9 +142,10 @@ def build_payload(
     # The seed post set clip skip in its UI but never sent it: the web UI has no `clip_skip`
     # field and drops unknown keys, so it must travel as a per-request setting override.
     if values.get("clip_skip") is not None:
-        overrides["CLIP_stop_at_last_layers"] = values["clip_skip"]
         if clip_skip_field:
             body["clip_skip"] = values["clip_skip"]
+        else:
+            overrides["CLIP_stop_at_last_layers"] = values["clip_skip"]
     if model_title:
         overrides["sd_model_checkpoint"] = model_title
     if overrides:

@@ -21,6 +21,7 @@ __all__ = [
     "NotPngError",
     "TextNotStorable",
     "get_parameters",
+    "image_size",
     "is_png",
     "iter_chunks",
     "png_size",
@@ -178,6 +179,41 @@ def png_size(data: bytes) -> tuple[int, int]:
         raise NotPngError("garbled PNG: IHDR is not 13 bytes long")
     width, height = struct.unpack_from(">II", data, start)
     return width, height
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG (IHDR) or JPEG (its frame header); None for other formats or a
+    JPEG without a frame header. Reads headers only, without Pillow."""
+    kind = sniff_image_format(data)
+    if kind == "png":
+        try:
+            return png_size(data)
+        except NotPngError:
+            return None
+    if kind != "jpeg":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        # SOF0-SOF15, except DHT (C4), JPG (C8) and DAC (CC): height, then width
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > len(data):
+                return None
+            height, width = struct.unpack_from(">HH", data, pos + 5)
+            return width, height
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        pos += 2 + length
+    return None
 
 
 def sniff_image_format(data: bytes) -> str | None:

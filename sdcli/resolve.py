@@ -130,6 +130,13 @@ def resolve_sampler(
     """
     if sampler is None and scheduler is None:
         return None, None
+    new_style = schedulers is None and not has_combined_names(samplers)
+    if new_style and sampler and not scheduler and _find_sampler(sampler, samplers) is None:
+        # No list to split "DPM++ 2M Karras" by, and no sampler of that name: SD.Next answers
+        # 404 to the whole name; web UI 1.9.0 would drop it for its first sampler.
+        parts = split_combined(sampler, samplers)
+        if parts is not None:
+            return parts
     if schedulers is None and (has_combined_names(samplers) or not scheduler):
         return _resolve_old_style(sampler, scheduler, samplers), None
     if schedulers is None:
@@ -168,6 +175,39 @@ def resolve_sampler(
             hint=_suggest(sampler, choices) or "run `sdcli samplers` to list them",
         )
     return found.name, sched.label if sched else None
+
+
+# A1111 1.10's schedule labels, for splitting an old combined name when no list says them.
+KNOWN_SCHEDULES = (
+    "Uniform",
+    "Karras",
+    "Exponential",
+    "Polyexponential",
+    "SGM Uniform",
+    "KL Optimal",
+    "Align Your Steps",
+    "Simple",
+    "Normal",
+    "DDIM",
+    "Beta",
+)
+
+
+def split_combined(name: str, samplers: Sequence[Sampler] | None = None) -> tuple[str, str] | None:
+    """ "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras") when the head is a sampler (of `samplers`,
+    if given) and the tail a known schedule label; None otherwise."""
+    words = name.strip().split()
+    for cut in range(len(words) - 1, 0, -1):
+        head, tail = " ".join(words[:cut]), " ".join(words[cut:])
+        label = next((k for k in KNOWN_SCHEDULES if k.lower() == tail.lower()), None)
+        if label is None:
+            continue
+        if samplers is None:
+            return head, label
+        found = _find_sampler(head, samplers)
+        if found is not None:
+            return found.name, label
+    return None
 
 
 # Schedules that web UI versions before 1.9 appended to sampler names ("DPM++ 2M Karras").

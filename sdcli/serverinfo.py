@@ -140,7 +140,8 @@ def gather(client: WebUIClient, *, url_source: str = "default") -> ServerInfo:
         info.error = exc
         return info
     info.reachable = info.answered = True
-    info.clip_skip = plain_number(options.get("CLIP_stop_at_last_layers"))
+    # SD.Next's GET /options holds only what was set; its own key is `clip_skip`
+    info.clip_skip = plain_number(options.get("CLIP_stop_at_last_layers", options.get("clip_skip")))
     info.current_model = checkpoint_option(options)
 
     def models() -> None:
@@ -152,6 +153,10 @@ def gather(client: WebUIClient, *, url_source: str = "default") -> ServerInfo:
 
     def samplers() -> None:
         info.samplers = len(client.samplers())
+        if is_sdnext(client):
+            # no per-request schedule there (and its /schedulers fails its own response model)
+            info.has_schedulers = False
+            return
         schedulers = client.schedulers()
         info.has_schedulers = schedulers is not None
         info.schedulers = len(schedulers) if schedulers is not None else None
@@ -167,6 +172,9 @@ def gather(client: WebUIClient, *, url_source: str = "default") -> ServerInfo:
         found = detect_flavour(client, options=options, has_schedulers=info.has_schedulers)
         info.flavour = found
         info.version, info.version_source = found.version, found.version_source
+        if found.name == "sdnext":
+            # its option keeps a name that failed to load: /checkpoint says what is loaded
+            info.current_model = current_checkpoint(client)
 
     for what, step in (
         ("checkpoints", models),
@@ -218,7 +226,7 @@ class Flavour:
         if self.ui_mode is True:
             text += " (UI mode)"
         elif self.ui_mode is False:
-            text += " (API only, --api-only)" if self.name == "sdnext" else " (API only, --nowebui)"
+            text += " (API only, --nowebui)"
         return text
 
 
@@ -261,33 +269,39 @@ def detect_flavour(
 ) -> Flavour:
     """Tell A1111, reForge, Forge and SD.Next apart with a few cached GETs (webui-api.md §9).
 
-    SD.Next has /sdapi/v1/version; Forge has `forge_*` options (and /sd-modules); reForge has
-    `reforge_*` options and otherwise A1111's API; UI mode has /internal/ping. The version comes
+    SD.Next has /sdapi/v1/version (asked first: `{"app": "sd.next", ...}`) and always serves its
+    UI; Forge has `forge_*` options (and /sd-modules); reForge has `reforge_*` options and
+    otherwise A1111's API; UI mode has /internal/ping. The version comes
     from SD.Next's /version or, in UI mode, /internal/sysinfo; A1111 in --nowebui mode does not
     expose it, so only "1.9.1 or later" (it has /schedulers) or "before 1.9.1" can be said.
     `options` and `has_schedulers` save a GET each when the caller already knows them.
     """
     sdnext = _probe(client, f"{API}/version")
     if isinstance(sdnext, dict):
-        name = "sdnext"
-    else:
-        if options is None:
-            answer = _probe(client, f"{API}/options")
-            options = answer if isinstance(answer, dict) else None
-        keys = list(options or ())
-        if any(k.startswith("reforge_") for k in keys):
-            name = "reforge"
-        elif options is not None:
-            name = "forge" if is_forge_options(options) else "a1111"
-        else:  # the options could not be read: Forge replaced /sd-vae with /sd-modules
-            name = "forge" if _exists(client, f"{API}/sd-modules") else "a1111"
+        # SD.Next always serves its UI (it has no /internal/ping to probe for it)
+        version = _version_sdnext(sdnext)
+        return Flavour(
+            name="sdnext",
+            ui_mode=True,
+            version=version,
+            version_source=f"{API}/version" if version else None,
+            has_schedulers=False,
+        )
+    if options is None:
+        answer = _probe(client, f"{API}/options")
+        options = answer if isinstance(answer, dict) else None
+    keys = list(options or ())
+    if any(k.startswith("reforge_") for k in keys):
+        name = "reforge"
+    elif options is not None:
+        name = "forge" if is_forge_options(options) else "a1111"
+    else:  # the options could not be read: Forge replaced /sd-vae with /sd-modules
+        name = "forge" if _exists(client, f"{API}/sd-modules") else "a1111"
     ui_mode = _exists(client, "/internal/ping")
     if has_schedulers is None:
         has_schedulers = _exists(client, f"{API}/schedulers")
     version = source = None
-    if name == "sdnext":
-        version, source = _version_sdnext(sdnext), f"{API}/version"
-    elif ui_mode:
+    if ui_mode:
         version, source = _version_sysinfo(_probe(client, "/internal/sysinfo")), "/internal/sysinfo"
     return Flavour(
         name=name,
@@ -299,13 +313,20 @@ def detect_flavour(
 
 
 def _version_sdnext(body: Any) -> str | None:
-    if isinstance(body, dict):
-        for key in ("version", "updated", "hash"):
-            value = body.get(key)
-            if isinstance(value, str) and value and value != "unknown":
-                app = body.get("app")
-                return f"{app} {value}" if isinstance(app, str) and app else value
-    return None
+    """`{"app": "sd.next", "updated": "2026-07-23", "commit": "058a7f0cf", "branch": "master"}`
+    -> "2026-07-23 (058a7f0cf, master)"; older releases said `version` or `hash`."""
+    if not isinstance(body, dict):
+        return None
+
+    def text(key: str) -> str | None:
+        value = body.get(key)
+        return value if isinstance(value, str) and value and value != "unknown" else None
+
+    main = text("version") or text("updated")
+    extra = [x for x in (text("commit") or text("hash"), text("branch")) if x]
+    if main is None:
+        return extra[0] if extra else None
+    return f"{main} ({', '.join(extra)})" if extra else main
 
 
 def _version_sysinfo(body: Any) -> str | None:
@@ -318,7 +339,16 @@ def _version_sysinfo(body: Any) -> str | None:
 
 
 def current_checkpoint(client: WebUIClient) -> str | None:
-    """The server's `sd_model_checkpoint` option: a title, or the bare alias a client sent."""
+    """The server's `sd_model_checkpoint` option: a title, or the bare alias a client sent.
+
+    SD.Next keeps the option even when the model failed to load: there GET /checkpoint says
+    what is loaded (None when nothing is).
+    """
+    if is_sdnext(client):
+        loaded = client.checkpoint()
+        if loaded is not None:
+            title = loaded.get("title") if loaded.get("type") else None
+            return str(title) if title else None
     return checkpoint_option(client.get_options())
 
 
@@ -326,7 +356,8 @@ def switch_model(client: WebUIClient, model: SdModel) -> str:
     """Send the exact title, then check the server really took it; return the loaded title.
 
     The web UI answers 200 even when the load failed: it reverts the option and logs the error,
-    so the option is read back (webui-api.md §7.2).
+    so the option is read back (webui-api.md §7.2). SD.Next keeps the option but loads nothing,
+    so there GET /sdapi/v1/checkpoint says what is loaded.
     """
     client.set_options({"sd_model_checkpoint": model.title})
     after = current_checkpoint(client)

@@ -279,9 +279,13 @@ def test_info_server_json(fake_webui: FakeWebUI) -> None:
 
 
 def test_info_server_version_on_sdnext_and_nowebui(make_fake_webui: MakeFake) -> None:
-    _, table = server_info(make_fake_webui(profile="sdnext"))
-    assert table["version"] == "sd.next 2025-02-28 (from /sdapi/v1/version)"
+    sdnext = make_fake_webui(profile="sdnext")
+    _, table = server_info(sdnext)
+    assert table["version"] == "2026-07-23 (058a7f0cf, master) (from /sdapi/v1/version)"
+    assert table["flavour"] == "SD.Next (UI mode)"  # it always serves its UI
     assert table["schedulers"] == "none (SD.Next's own settings pick the schedule)"
+    assert table["clip skip"] == "1"  # its own option `clip_skip`
+    assert sdnext.requests_to("/sdapi/v1/schedulers") == []  # a 500 there: not asked
     _, table = server_info(make_fake_webui(profile="a1111-nowebui"))
     assert table["version"] == "unknown until a generation reports it"
 

@@ -261,8 +261,10 @@ def test_combined_names_tell_an_old_server_from_one_without_schedules() -> None:
     assert resolve_sampler("dpm++ 2m", "Karras", new, None) == ("DPM++ 2M", "Karras")
     assert resolve_sampler("Euler a", "automatic", new, None) == ("Euler a", None)
     assert resolve_sampler(None, "Karras", new, None) == (None, "Karras")
+    # an old combined name is split (SD.Next answers 404 "Sampler not found" to it whole)
+    assert resolve_sampler("dpm++ 2m karras", None, new, None) == ("DPM++ 2M", "Karras")
     with pytest.raises(NotFoundError):
-        resolve_sampler("DPM++ 2M Karras", None, new, None)
+        resolve_sampler("DPM++ 9M Karras", None, new, None)
 
 
 def test_a_scheduler_on_sdnext_is_not_sent_and_says_so(
@@ -271,9 +273,37 @@ def test_a_scheduler_on_sdnext_is_not_sent_and_says_so(
     fake = make_fake_webui(profile="sdnext")
     r = generate(fake, tmp_path, "--sampler", "Euler a", "--scheduler", "Karras", "x")
     assert r.exit_code == 0, r.stderr
-    assert "scheduler 'Karras' not sent" in r.stderr
+    (warning,) = warnings(r.stderr)
+    assert "SD.Next cannot apply scheduler 'Karras' per request" in warning
+    assert 'set it on the server: POST /sdapi/v1/options {"schedulers_sigma": "karras"}' in warning
     body = fake.requests_to(TXT2IMG)[0].json
     assert body["sampler_name"] == "Euler a" and "scheduler" not in body
+    assert fake.requests_to("/sdapi/v1/schedulers") == []  # a 500 there: never asked
+
+
+def test_an_old_combined_sampler_name_is_split_on_sdnext(
+    make_fake_webui: MakeFake, tmp_path: Path
+) -> None:
+    fake = make_fake_webui(profile="sdnext")
+    r = generate(fake, tmp_path, "--sampler", "DPM++ 2M Karras", "x")
+    assert r.exit_code == 0, r.stderr
+    body = fake.requests_to(TXT2IMG)[0].json
+    assert body["sampler_name"] == "DPM++ 2M" and "scheduler" not in body
+    assert "SD.Next cannot apply scheduler 'Karras' per request" in r.stderr
+
+
+@pytest.mark.parametrize("status", [500, 502])
+def test_a_list_that_fails_does_not_stop_the_generation(
+    fake_webui: FakeWebUI, tmp_path: Path, status: int
+) -> None:
+    fake_webui.fail("/sdapi/v1/schedulers", status, times=None)
+    r = generate(fake_webui, tmp_path, "--sampler", "DPM++ 2M Karras", "x")
+    assert r.exit_code == 0, r.stderr
+    body = fake_webui.requests_to(TXT2IMG)[0].json
+    assert (body["sampler_name"], body["scheduler"]) == ("DPM++ 2M", "Karras")
+    (warning,) = warnings(r.stderr)
+    assert f"cannot check scheduler 'Karras': the server failed to list them ({status}" in warning
+    assert warning.endswith("sent as typed")
 
 
 def test_clip_skip_on_sdnext_is_its_request_field(
@@ -282,8 +312,9 @@ def test_clip_skip_on_sdnext_is_its_request_field(
     fake = make_fake_webui(profile="sdnext")
     r = generate(fake, tmp_path, "--clip-skip", "3", "--json", "x")
     assert r.exit_code == 0, r.stderr
-    assert fake.requests_to(TXT2IMG)[0].json["clip_skip"] == 3
-    assert json.loads(r.stdout)["parameters"]["Clip skip"] == "3"
+    body = fake.requests_to(TXT2IMG)[0].json
+    assert body["clip_skip"] == 3 and "override_settings" not in body  # the override is ignored
+    assert json.loads(r.stdout)["parameters"]["CLiP-skip"] == "3"  # SD.Next's own key
     assert warnings(r.stderr) == []
 
 
@@ -328,7 +359,8 @@ def test_detection_asks_each_question_once_per_client(make_fake_webui: MakeFake)
         again = detect_flavour(client)
     assert first == again
     assert len(fake.requests_to("/sdapi/v1/version")) == 1
-    assert len(fake.requests_to("/internal/ping")) == 1
+    assert first.mode == "ui"  # SD.Next always serves its UI: nothing else to probe
+    assert fake.requests_to("/internal/ping") == []
     with WebUIClient(fake.url) as other:  # a new client (a new process) asks again
         assert is_sdnext(other)
     assert len(fake.requests_to("/sdapi/v1/version")) == 2

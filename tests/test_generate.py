@@ -394,6 +394,7 @@ def test_a1111_run_with_preset_asks_no_needless_probe(
 ) -> None:
     r = invoke(["--url", fake_webui.url, "generate", "-p", "chibi", "x", "-o", str(tmp_path)])
     assert r.exit_code == 0, r.stderr
-    # schedulers answered, so this is not SD.Next: /sdapi/v1/version is never asked
-    assert fake_webui.requests_to("/sdapi/v1/version") == []
+    # the flavour is asked once (SD.Next has /version), each list once
+    assert len(fake_webui.requests_to("/sdapi/v1/version")) == 1
     assert len(fake_webui.requests_to("/sdapi/v1/schedulers")) == 1
+    assert len(fake_webui.requests_to("/sdapi/v1/samplers")) == 1

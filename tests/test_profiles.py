@@ -20,7 +20,7 @@ import requests
 from sdcli.client import WebUIClient
 from sdcli.errors import SdcliError
 from sdcli.generate import GenerateJob, Generator, ProgressSnapshot, RunSummary, SavedImage
-from sdcli.pngmeta import get_parameters
+from sdcli.pngmeta import get_parameters, read_parameters_from_file
 from sdcli.testing.fake_validate import request_fields
 from sdcli.testing.fake_webui import FakeWebUI
 
@@ -28,8 +28,31 @@ from cli_helpers import invoke
 
 PROFILES = ["a1111", "a1111-nowebui", "a1111-1.8", "forge", "sdnext"]
 TXT2IMG = "/sdapi/v1/txt2img"
-COUNTERFEIT = "anime/counterfeitV30_v30.safetensors [cbfba64e66]"
-RANDOM = "random-sd15.safetensors [6d338e2388]"
+# SD.Next's titles have no extension and their own hashes (captured); its names keep the folder
+TITLES = {
+    "a1111": {
+        "counterfeit": "anime/counterfeitV30_v30.safetensors [cbfba64e66]",
+        "random": "random-sd15.safetensors [6d338e2388]",
+        "qteamix": "qteamixQ_gamma.safetensors [58174ec2a4]",
+    },
+    "sdnext": {
+        "counterfeit": "anime/counterfeitV30_v30 [efa67557bb]",
+        "random": "randomSD15 [37f45461fe]",
+        "qteamix": "qteamixQ_gamma [1b9a98fd9d]",
+    },
+}
+MODEL_NAMES = {"a1111": "counterfeitV30_v30", "sdnext": "anime/counterfeitV30_v30"}
+SDNEXT_500 = json.loads(
+    (Path(__file__).parent / "fixtures" / "sdnext" / "basics.json").read_text(encoding="utf-8")
+)[3]["response"]["body"]
+
+
+def family(fake: FakeWebUI) -> str:
+    return fake.profile.family
+
+
+def title(fake: FakeWebUI, which: str) -> str:
+    return TITLES[family(fake)][which]
 
 
 @pytest.fixture(params=PROFILES)
@@ -67,7 +90,6 @@ def test_chibi_preset_sends_what_this_flavour_understands(
     assert r.exit_code == 0, r.stderr
     (body,) = txt2img_bodies(any_webui)
     assert (body["steps"], body["cfg_scale"], body["width"], body["height"]) == (27, 7, 512, 512)
-    assert body["override_settings"]["CLIP_stop_at_last_layers"] == 2
     assert None not in body.values()
     # Nothing the user asked for may be silently dropped by this flavour.
     assert set(body) <= fields_of(any_webui), set(body) - fields_of(any_webui)
@@ -76,18 +98,25 @@ def test_chibi_preset_sends_what_this_flavour_understands(
         assert body["sampler_name"] == "DPM++ 2M Karras" and "scheduler" not in body
     elif name == "sdnext":
         assert body["sampler_name"] == "DPM++ 2M" and "scheduler" not in body
-        assert body["clip_skip"] == 2  # SD.Next's own field beats the setting
-        assert warnings(r.stderr) == [
-            "sdcli: warning: SD.Next has no per-request schedule type (its settings pick it): "
-            "scheduler 'Karras' not sent"
-        ]
+        # SD.Next honours only its own field; it ignores the setting override
+        assert body["clip_skip"] == 2 and "override_settings" not in body
+        (warning,) = warnings(r.stderr)
+        assert "SD.Next cannot apply scheduler 'Karras' per request" in warning
+        assert '{"schedulers_sigma": "karras"}' in warning
     else:
         assert (body["sampler_name"], body["scheduler"]) == ("DPM++ 2M", "Karras")
         assert "clip_skip" not in body
+        assert body["override_settings"]["CLIP_stop_at_last_layers"] == 2
     if name != "sdnext":
         assert warnings(r.stderr) == []
-    text = get_parameters(Path(r.stdout.strip()).read_bytes())
-    assert text is not None and "Clip skip: 2" in text and "Size: 512x512" in text
+    saved = Path(r.stdout.strip())
+    text = read_parameters_from_file(saved)
+    assert text is not None and "Size: 512x512" in text
+    if name == "sdnext":  # JPEG, as the server encoded it; its own key for clip skip
+        assert saved.suffix == ".jpg" and "CLiP-skip: 2" in text
+    else:
+        assert saved.suffix == ".png" and "Clip skip: 2" in text
+        assert get_parameters(saved.read_bytes()) == text
 
 
 def test_model_per_request_is_the_exact_title_and_is_used(
@@ -96,8 +125,8 @@ def test_model_per_request_is_the_exact_title_and_is_used(
     r = sdcli(any_webui, "generate", "--model", "counterfeit", "--json", "x", "-o", str(tmp_path))
     assert r.exit_code == 0, r.stderr
     (body,) = txt2img_bodies(any_webui)
-    assert body["override_settings"]["sd_model_checkpoint"] == COUNTERFEIT
-    assert json.loads(r.stdout)["model"] == "counterfeitV30_v30"
+    assert body["override_settings"]["sd_model_checkpoint"] == title(any_webui, "counterfeit")
+    assert json.loads(r.stdout)["model"] == MODEL_NAMES[family(any_webui)]
     assert warnings(r.stderr) == []
 
 
@@ -116,19 +145,20 @@ def test_unknown_sampler_exits_2_and_nothing_is_generated(
 
 
 def test_set_model_is_read_back(any_webui: FakeWebUI, tmp_path: Path) -> None:
+    counterfeit = title(any_webui, "counterfeit")
     r = sdcli(any_webui, "set-model", "counterfeit")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout == COUNTERFEIT + "\n"
-    assert any_webui.options["sd_model_checkpoint"] == COUNTERFEIT
+    assert r.stdout == counterfeit + "\n"
+    assert any_webui.options["sd_model_checkpoint"] == counterfeit
     if any_webui.profile.name == "forge":
         # Forge only records the choice; the weights load with the next generation.
-        assert any_webui.current_model == RANDOM
+        assert any_webui.current_model == title(any_webui, "random")
     else:
-        assert any_webui.current_model == COUNTERFEIT
+        assert any_webui.current_model == counterfeit
     g = sdcli(any_webui, "generate", "--steps", "2", "--json", "x", "-o", str(tmp_path))
     assert g.exit_code == 0, g.stderr
-    assert json.loads(g.stdout)["model"] == "counterfeitV30_v30"
-    assert any_webui.current_model == COUNTERFEIT
+    assert json.loads(g.stdout)["model"] == MODEL_NAMES[family(any_webui)]
+    assert any_webui.current_model == counterfeit
 
 
 def test_a_model_load_that_fails_is_reported(any_webui: FakeWebUI) -> None:
@@ -141,7 +171,12 @@ def test_a_model_load_that_fails_is_reported(any_webui: FakeWebUI) -> None:
     r = sdcli(any_webui, "set-model", "qteamix")
     assert r.exit_code == 1
     assert r.stdout == ""
-    assert "did not load 'qteamixQ_gamma.safetensors [58174ec2a4]'" in r.stderr
+    assert f"did not load {title(any_webui, 'qteamix')!r}" in r.stderr
+    if family(any_webui) == "sdnext":
+        # SD.Next keeps the option but loads nothing: /checkpoint says so
+        assert any_webui.options["sd_model_checkpoint"] == title(any_webui, "qteamix")
+        assert "no model is loaded" in r.stderr
+        assert any_webui.requests_to("/sdapi/v1/checkpoint")
 
 
 def test_models_lists_every_checkpoint_and_marks_the_loaded_one(any_webui: FakeWebUI) -> None:
@@ -149,8 +184,12 @@ def test_models_lists_every_checkpoint_and_marks_the_loaded_one(any_webui: FakeW
     assert r.exit_code == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 6
-    assert [row["title"] for row in rows if row["current"]] == [RANDOM]
-    assert {"anime_counterfeitV30_v30", "dreamshaper_8"} <= {row["name"] for row in rows}
+    assert [row["title"] for row in rows if row["current"]] == [title(any_webui, "random")]
+    names = {row["name"] for row in rows}
+    if family(any_webui) == "sdnext":
+        assert {"anime/counterfeitV30_v30", "dreamshaper_8"} <= names
+    else:
+        assert {"anime_counterfeitV30_v30", "dreamshaper_8"} <= names
 
 
 def test_samplers_and_what_this_flavour_says_about_schedulers(any_webui: FakeWebUI) -> None:
@@ -166,9 +205,10 @@ def test_samplers_and_what_this_flavour_says_about_schedulers(any_webui: FakeWeb
         assert "DPM++ 2M Karras" in names
         assert "no /schedulers (web UI before 1.9.1)" in plain.stderr
     elif name == "sdnext":
-        assert doc["schedulers"] is None
-        assert "DPM++ 2M Karras" not in names
-        assert "SD.Next has no /schedulers" in plain.stderr
+        assert doc["schedulers"] is None  # its /schedulers answers 500: not asked
+        assert "DPM++ 2M Karras" not in names and len(names) == 114
+        assert "its setting schedulers_sigma picks it" in plain.stderr
+        assert any_webui.requests_to("/sdapi/v1/schedulers") == []
     else:
         assert "Karras" in [s["label"] for s in doc["schedulers"]]
         assert plain.stderr == ""
@@ -186,7 +226,8 @@ EXPECTED_INFO = {
     ),
     "a1111-1.8": ("a1111", "ui", "v1.8.0", "AUTOMATIC1111 (UI mode)"),
     "forge": ("forge", "ui", "f2.0.1v1.10.1", "Forge (UI mode)"),
-    "sdnext": ("sdnext", "ui", "sd.next 2025-02-28", "SD.Next (UI mode)"),
+    # SD.Next always serves its UI, though it has no /internal/ping
+    "sdnext": ("sdnext", "ui", "2026-07-23 (058a7f0cf, master)", "SD.Next (UI mode)"),
 }
 
 
@@ -247,6 +288,15 @@ def test_each_flavours_error_body_is_one_clean_line(
     line: str,
     shapes: dict[str, set[str]],
 ) -> None:
+    if family(any_webui) == "sdnext":
+        # SD.Next skips an unknown override and an unknown script without a word (source): its
+        # errors come from an unknown sampler, and a 500 with many lines (captured)
+        if setting.startswith("override_settings"):
+            any_webui.fail(TXT2IMG, 500, body=SDNEXT_500, times=2)
+            line = "the server failed (500): ResponseValidationError: 23 validation errors"
+        else:
+            line = "the server refused the request (404): Sampler not found"
+        setting = "sampler_name=Nope"
     key, _, value = setting.partition("=")
     raw = {"prompt": "x", "steps": 2}
     if "." in key:

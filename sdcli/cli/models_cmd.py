@@ -191,28 +191,28 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--json", help="One JSON document on stdout.")
         ] = False,
     ) -> None:
+        from sdcli.serverinfo import is_sdnext
+
         state: AppState = ctx.obj
         client = state.client
         found = client.samplers()
-        schedulers = client.schedulers()
+        # SD.Next has no per-request schedule, and its /schedulers fails its own response model
+        sdnext = is_sdnext(client)
+        schedulers = None if sdnext else client.schedulers()
         if json_doc:
             render.result_json(_samplers_json(found, schedulers))
             return
         _show_samplers(found, schedulers)
-        if schedulers is None:
-            from sdcli.resolve import has_combined_names
-            from sdcli.serverinfo import is_sdnext
-
-            if not has_combined_names(found) and is_sdnext(client):
-                render.note(
-                    "SD.Next has no /schedulers and no per-request schedule type: "
-                    "its own settings pick the schedule"
-                )
-            else:
-                render.note(
-                    "this server has no /schedulers (web UI before 1.9.1): the schedule is part "
-                    'of the sampler name, e.g. "DPM++ 2M Karras"'
-                )
+        if sdnext:
+            render.note(
+                "SD.Next has no per-request schedule type: its setting schedulers_sigma picks "
+                "it for every job (default, karras, betas, exponential, lambdas, flowmatch)"
+            )
+        elif schedulers is None:
+            render.note(
+                "this server has no /schedulers (web UI before 1.9.1): the schedule is part "
+                'of the sampler name, e.g. "DPM++ 2M Karras"'
+            )
 
 
 def _default_schedule(sampler: Sampler, schedulers: Sequence[Scheduler] | None) -> str:
