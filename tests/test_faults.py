@@ -393,6 +393,23 @@ def test_ctrl_c_interrupts_the_server_keeps_the_partial_image_and_exits_130(
     assert text is not None and text.startswith("x\n")
 
 
+def test_ctrl_c_on_sdnext_keeps_its_jpeg_and_warns_of_its_other_size(
+    make_fake_webui: MakeFake, sdcli: Callable[..., Sdcli], tmp_path: Path
+) -> None:
+    fake = make_fake_webui(profile="sdnext")
+    fake.pause_at_step(2)
+    p = sdcli("--url", fake.url, "generate", *TINY, "--steps", "6", "x", "-o", str(tmp_path))
+    assert fake.wait_paused(30)
+    p.proc.send_signal(signal.SIGINT)
+    code, stdout, stderr = p.finish()
+    assert code == 130  # its /interrupt answers 204 with no body
+    assert "interrupted; kept 1 image(s)" in error_line(stderr)
+    [path] = [Path(line) for line in stdout.splitlines()]
+    assert path.suffix == ".jpg" and sniff_image_format(path.read_bytes()) == "jpeg"
+    # captured: an interrupted 64x64 job came back as a 512x512 image
+    assert "sdcli: warning: the server made a 512x512 image, not the 64x64 asked for" in stderr
+
+
 def test_second_ctrl_c_quits_at_once_with_130(
     fake_webui: FakeWebUI, sdcli: Callable[..., Sdcli], tmp_path: Path
 ) -> None:
