@@ -14,7 +14,13 @@ from sdcli.testing.fake_webui import FakeWebUI
 from cli_helpers import invoke
 
 TXT2IMG = "/sdapi/v1/txt2img"
-LOOKUPS = {"/sdapi/v1/samplers", "/sdapi/v1/schedulers", "/sdapi/v1/sd-models"}
+# the lists, and the flavour (SD.Next has /version: no per-request schedule there)
+LOOKUPS = {
+    "/sdapi/v1/samplers",
+    "/sdapi/v1/schedulers",
+    "/sdapi/v1/sd-models",
+    "/sdapi/v1/version",
+}
 
 
 def error_line(stderr: str) -> str:
