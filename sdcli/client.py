@@ -431,7 +431,9 @@ def _connection_error(base_url: str, method: str, path: str, exc: Exception) -> 
 def _unframed(response: requests.Response) -> bool:
     headers = response.headers
     return (
-        "content-length" not in headers
+        # 204 and 304 never have a body, so no length either (SD.Next's /interrupt: 204)
+        response.status_code not in (204, 304)
+        and "content-length" not in headers
         and "chunked" not in headers.get("transfer-encoding", "").lower()
     )
 
@@ -493,7 +495,7 @@ def _status_error(
     detail = clip(full) if full else full
     if full and detail != full:
         log.debug("%s %s: the server's message in full: %s", method, path, full)
-    if isinstance(body, dict) and "\n" in str(body.get("errors") or "").strip():
+    if isinstance(body, dict) and "code" in body and "\n" in str(body.get("errors") or "").strip():
         # SD.Next's `errors` can run to dozens of lines (validation errors, a traceback)
         log.debug("%s %s: the server's error in full:\n%s", method, path, body["errors"])
     hint: str | None
@@ -551,7 +553,9 @@ def _error_detail(body: Any) -> str:
         return "; ".join(parts)
     error = str(body.get("error") or "")
     text = str(detail or body.get("errors") or body.get("message") or "").strip()
-    if "\n" in text:  # the first line says what; the rest (under --debug) says where
+    if "code" in body and "\n" in text:
+        # SD.Next's `errors` (its bodies have `code`): the first line says what failed, the
+        # rest (validation errors, a traceback) goes to --debug
         text = text.splitlines()[0].rstrip(":")
     if error and error != "HTTPException" and text:
         return f"{error}: {text}"
