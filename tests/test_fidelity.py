@@ -292,7 +292,7 @@ def test_an_old_combined_sampler_name_is_split_on_sdnext(
     assert "SD.Next cannot apply scheduler 'Karras' per request" in r.stderr
 
 
-@pytest.mark.parametrize("status", [500, 502])
+@pytest.mark.parametrize("status", [500, 501])
 def test_a_list_that_fails_does_not_stop_the_generation(
     fake_webui: FakeWebUI, tmp_path: Path, status: int
 ) -> None:
