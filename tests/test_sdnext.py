@@ -151,6 +151,8 @@ def test_no_model_loaded_is_said(sdnext: FakeWebUI, tmp_path: Path) -> None:
     info = sdcli(sdnext, "info")
     rows = dict(line.split("\t", 1) for line in info.stdout.splitlines())
     assert rows["model"] == "none loaded"  # its option still names qteamixQ_gamma
+    listed = [json.loads(line) for line in sdcli(sdnext, "models", "--json").stdout.splitlines()]
+    assert [row["title"] for row in listed if row["current"]] == []
     r = sdcli(sdnext, "generate", *SMALL, "x", "-o", str(tmp_path))
     assert r.exit_code == 1
     assert "the server answered without any image" in r.stderr

@@ -100,8 +100,10 @@ def register(app: typer.Typer) -> None:
         from sdcli.serverinfo import (
             FORGE_SELECTED,
             checkpoint_option,
+            current_checkpoint,
             is_forge_options,
             is_same_model,
+            is_sdnext,
             loaded_title,
             switch_model,
         )
@@ -114,6 +116,8 @@ def register(app: typer.Typer) -> None:
         model = resolve_model(name, client.sd_models())
         options = client.get_options()
         before = checkpoint_option(options)
+        if is_sdnext(client):  # it keeps a name that failed to load: /checkpoint says what is
+            before = current_checkpoint(client)
         lazy = is_forge_options(options)  # Forge only records the choice
         if is_same_model(before, model):
             render.note(f"{model.title} is already {'selected' if lazy else 'loaded'}")
@@ -151,7 +155,9 @@ def register(app: typer.Typer) -> None:
         from sdcli.serverinfo import (
             FORGE_SELECTED,
             checkpoint_option,
+            current_checkpoint,
             is_forge_options,
+            is_sdnext,
             loaded_model,
         )
 
@@ -159,7 +165,10 @@ def register(app: typer.Typer) -> None:
         client = state.client
         found = client.sd_models()
         options = client.get_options()
-        current = loaded_model(checkpoint_option(options), found)
+        selected = checkpoint_option(options)
+        if is_sdnext(client):  # it keeps a name that failed to load: /checkpoint says what is
+            selected = current_checkpoint(client)
+        current = loaded_model(selected, found)
         if is_forge_options(options) and current is not None:
             render.note(f"* {current.title}: {FORGE_SELECTED} (Forge)")
         if json_lines:
