@@ -101,13 +101,14 @@ def _check_schedule(
 ) -> None:
     """An unknown scheduler silently becomes Automatic: compare with the infotext's."""
     from sdcli.infotext import parse_infotext
+    from sdcli.resolve import same_name
 
     want = payload.get("scheduler")
-    if not isinstance(want, str) or want.strip().lower() in ("", "automatic"):
+    if not isinstance(want, str) or not want.strip() or same_name(want, "automatic"):
         return  # "Automatic" shows as the sampler's own schedule (e.g. Karras): not a change
     texts = [image.infotext for image in result.images if image.infotext]
     got = parse_infotext(texts[0]).scheduler if texts else None
-    if got is None or got.lower() == want.strip().lower():
+    if got is None or same_name(got, want):
         return
     label = want
     with contextlib.suppress(SdcliError):  # only a name sent as typed (--set) needs the list
@@ -116,7 +117,7 @@ def _check_schedule(
         schedulers = catalog.schedulers()
         if schedulers is not None:
             label = resolve_scheduler(want, schedulers).label
-    if got.lower() != label.lower():
+    if not same_name(got, label):
         warn(f"the server used schedule type {got!r} instead of {want!r}")
 
 

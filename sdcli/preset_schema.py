@@ -134,10 +134,9 @@ def copy_toml(value: Any) -> Any:
 
 def did_you_mean_suffix(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest of `choices`, or "" when none is close."""
+    from sdcli.resolve import did_you_mean
 
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    close = did_you_mean(word, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

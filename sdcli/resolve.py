@@ -1,29 +1,116 @@
-"""Name resolution against the server's own lists: checkpoints, samplers, schedulers.
+"""Name resolution against the server's own lists: checkpoints, samplers, schedulers, upscalers.
 
 The web UI silently replaces names it does not know (webui-api.md §6, §7.3), so sdcli resolves
 every name itself before generating, and never picks a "closest" match on its own.
+
+Every comparison goes through `fold`: case and separators never matter ("sdxl", "SD-XL" and
+"sd_xl" are the same name), so a person can type a name the way they remember it.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from sdcli.apitypes import Sampler, Scheduler, SdModel
 from sdcli.errors import NotFoundError
 
+T = TypeVar("T")
 
-def did_you_mean(name: str, choices: Iterable[str], *, n: int = 3) -> list[str]:
-    pool = list(dict.fromkeys(choices))
-    lowered = {c.lower(): c for c in pool}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
-    return [lowered[c] for c in close]
+# A name picked by part of it needs this many letters or digits: `set-model a` switches no server.
+MIN_PARTIAL = 3
+_SEPARATORS = re.compile(r"[^\w+]+|_+")
+
+
+def fold(name: str) -> str:
+    """A name as matching sees it: lower case, separators gone ("SD XL-1.0" -> "sdxl10").
+
+    Only letters, digits and "+" are kept: "+" is part of a name, not a separator ("DPM++ 2M"
+    is not "DPM 2M", nor "R-ESRGAN 4x+" "R-ESRGAN 4x").
+    """
+    text = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(ch for ch in text if ch.isalnum() or ch == "+")
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two names are the same to a person (as typed, when folding leaves nothing)."""
+    fa, fb = fold(a), fold(b)
+    return fa == fb if fa or fb else a.strip() == b.strip()
+
+
+def did_you_mean(
+    name: str, choices: Iterable[str], *, n: int = 3, cutoff: float = 0.5
+) -> list[str]:
+    """The choices closest to `name`: those holding it whole first, then similar spellings.
+
+    A choice is close when it is similar folded whole ("sdxl" ~ "sd_xl_base") or word by word;
+    the word by word reading ranks them ("Euler b" is nearer "Euler a" than "Euler").
+    """
+    by_fold: dict[str, str] = {}
+    for choice in choices:
+        by_fold.setdefault(fold(choice) or choice, choice)
+    key = fold(name) or name
+    holding = [c for f, c in by_fold.items() if len(key) >= MIN_PARTIAL and key in f]
+    words = _words(name)
+    scored = []
+    for folded, choice in by_fold.items():
+        by_words = difflib.SequenceMatcher(None, words, _words(choice)).ratio()
+        whole = difflib.SequenceMatcher(None, key, folded).ratio()
+        if max(by_words, whole) >= cutoff:
+            scored.append((-by_words, -whole, choice))
+    close = [choice for *_, choice in sorted(scored)]
+    return list(dict.fromkeys([*holding, *close]))[:n]
+
+
+def _words(name: str) -> str:
+    return " ".join(f for f in (fold(w) for w in _SEPARATORS.split(name)) if f)
 
 
 def _suggest(name: str, choices: Iterable[str]) -> str | None:
     close = did_you_mean(name, choices)
     return "did you mean " + " or ".join(repr(c) for c in close) + "?" if close else None
+
+
+def _pick(
+    wanted: str, items: Sequence[T], names: Callable[[T], Iterable[str]], what: str
+) -> T | None:
+    """The one item named `wanted` exactly, else ignoring case, else ignoring separators too.
+
+    Several items at the first level that has any: exit 2 with them, never a guess.
+    """
+    key = fold(wanted)
+    tests: list[Callable[[str], bool]] = [
+        lambda a: a == wanted,
+        lambda a: a.casefold() == wanted.casefold(),
+        lambda a: bool(key) and fold(a) == key,
+    ]
+    for test in tests:
+        hits = [item for item in items if any(test(a) for a in names(item))]
+        hits = list({id(h): h for h in hits}.values())
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise _ambiguous(wanted, [_first(names(h)) for h in hits], what)
+    return None
+
+
+def _first(names: Iterable[str]) -> str:
+    return next(iter(names), "")
+
+
+def _ambiguous(name: str, shown_names: Sequence[str], what: str) -> NotFoundError:
+    shown = ", ".join(shown_names[:6])
+    if len(shown_names) > 6:
+        shown += f", … ({len(shown_names)} in all)"
+    return NotFoundError(
+        f"{name!r} matches several {what}: {shown}",
+        candidates=list(shown_names),
+        hint="type more of the name",
+    )
 
 
 def model_aliases(model: SdModel) -> list[str]:
@@ -42,34 +129,42 @@ def model_aliases(model: SdModel) -> list[str]:
 
 
 def resolve_model(name: str, models: Sequence[SdModel]) -> SdModel:
-    """Exact alias, then case-insensitive alias, then a unique case-insensitive prefix/substring."""
+    """A whole alias (exact, then any case, then any separators), then a unique prefix or part.
+
+    A prefix or part needs MIN_PARTIAL letters or digits: a shared server is never switched to
+    whatever happens to start with "a".
+    """
     wanted = name.strip()
     if not models:
         raise NotFoundError(
             f"the server lists no checkpoints, so model {wanted!r} cannot be used",
             hint="put a model in models/Stable-diffusion, then `sdcli set-model --refresh`",
         )
-    exact: list[Callable[[str], bool]] = [
-        lambda a: a == wanted,
-        lambda a: a.lower() == wanted.lower(),
-    ]
-    for test in exact:
-        hits = _unique(m for m in models if any(test(a) for a in model_aliases(m)))
+    found = _pick(wanted, models, model_aliases, "checkpoints")
+    if found is not None:
+        return found
+    key = fold(wanted)
+
+    def partial(test: Callable[[str], bool]) -> list[SdModel]:
+        hits = [m for m in models if any(test(fold(a)) for a in (m.title, m.model_name, m.name))]
+        return list({m.title: m for m in hits}.values()) if key else []
+
+    prefix = partial(lambda a: a.startswith(key))
+    inside = partial(lambda a: key in a)
+    if len(key) < MIN_PARTIAL and (prefix or inside):
+        titles = [m.title for m in prefix or inside]
+        shown = ", ".join(titles[:6]) + (f", … ({len(titles)} in all)" if len(titles) > 6 else "")
+        raise NotFoundError(
+            f"{wanted!r} is too short to pick a checkpoint by part of its name "
+            f"(at least {MIN_PARTIAL} letters or digits); it is part of: {shown}",
+            candidates=titles,
+            hint="type more of the name",
+        )
+    for hits in (prefix, inside):
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
-            raise _ambiguous(wanted, hits)
-    low = wanted.lower()
-    partial: list[Callable[[str], bool]] = [
-        lambda a: a.lower().startswith(low),
-        lambda a: low in a.lower(),
-    ]
-    for test in partial:
-        hits = _unique(m for m in models if any(test(a) for a in (m.title, m.model_name, m.name)))
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            raise _ambiguous(wanted, hits)
+            raise _ambiguous(wanted, [m.title for m in hits], "checkpoints")
     choices = [a for m in models for a in (m.model_name, m.title)]
     raise NotFoundError(
         f"no checkpoint matches {wanted!r}",
@@ -78,26 +173,19 @@ def resolve_model(name: str, models: Sequence[SdModel]) -> SdModel:
     )
 
 
-def _unique(models: Iterable[SdModel]) -> list[SdModel]:
-    return list({m.title: m for m in models}.values())
+def _scheduler_names(s: Scheduler) -> list[str]:
+    return [s.label, s.name, *s.aliases]
 
 
-def _ambiguous(name: str, hits: Sequence[SdModel]) -> NotFoundError:
-    titles = [m.title for m in hits]
-    shown = ", ".join(titles[:6]) + (f", … ({len(titles)} in all)" if len(titles) > 6 else "")
-    return NotFoundError(
-        f"{name!r} matches several checkpoints: {shown}",
-        candidates=titles,
-        hint="type more of the name",
-    )
+def _sampler_names(s: Sampler) -> list[str]:
+    return [s.name, *s.aliases]
 
 
 def resolve_scheduler(name: str, schedulers: Sequence[Scheduler]) -> Scheduler:
-    """A scheduler by label, name or alias, any case ("karras", "Karras", "SGMUniform")."""
-    low = name.strip().lower()
-    for s in schedulers:
-        if low in {s.label.lower(), s.name.lower(), *(a.lower() for a in s.aliases)}:
-            return s
+    """A scheduler by label, name or alias, any case or separators ("karras", "sgm-uniform")."""
+    found = _pick(name.strip(), schedulers, _scheduler_names, "schedulers")
+    if found is not None:
+        return found
     choices = [s.label for s in schedulers]
     raise NotFoundError(
         f"the server has no scheduler {name!r}",
@@ -107,14 +195,27 @@ def resolve_scheduler(name: str, schedulers: Sequence[Scheduler]) -> Scheduler:
 
 
 def _find_sampler(name: str, samplers: Sequence[Sampler]) -> Sampler | None:
-    low = name.strip().lower()
-    for s in samplers:
-        if s.name.lower() == low:
-            return s
-    for s in samplers:
-        if low in (a.lower() for a in s.aliases):
-            return s
-    return None
+    return _pick(name.strip(), samplers, _sampler_names, "samplers")
+
+
+def _split_combined(
+    name: str, samplers: Sequence[Sampler], schedulers: Sequence[Scheduler]
+) -> tuple[Sampler, Scheduler] | None:
+    """ "DPM++ 2M Karras" (an old combined name): a sampler followed by a scheduler."""
+    key = fold(name)
+    pairs: dict[tuple[str, str], tuple[Sampler, Scheduler]] = {}
+    for sched in schedulers:
+        for tail in {fold(a) for a in _scheduler_names(sched)}:
+            if not tail or not key.endswith(tail) or key == tail:
+                continue
+            head = key[: -len(tail)]
+            for sampler in samplers:
+                if any(fold(a) == head for a in _sampler_names(sampler)):
+                    pairs[(sampler.name, sched.name)] = (sampler, sched)
+    if len(pairs) > 1:
+        shown = [f"{a.name} + {b.label}" for a, b in pairs.values()]
+        raise _ambiguous(name, shown, "sampler and scheduler pairs")
+    return next(iter(pairs.values()), None)
 
 
 def resolve_sampler(
@@ -144,37 +245,29 @@ def resolve_sampler(
         # not the list) or SD.Next (no per-request schedule). The caller decides what to send.
         name = _resolve_old_style(sampler, None, samplers) if sampler else None
         wanted = (scheduler or "").strip()
-        return name, wanted if wanted.lower() not in ("", "automatic") else None
+        return name, wanted if not same_name(wanted, "automatic") and wanted else None
     sched = resolve_scheduler(scheduler, schedulers) if scheduler else None
     if sampler is None:
         return None, sched.label if sched else None
     found = _find_sampler(sampler, samplers)
-    if found is None:
-        # "DPM++ 2M Karras": a sampler name followed by a scheduler label, name or alias.
-        words = sampler.strip().split(" ")
-        for cut in range(len(words) - 1, 0, -1):
-            head, tail = " ".join(words[:cut]), " ".join(words[cut:])
-            base = _find_sampler(head, samplers)
-            if base is None:
-                continue
-            try:
-                suffix = resolve_scheduler(tail, schedulers)
-            except NotFoundError:
-                continue
-            if sched is not None and sched.name != suffix.name:
-                raise NotFoundError(
-                    f"sampler {sampler!r} names the {suffix.label} schedule, "
-                    f"but the scheduler is set to {sched.label!r}",
-                    hint="drop one of them",
-                )
-            return base.name, suffix.label
+    if found is not None:
+        return found.name, sched.label if sched else None
+    split = _split_combined(sampler, samplers, schedulers)
+    if split is None:
         choices = [s.name for s in samplers]
         raise NotFoundError(
             f"the server has no sampler {sampler!r}",
             candidates=choices,
             hint=_suggest(sampler, choices) or "run `sdcli samplers` to list them",
         )
-    return found.name, sched.label if sched else None
+    base, suffix = split
+    if sched is not None and sched.name != suffix.name:
+        raise NotFoundError(
+            f"sampler {sampler!r} names the {suffix.label} schedule, "
+            f"but the scheduler is set to {sched.label!r}",
+            hint="drop one of them",
+        )
+    return base.name, suffix.label
 
 
 # A1111 1.10's schedule labels, for splitting an old combined name when no list says them.
@@ -220,17 +313,15 @@ def has_combined_names(samplers: Sequence[Sampler]) -> bool:
 
 
 def resolve_upscaler(name: str, upscalers: Sequence[str]) -> str:
-    """A hires upscaler by exact name, then ignoring case; the server wants the exact one.
+    """A hires upscaler by name, any case or separators; the server wants its exact spelling.
 
     An unknown name fails on the server only after the queue wait (500 "could not find
     upscaler named …"), so it is checked before anything is sent.
     """
     wanted = name.strip()
-    if wanted in upscalers:
-        return wanted
-    hits = list(dict.fromkeys(u for u in upscalers if u.lower() == wanted.lower()))
-    if len(hits) == 1:
-        return hits[0]
+    found = _pick(wanted, list(dict.fromkeys(upscalers)), lambda u: [u], "upscalers")
+    if found is not None:
+        return found
     raise NotFoundError(
         f"the server has no upscaler {wanted!r} for hires fix",
         candidates=list(upscalers),
@@ -243,7 +334,7 @@ def _resolve_old_style(
 ) -> str | None:
     """Before 1.9 the schedule is part of the sampler's name ("DPM++ 2M Karras")."""
     wanted = sampler or "Euler"
-    if scheduler and scheduler.lower() not in ("automatic", ""):
+    if scheduler and not same_name(scheduler, "automatic"):
         combined = _find_sampler(f"{wanted} {scheduler}", samplers)
         if combined is None:
             raise NotFoundError(

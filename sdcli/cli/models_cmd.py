@@ -228,8 +228,10 @@ def _default_schedule(sampler: Sampler, schedulers: Sequence[Scheduler] | None) 
     value = sampler.options.get("scheduler")
     if not value:
         return ""
+    from sdcli.resolve import same_name
+
     for s in schedulers or ():
-        if str(value).lower() in (s.name.lower(), s.label.lower()):
+        if same_name(str(value), s.name) or same_name(str(value), s.label):
             return s.label
     return str(value)
 
