@@ -70,19 +70,27 @@ class SavedImage:
     interrupted: bool = False  # from a job stopped by Ctrl-C: fewer steps than asked for
 
     def as_json(self) -> dict[str, Any]:
-        from sdcli.infotext import parse_infotext, webui_parameters
+        """One `--json` line: typed values, the usual settings at the top (README "JSON output")."""
+        from sdcli.infotext import json_fields, parse_infotext, typed_parameters
 
         info = parse_infotext(self.infotext) if self.infotext else None
+        fields = json_fields(info)
         return {
             "path": str(self.path),
-            "seed": self.seed,
+            "seed": self.seed if self.seed is not None else fields["seed"],
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
-            "model": self.model,
+            "model": self.model or fields["model"],
+            "width": fields["width"],
+            "height": fields["height"],
+            "steps": fields["steps"],
+            "sampler": fields["sampler"],
+            "scheduler": fields["scheduler"],
+            "cfg_scale": fields["cfg_scale"],
+            "interrupted": self.interrupted,
             "index": self.index,
             "batch": self.batch,
-            "interrupted": self.interrupted,
-            "parameters": webui_parameters(info) if info else {},
+            "parameters": typed_parameters(info) if info else {},
             "infotext": self.infotext,
         }
 

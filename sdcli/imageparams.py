@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import UsageError
-from sdcli.infotext import Infotext, parse_infotext, request_fields, webui_parameters
+from sdcli.infotext import (
+    Infotext,
+    json_fields,
+    parse_infotext,
+    request_fields,
+    typed_parameters,
+)
 
 # request field (from infotext.request_fields) -> preset key; every other field goes to [params].
 _PRESET_KEYS = {
@@ -44,12 +50,13 @@ class ImageParameters:
     info: Infotext
 
     def as_json(self) -> dict[str, Any]:
-        """Plain data for `sdcli info IMAGE --json`."""
+        """One `sdcli info IMAGE --json` line, typed like `generate --json`."""
         doc: dict[str, Any] = {
             "path": str(self.path),
             "prompt": self.info.prompt,
             "negative_prompt": self.info.negative_prompt,
-            "parameters": webui_parameters(self.info),
+            **json_fields(self.info),
+            "parameters": typed_parameters(self.info),
             "infotext": self.text,
         }
         if self.info.template is not None:  # SD.Next: the prompts as sent (wildcards, styles)

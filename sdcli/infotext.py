@@ -20,8 +20,10 @@ from sdcli.errors import UsageError
 __all__ = [
     "Infotext",
     "format_infotext",
+    "json_fields",
     "parse_infotext",
     "request_fields",
+    "typed_parameters",
     "webui_parameters",
 ]
 
@@ -264,6 +266,57 @@ def webui_parameters(info: Infotext) -> dict[str, str]:
     result["Prompt"] = info.prompt
     result["Negative prompt"] = info.negative_prompt
     return result
+
+
+# A value written as a plain decimal number ("7", "-1", "0.45", "1e-05"); "007" is a name.
+_NUMBER_RE = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# Keys whose values are names or text even when they look like numbers.
+_TEXT_KEYS = frozenset({"Prompt", "Negative prompt", "Hires prompt", "Hires negative prompt"})
+_TEXT_KEY_WORDS = ("hash", "model", "version", "vae", "lora", "sampler", "upscaler", "checkpoint")
+
+
+def typed_parameters(info: Infotext) -> dict[str, Any]:
+    """`webui_parameters` for scripts: numbers as JSON numbers ("Steps": 20, "CFG scale": 7.5).
+
+    A value becomes a number when it is written as one and its key names no text (prompts,
+    model names, hashes, versions), so a model called "1" or a hash "1234567890" stays a string.
+    """
+    typed: dict[str, Any] = {}
+    for key, value in webui_parameters(info).items():
+        typed[key] = _number_or_text(key, value)
+    return typed
+
+
+def _number_or_text(key: str, value: str) -> Any:
+    lowered = key.lower()
+    if key in _TEXT_KEYS or any(word in lowered for word in _TEXT_KEY_WORDS):
+        return value
+    if not _NUMBER_RE.fullmatch(value):
+        return value
+    if "." in value or "e" in value.lower():
+        number = _to_float(value)
+        return value if number is None else number
+    return int(value)
+
+
+def json_fields(info: Infotext | None) -> dict[str, Any]:
+    """The settings scripts ask for most, typed, from what the image records; None if absent.
+
+    `scheduler` is the "Schedule type" as written ("Automatic" means the sampler's default);
+    before web UI 1.9 there is none and the schedule is part of `sampler`.
+    """
+    if info is None:
+        info = Infotext()
+    return {
+        "width": info.width,
+        "height": info.height,
+        "steps": info.steps,
+        "sampler": info.sampler,
+        "scheduler": info.scheduler,
+        "cfg_scale": info.cfg_scale,
+        "seed": info.seed,
+        "model": info.model,
+    }
 
 
 def _typed(key: str, value: str, convert: Callable[[str], int | float | None]) -> int | float:

@@ -87,15 +87,16 @@ def test_info_image_json_is_one_object_per_file(tmp_path: Path) -> None:
     assert first["prompt"] == "a cat"
     assert first["negative_prompt"] == ""
     assert first["infotext"] == SAMPLE_TEXT
-    assert first["parameters"]["Seed"] == "634212383"
-    assert first["parameters"]["Size-1"] == "64"
+    assert first["parameters"]["Seed"] == 634212383
+    assert first["parameters"]["Size-1"] == 64
+    assert (first["seed"], first["width"], first["height"]) == (634212383, 64, 64)
     assert second["path"] == str(jpeg)
     assert second["negative_prompt"] == "ugly"
     assert second["parameters"] == {
-        "Steps": "3",
-        "Seed": "5",
-        "Size-1": "8",
-        "Size-2": "8",
+        "Steps": 3,
+        "Seed": 5,
+        "Size-1": 8,
+        "Size-2": 8,
         "Prompt": "a dog",
         "Negative prompt": "ugly",
     }

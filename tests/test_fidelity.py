@@ -314,7 +314,7 @@ def test_clip_skip_on_sdnext_is_its_request_field(
     assert r.exit_code == 0, r.stderr
     body = fake.requests_to(TXT2IMG)[0].json
     assert body["clip_skip"] == 3 and "override_settings" not in body  # the override is ignored
-    assert json.loads(r.stdout)["parameters"]["CLiP-skip"] == "3"  # SD.Next's own key
+    assert json.loads(r.stdout)["parameters"]["CLiP-skip"] == 3  # SD.Next's own key
     assert warnings(r.stderr) == []
 
 

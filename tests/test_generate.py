@@ -142,8 +142,8 @@ def test_json_lines_carry_path_seed_prompt_and_parsed_parameters(
         assert row["prompt"] == "a lighthouse"
         assert row["negative_prompt"].startswith("lowres")
         assert row["model"] == "random-sd15"
-        assert row["parameters"]["Steps"] == "25"
-        assert row["parameters"]["Size-1"] == "512"
+        assert row["parameters"]["Steps"] == 25
+        assert row["parameters"]["Size-1"] == 512
         assert row["infotext"].startswith("a lighthouse\n")
 
 

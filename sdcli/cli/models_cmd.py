@@ -53,15 +53,16 @@ List the server's samplers (name, aliases, default schedule) and schedulers (lab
 
 At a terminal: two tables. Piped: one tab-separated line per item, the first field saying
 which: "sampler NAME ALIASES DEFAULT-SCHEDULE" or "scheduler LABEL NAME ALIASES".
---json: one JSON document {"samplers": [...], "schedulers": [...]}; "schedulers" is null on
-servers without /schedulers: before web UI 1.9.1, where schedules are part of sampler names,
-and SD.Next, whose settings pick the schedule.
+--json: one JSON object per line, "kind" saying which: {"kind": "sampler", "name", "aliases",
+"default_scheduler", "options"} or {"kind": "scheduler", "label", "name", "aliases"}. Servers
+without /schedulers have no scheduler lines: before web UI 1.9.1 schedules are part of sampler
+names, and SD.Next's settings pick the schedule.
 
 [bold]Examples[/]
 
   sdcli samplers
   sdcli samplers | awk -F'\\t' '$1 == "sampler" {print $2}'
-  sdcli samplers --json | jq -r '.schedulers[].label'
+  sdcli samplers --json | jq -r 'select(.kind == "scheduler") | .label'
 """
 
 
@@ -196,8 +197,9 @@ def register(app: typer.Typer) -> None:
     )
     def samplers(
         ctx: typer.Context,
-        json_doc: Annotated[
-            bool, typer.Option("--json", help="One JSON document on stdout.")
+        json_lines: Annotated[
+            bool,
+            typer.Option("--json", help="One JSON object per sampler and scheduler on stdout."),
         ] = False,
     ) -> None:
         from sdcli.serverinfo import is_sdnext
@@ -208,10 +210,11 @@ def register(app: typer.Typer) -> None:
         # SD.Next has no per-request schedule, and its /schedulers fails its own response model
         sdnext = is_sdnext(client)
         schedulers = None if sdnext else client.schedulers()
-        if json_doc:
-            render.result_json(_samplers_json(found, schedulers))
-            return
-        _show_samplers(found, schedulers)
+        if json_lines:
+            for item in _samplers_json(found, schedulers):
+                render.result_json(item)
+        else:
+            _show_samplers(found, schedulers)
         if sdnext:
             render.note(
                 "SD.Next has no per-request schedule type: its setting schedulers_sigma picks "
@@ -238,21 +241,23 @@ def _default_schedule(sampler: Sampler, schedulers: Sequence[Scheduler] | None) 
 
 def _samplers_json(
     found: Sequence[Sampler], schedulers: Sequence[Scheduler] | None
-) -> dict[str, Any]:
-    return {
-        "samplers": [
-            {
-                "name": s.name,
-                "aliases": list(s.aliases),
-                "default_scheduler": _default_schedule(s, schedulers) or None,
-                "options": s.options,
-            }
-            for s in found
-        ],
-        "schedulers": None
-        if schedulers is None
-        else [{"label": s.label, "name": s.name, "aliases": list(s.aliases)} for s in schedulers],
-    }
+) -> list[dict[str, Any]]:
+    """The `--json` lines: samplers, then schedulers, each saying which it is in "kind"."""
+    lines: list[dict[str, Any]] = [
+        {
+            "kind": "sampler",
+            "name": s.name,
+            "aliases": list(s.aliases),
+            "default_scheduler": _default_schedule(s, schedulers) or None,
+            "options": s.options,
+        }
+        for s in found
+    ]
+    lines += [
+        {"kind": "scheduler", "label": s.label, "name": s.name, "aliases": list(s.aliases)}
+        for s in schedulers or ()
+    ]
+    return lines
 
 
 def _show_samplers(found: Sequence[Sampler], schedulers: Sequence[Scheduler] | None) -> None:
