@@ -47,6 +47,10 @@ class PresetError(UsageError):
     """A preset that cannot be found, parsed or validated; names the file and the key."""
 
 
+class UnknownPresetError(PresetError):
+    """No preset of that name on the search path (so `presets edit` can suggest `presets new`)."""
+
+
 class NotFoundError(UsageError):
     """A model, sampler or scheduler name that the server does not know (or that is ambiguous)."""
 

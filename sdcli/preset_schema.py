@@ -96,6 +96,16 @@ def validate_values(
     Every problem is reported at once (joined by "; "), so a user fixes a file in one go.
     `None` means "not set" and is dropped: TOML has no null and the server must never get one.
     """
+    clean, problems = check_values(values, labels=labels)
+    if problems:
+        raise PresetError(problems_message(where, problems))
+    return clean
+
+
+def check_values(
+    values: Mapping[str, Any], *, labels: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The valid values, and a problem for each invalid one (see `problems_message`)."""
     problems: list[str] = []
     clean: dict[str, Any] = {}
     for key, value in values.items():
@@ -103,24 +113,41 @@ def validate_values(
             continue
         spec = PRESET_KEYS.get(key)
         if spec is None:
-            problems.append(_unknown_key(key, where))
+            problems.append(_unknown_key(key))
             continue
-        problem = _check_value(key, value, spec)
-        if problem is None and key == "params":
-            problem = _check_params(value, "params")
-        if problem is None and key == "prompt_template" and "{prompt}" not in value:
-            problem = "'prompt_template' must contain {prompt}, where the prompt goes"
-        if problem is not None:
-            label = (labels or {}).get(key)
-            if label is not None:
-                problems.append(problem.replace(f"'{key}'", label, 1))
-            else:
-                problems.append(f"{where}: {problem}")
-            continue
-        clean[key] = copy_toml(value)
-    if problems:
-        raise PresetError("; ".join(problems))
-    return clean
+        found = [] if (one := _check_value(key, value, spec)) is None else [one]
+        if not found and key == "params":
+            found = _check_params(value, "params")
+        if not found and key == "prompt_template" and "{prompt}" not in value:
+            found = ["'prompt_template' must contain {prompt}, where the prompt goes"]
+        label = (labels or {}).get(key)
+        problems += [named_problem(p.replace(f"'{key}'", label, 1)) if label else p for p in found]
+        if not found:
+            clean[key] = copy_toml(value)
+    return clean, problems
+
+
+# A problem that already names its flag or file (`--cfg must be …`) gets no `where:` in front.
+_LABELLED: Final = "\0"
+
+
+def named_problem(problem: str) -> str:
+    """Mark a problem that names its own file or flag, for `problems_message`."""
+    return _LABELLED + problem
+
+
+_PARAMS_ADVICE: Final = "to send a web UI field as is, put it under [params]"
+
+
+def problems_message(where: str, problems: list[str]) -> str:
+    """`WHERE: a; b; c`: the file (or flag) once, every problem, the [params] advice once."""
+    shown = [p.removeprefix(_LABELLED) for p in problems]
+    if any(p.startswith("unknown key ") for p in shown):
+        shown.append(_PARAMS_ADVICE)
+    plain = [i for i, p in enumerate(problems) if not p.startswith(_LABELLED)]
+    if plain:
+        shown[plain[0]] = f"{where}: {shown[plain[0]]}"
+    return "; ".join(shown)
 
 
 def copy_toml(value: Any) -> Any:
@@ -179,28 +206,20 @@ def _check_range(key: str, value: float, spec: KeySpec) -> str | None:
     return None
 
 
-def _check_params(value: Any, where: str) -> str | None:
+def _check_params(value: Any, where: str) -> list[str]:
     """`[params]` goes into a JSON body: refuse what JSON cannot carry (dates, nan, inf)."""
     if isinstance(value, dict):
-        for key, item in value.items():
-            problem = _check_params(item, f"{where}.{key}")
-            if problem:
-                return problem
-        return None
+        return [p for key, item in value.items() for p in _check_params(item, f"{where}.{key}")]
     if isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _check_params(item, f"{where}[{index}]")
-            if problem:
-                return problem
-        return None
+        return [p for i, item in enumerate(value) for p in _check_params(item, f"{where}[{i}]")]
     if isinstance(value, float) and not math.isfinite(value):
-        return f"'{where}' must be a finite number, got {value}"
+        return [f"'{where}' must be a finite number, got {value}"]
     if isinstance(value, datetime | date | time):
-        return (
+        return [
             f"'{where}' is {_describe(value)}; JSON can only carry strings, numbers, "
             "booleans, arrays and tables (quote it as a string)"
-        )
-    return None
+        ]
+    return []
 
 
 def _describe(value: Any) -> str:
@@ -226,10 +245,7 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _unknown_key(key: str, where: str) -> str:
+def _unknown_key(key: str) -> str:
     alias = _ALIASES.get(key) or _ALIASES.get(key.lower())
     suggestion = f" (did you mean '{alias}'?)" if alias else did_you_mean_suffix(key, PRESET_KEYS)
-    return (
-        f"{where}: unknown key '{key}'{suggestion}; "
-        "to send a web UI field as is, put it under [params]"
-    )
+    return f"unknown key '{key}'{suggestion}"

@@ -16,10 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from sdcli.errors import OutputError, PresetError
+from sdcli.errors import OutputError, PresetError, UnknownPresetError
 from sdcli.paths import builtin_presets_dir, user_presets_dir
 from sdcli.preset_schema import PRESET_KEYS as PRESET_KEYS  # re-exported: the CLI and tests use it
-from sdcli.preset_schema import copy_toml, did_you_mean_suffix
+from sdcli.preset_schema import (
+    check_values,
+    copy_toml,
+    did_you_mean_suffix,
+    named_problem,
+    problems_message,
+)
 from sdcli.preset_schema import validate_values as validate_values  # re-exported, as above
 
 PresetSource = Literal["built-in", "user", "path", "file"]
@@ -138,6 +144,8 @@ def save_preset(name: str, values: Mapping[str, Any], *, force: bool = False) ->
         raise OutputError(
             f"preset '{name}' already exists at {path}", hint="use --force to replace it"
         )
+    if not force:
+        _check_shadowing(name, path, extends=parent)
     return write_atomic(path, dumps_preset(clean).encode("utf-8"), overwrite=force)
 
 
@@ -182,7 +190,7 @@ def _find(
         path = directory / f"{name}.toml"
         if _is_file(path) or path == pending:
             return source, path
-    raise PresetError(
+    raise UnknownPresetError(
         f"unknown preset '{name}'{did_you_mean_suffix(name, _known_names())}", hint=_LIST_HINT
     )
 
@@ -222,11 +230,19 @@ def _known_names() -> list[str]:
 
 
 def _load(name: str, source: PresetSource, path: Path) -> Preset:
+    """Load one file; its own problems and those of its `extends` chain are reported together."""
     raw = _read_toml(path)
-    values = validate_values(raw, where=str(path))
-    description = values.get("description", "")
-    resolved, parents = _resolve(name, path, values, chain=[(name, path)])
-    return Preset(name, source, path, resolved, description, parents)
+    values, problems = check_values(raw)
+    try:
+        resolved, parents = _resolve(name, path, values, chain=[(name, path)])
+    except PresetError as exc:
+        if not problems:
+            raise
+        own = exc.message.removeprefix(f"{path}: ")
+        problems.append(own if own != exc.message else named_problem(own))
+    if problems:
+        raise PresetError(problems_message(str(path), problems))
+    return Preset(name, source, path, resolved, values.get("description", ""), parents)
 
 
 def _resolve(
@@ -288,8 +304,41 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PresetError(f"{path}: invalid TOML: {exc}") from exc
+        raise PresetError(f"{path}: invalid TOML: {exc}{_show_position(text, str(exc))}") from exc
     return data
+
+
+_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)$")
+_SHOWN_WIDTH: Final = 100
+
+
+def _show_position(text: str, message: str) -> str:
+    """The offending line and a caret under the column the TOML parser names, or ""."""
+    import unicodedata
+
+    found = _POSITION.search(message)
+    lines = text.split("\n")
+    if found is not None and 1 <= int(found.group(1)) <= len(lines):
+        number, column = int(found.group(1)), int(found.group(2))
+        line = lines[number - 1].rstrip("\r")
+    elif message.endswith("(at end of document)") and text.strip():
+        number = len(text.rstrip().split("\n"))  # the last line that holds anything
+        line = lines[number - 1].rstrip("\r")
+        column = len(line) + 1
+    else:
+        return ""
+    start = max(0, column - 1 - _SHOWN_WIDTH + 20)  # a long line: keep the column in sight
+    shown = line[start : start + _SHOWN_WIDTH]
+    before = line[start : column - 1]
+    if any(not ch.isprintable() and ch != "\t" for ch in shown):
+        shown = "".join(ch if ch.isprintable() or ch == "\t" else "?" for ch in shown)
+    pad = "".join(
+        "\t" if ch == "\t" else "  " if unicodedata.east_asian_width(ch) in "WF" else " "
+        for ch in before
+    )
+    gutter = " " * len(str(number))
+    lead = "…" if start else ""
+    return f"\n  {number} | {lead}{shown}\n  {gutter} | {' ' * len(lead)}{pad}^"
 
 
 def _raw_description(path: Path) -> str:
@@ -319,6 +368,32 @@ def _check_name(name: str) -> None:
         raise PresetError(
             f"invalid preset name '{name}'",
             hint="use up to 64 letters, digits, '-', '_' or '.', starting with a letter or digit",
+        )
+
+
+def _check_shadowing(name: str, path: Path, *, extends: str | None) -> None:
+    """Refuse a new user preset that hides another of its name, or that another one hides.
+
+    Hiding the built-in `chibi` would silently change every preset that extends it; a preset
+    that `extends` the one it hides keeps its settings, so that is allowed.
+    """
+    user_dir = path.parent
+    for source, directory in search_path():
+        other = directory / f"{name}.toml"
+        if _same_dir(directory, user_dir) or not _is_file(other):
+            continue
+        if source == "path":  # SDCLI_PRESETS_PATH comes before the user directory
+            raise PresetError(
+                f"preset '{name}' in {other} comes first on the search path, "
+                "so a new one of that name would never be used",
+                hint="pick another name, or use --force to save it anyway",
+            )
+        if extends == name:
+            return
+        raise PresetError(
+            f"a {source} preset '{name}' exists ({other}); a new one would hide it, "
+            "and presets that extend it would lose its settings",
+            hint=f"pick another name, build on it with --extends {name}, or use --force to hide it",
         )
 
 

@@ -308,10 +308,10 @@ def test_edit_reports_errors_and_can_stop(tmp_path: Path, monkeypatch: pytest.Mo
     path = write_user_preset("mine", "steps = 3\n")
     monkeypatch.setattr(presets_cmd, "_stdin_is_tty", lambda: True)
     monkeypatch.setenv("EDITOR", _editor(tmp_path, "stepz = 4\n"))
-    result = runner.invoke(app, ["presets", "edit", "mine"], input="n\n")
+    result = runner.invoke(app, ["presets", "edit", "mine"], input="k\n")
     assert result.exit_code == 2
     assert "unknown key 'stepz'" in result.stderr
-    assert "Edit again?" in result.stderr
+    assert "What now? (e)dit again, (d)iscard the changes" in result.stderr
     assert "saved with errors" in result.stderr
     assert str(path) not in result.stdout  # (the runner echoes the typed answer to stdout)
     assert "stepz = 4" in path.read_text()
@@ -323,7 +323,7 @@ def test_edit_again_until_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(presets_cmd, "_stdin_is_tty", lambda: True)
     monkeypatch.setenv("EDITOR", _editor(tmp_path, "# touched\n"))
     path.write_text("steps = 0\n")
-    result = runner.invoke(app, ["presets", "edit", "mine"], input="y\nn\n")
+    result = runner.invoke(app, ["presets", "edit", "mine"], input="e\nk\n")
     assert result.exit_code == 2
     assert path.read_text().count("# touched") == 2
     assert result.stderr.count("'steps' must be between 1 and 150") == 2

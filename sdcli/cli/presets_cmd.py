@@ -12,7 +12,7 @@ import typer
 from sdcli.cli import options as opts
 from sdcli.cli import render
 from sdcli.cli.completion import complete_preset
-from sdcli.errors import PresetError, UsageError
+from sdcli.errors import PresetError, UnknownPresetError, UsageError
 
 if TYPE_CHECKING:
     from sdcli.presets import Preset, PresetSource
@@ -126,7 +126,7 @@ def list_(
         if p.shadows:
             notes.append("shadows " + ", ".join(p.shadows))
         if p.error:
-            notes.append("error: " + _one_line(p.error))
+            notes.append("error: " + _one_line(p.error.splitlines()[0]))
         rows.append([p.name, p.source, _one_line(p.description), "; ".join(notes)])
     render.table(None, ["name", "source", "description", "notes"], rows)
     broken = sum(1 for p in infos if p.error)
@@ -315,13 +315,20 @@ def edit(
 ) -> None:
     from sdcli.presets import find_preset, load_preset
 
+    try:
+        source, found = find_preset(name)
+    except UnknownPresetError as exc:
+        import shlex
+
+        hint = f"to create it: sdcli presets new {shlex.quote(name)}"
+        raise UnknownPresetError(exc.message, hint=hint) from None
     if not _stdin_is_tty():
         raise UsageError(
             "an editor needs a terminal, and stdin is not one",
             hint=f"edit the file directly: sdcli presets path {name}",
         )
-    source, found = find_preset(name)
     path, copied_from = _editable_copy(name, source, found)
+    before = copied_from if copied_from is not None else path.read_bytes()
     command = _editor_command()
     while True:
         _run_editor(command, path)
@@ -334,11 +341,49 @@ def edit(
             load_preset(str(path))
         except PresetError as exc:
             render.error(str(exc))
-            if typer.confirm("Edit again?", default=True, err=True):
+            answer = _ask_after_errors()
+            if answer == "e":
                 continue
+            if answer == "d":
+                render.result(str(_discard(name, path, before, found, copied_from is not None)))
+                return
             raise PresetError(f"{path} was saved with errors; generate will refuse it") from None
         render.result(str(path))
         return
+
+
+def _ask_after_errors() -> str:
+    """visudo's question: edit again, discard the changes, or keep them. Ctrl-D or Ctrl-C keeps.
+
+    Only reached with a terminal on stdin (`edit` refuses to start without one).
+    """
+    while True:
+        try:
+            answer: str = typer.prompt(
+                "What now? (e)dit again, (d)iscard the changes, (k)eep them with the errors",
+                default="e",
+                err=True,
+            )
+        except typer.Abort:
+            sys.stderr.write("\n")
+            return "k"
+        word = answer.strip().lower()
+        if word and word in ("e", "edit", "d", "discard", "k", "keep"):
+            return word[0]
+        render.note("answer e (edit again), d (discard) or k (keep)")
+
+
+def _discard(name: str, path: Path, before: bytes, found: Path, copied: bool) -> Path:
+    """Put the preset back as it was before the editor ran; returns the file it comes from."""
+    if copied:
+        path.unlink()
+        render.note(f"discarded the changes; removed the copy, '{name}' is the built-in again")
+        return found
+    from sdcli.output import write_atomic
+
+    write_atomic(path, before, overwrite=True)
+    render.note(f"discarded the changes; {path} is as it was")
+    return path
 
 
 @app.command("path", help=PATH_HELP)
