@@ -28,10 +28,14 @@ class SdcliError(Exception):
 
     exit_code: ExitCode = ExitCode.SERVER
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, context: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # Lines shown under the error line, e.g. a TOML file's offending line and a caret.
+        self.context = context
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"

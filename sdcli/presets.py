@@ -304,7 +304,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PresetError(f"{path}: invalid TOML: {exc}{_show_position(text, str(exc))}") from exc
+        where = _show_position(text, str(exc))
+        raise PresetError(f"{path}: invalid TOML: {exc}", context=where) from exc
     return data
 
 
@@ -312,8 +313,11 @@ _POSITION = re.compile(r"\(at line (\d+), column (\d+)\)$")
 _SHOWN_WIDTH: Final = 100
 
 
-def _show_position(text: str, message: str) -> str:
-    """The offending line and a caret under the column the TOML parser names, or ""."""
+def _show_position(text: str, message: str) -> tuple[str, str] | tuple[()]:
+    """The offending line and a caret under the column the TOML parser names, if it names one.
+
+    Tabs are shown as four spaces and anything unprintable as "?", so the caret lines up.
+    """
     import unicodedata
 
     found = _POSITION.search(message)
@@ -326,19 +330,21 @@ def _show_position(text: str, message: str) -> str:
         line = lines[number - 1].rstrip("\r")
         column = len(line) + 1
     else:
-        return ""
+        return ()
     start = max(0, column - 1 - _SHOWN_WIDTH + 20)  # a long line: keep the column in sight
-    shown = line[start : start + _SHOWN_WIDTH]
-    before = line[start : column - 1]
-    if any(not ch.isprintable() and ch != "\t" for ch in shown):
-        shown = "".join(ch if ch.isprintable() or ch == "\t" else "?" for ch in shown)
-    pad = "".join(
-        "\t" if ch == "\t" else "  " if unicodedata.east_asian_width(ch) in "WF" else " "
-        for ch in before
-    )
-    gutter = " " * len(str(number))
+
+    def cell(ch: str) -> str:
+        return "    " if ch == "\t" else ch if ch.isprintable() else "?"
+
+    def width(ch: str) -> str:
+        wide = unicodedata.east_asian_width(ch) in "WF" and ch.isprintable()
+        return "    " if ch == "\t" else "  " if wide else " "
+
     lead = "…" if start else ""
-    return f"\n  {number} | {lead}{shown}\n  {gutter} | {' ' * len(lead)}{pad}^"
+    shown = lead + "".join(cell(ch) for ch in line[start : start + _SHOWN_WIDTH])
+    pad = " " * len(lead) + "".join(width(ch) for ch in line[start : column - 1])
+    gutter = " " * len(str(number))
+    return f"  {number} | {shown}", f"  {gutter} | {pad}^"
 
 
 def _raw_description(path: Path) -> str:

@@ -62,7 +62,8 @@ class Terminal:
     def finish(self) -> int:
         self.child.expect(pexpect.EOF)
         self.child.close()
-        status: int = self.child.exitstatus
+        status = self.child.exitstatus
+        assert status is not None, "sdcli was killed by a signal"
         return status
 
     def screen(self) -> list[str]:
@@ -156,7 +157,7 @@ def test_a_broken_parent_is_reported_with_the_childs_own_problems() -> None:
     done = run_sdcli("presets", "show", "kid")
     assert done.returncode == 2
     assert f"{child}: unknown key 'widht'" in done.stderr
-    assert f"{parent}: 'steps' must be at least 1" in done.stderr
+    assert f"{parent}: 'steps' must be between 1 and" in done.stderr
 
 
 # --- TOML syntax: the line and a caret ------------------------------------------------------------
@@ -167,6 +168,7 @@ def test_a_broken_parent_is_reported_with_the_childs_own_problems() -> None:
     [
         ('description = "ok"\ncfg_scale = = 7\n', "= 7"),
         ('steps = 20\ndescription = "日本語" x\n', "x"),  # wide characters before the column
+        ("steps = 20\n\tsampler = @\n", "@"),  # a tab, shown as spaces
     ],
 )
 def test_a_toml_syntax_error_shows_the_line_with_a_caret(text: str, bad: str) -> None:
@@ -178,7 +180,8 @@ def test_a_toml_syntax_error_shows_the_line_with_a_caret(text: str, bad: str) ->
     assert screen[head].startswith(f"sdcli: error: {path}: invalid TOML:")
     assert "(at line 2, column" in screen[head]
     quoted, caret = screen[head + 1], screen[head + 2]
-    assert quoted.startswith("  2 | ") and quoted.endswith(text.splitlines()[1])
+    assert quoted.startswith("  2 | ")
+    assert quoted.endswith(text.splitlines()[1].replace("\t", "    "))
     # The caret stands under the first character the parser refused, as the screen shows it.
     screen_column = caret.index("^")
     assert caret.rstrip() == caret[: screen_column + 1]
@@ -253,11 +256,3 @@ def test_a_toml_file_cut_short_points_after_its_last_line() -> None:
         "  2 | steps = [",
         "    |          ^",
     ]
-
-
-def test_presets_list_notes_only_the_first_line_of_a_toml_error() -> None:
-    user_preset("broken", "steps = = 1\n")
-    done = run_sdcli("presets", "list")
-    assert done.returncode == 0, done.stderr
-    [row] = [line for line in done.stdout.splitlines() if line.startswith("broken\t")]
-    assert row.endswith("invalid TOML: Invalid value (at line 1, column 9)")

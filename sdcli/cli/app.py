@@ -58,7 +58,7 @@ class SdcliGroup(HelpGroup):
         except SdcliError as exc:
             if _debug(ctx):
                 _print_traceback()  # the details, but still the documented exit code
-            render.error(str(exc))
+            render.failure(exc)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP
             signum, by = interruption(exc)

@@ -126,7 +126,7 @@ def list_(
         if p.shadows:
             notes.append("shadows " + ", ".join(p.shadows))
         if p.error:
-            notes.append("error: " + _one_line(p.error.splitlines()[0]))
+            notes.append("error: " + _one_line(p.error))
         rows.append([p.name, p.source, _one_line(p.description), "; ".join(notes)])
     render.table(None, ["name", "source", "description", "notes"], rows)
     broken = sum(1 for p in infos if p.error)
@@ -340,7 +340,7 @@ def edit(
         try:
             load_preset(str(path))
         except PresetError as exc:
-            render.error(str(exc))
+            render.failure(exc)
             answer = _ask_after_errors()
             if answer == "e":
                 continue

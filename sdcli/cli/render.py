@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sdcli.cli.statusline import StatusLine
+    from sdcli.errors import SdcliError
 
 _err_console: Console | None = None
 _status: StatusLine | None = None  # the live bar on stderr, while one is up
@@ -96,6 +97,13 @@ def _styled(text: str, code: str) -> str:
 
 def error(message: str) -> None:
     _write(sys.stderr, f"{_styled('sdcli: error:', '1;31')} {printable(message)}\n")
+
+
+def failure(exc: SdcliError) -> None:
+    """An error line, then the lines that show where it is (each made printable on its own)."""
+    error(str(exc))
+    for line in exc.context:
+        note(line)
 
 
 def warn(message: str) -> None:
