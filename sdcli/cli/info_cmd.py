@@ -28,7 +28,8 @@ A file without parameters gets one line on stderr; the others are still shown; e
 
 At a terminal: tables. Piped: tab-separated "key value" lines ("file key value" with several
 files; newlines and tabs in values written as \\n and \\t). --json: the server as one JSON
-object, or one JSON object per image (path, prompt, negative_prompt, parameters, infotext).
+object, or one JSON object per image (path, prompt, negative_prompt, width, height, steps,
+sampler, scheduler, cfg_scale, seed, model, parameters, infotext; numbers as numbers).
 
 [bold]Examples[/]
 

@@ -19,11 +19,12 @@ SET_MODEL_HELP = """\
 Switch the server's checkpoint and print the loaded title on stdout.
 
 NAME may be the title, the model name, the file name with or without extension, the short
-hash or the sha256; then the same ignoring case; then a unique prefix or part of a name.
-Several matches or none: exit 2 with the candidates, never a guess. The server loads the
-model before answering (up to --timeout); a load that fails there exits 1. Forge only
-selects it: it loads at the next generation. A load cannot be stopped: after --timeout or
-Ctrl-C it goes on on the server.
+hash or the sha256; then the same ignoring case, then ignoring separators too ("sdxl" is
+"sd_xl"); then a unique prefix or part of a name, of at least 3 letters or digits.
+Several matches, none, or too short: exit 2 with the candidates, never a guess. The server
+loads the model before answering (up to --timeout); a load that fails there exits 1. Forge
+only selects it: it loads at the next generation. A load cannot be stopped: after --timeout
+or Ctrl-C it goes on on the server.
 [bold]This changes the model for every user of the server.[/]
 
 [bold]Examples[/]

@@ -65,20 +65,25 @@ Create a user preset from flags (the same as generate's) and print its path on s
 
 --from-image takes an image's settings (sampler, steps, size, model, hires…) as the lowest
 layer, leaving out its prompt and seed; flags win over it. --set KEY=VALUE goes into \\[params]
-(sent to the web UI as is). An existing preset is kept unless --force.
+(sent to the web UI as is). An existing preset is kept unless --force, and so is the
+name of a built-in or any other preset on the search path: a new one would hide it (or be
+hidden), and presets that extend it would change. --extends NAME builds on the one it hides.
 
 [bold]Examples[/]
 
   sdcli presets new portrait --extends sd15 -W 512 -H 768 --description "tall SD 1.5"
   sdcli presets new fav --from-image out/best.png --steps 30
   sdcli presets new hires --extends sdxl --set enable_hr=true --set hr_scale=1.5
+  sdcli presets new chibi --extends chibi --steps 30   [dim]# your chibi, built on the built-in[/]
 """
 
 EDIT_HELP = """\
 Open a preset in $VISUAL or $EDITOR (default vi), then check it and report any errors.
 
 A built-in preset is copied to the user presets directory first, so the copy shadows it.
-Needs a terminal: when stdin is not one, exit 2 without starting the editor.
+After an edit with errors: (e)dit again, (d)iscard the changes (the file is put back as it
+was) or (k)eep them (exit 2). Needs a terminal: when stdin is not one, exit 2 without
+starting the editor.
 
 [bold]Examples[/]
 
