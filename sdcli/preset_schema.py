@@ -76,6 +76,7 @@ _ALIASES: Final[dict[str, str]] = {
     "template": "prompt_template",
     "inherits": "extends",
     "parent": "extends",
+    "size": "width' and 'height",  # the web UI's "Size: 512x768" is two keys here
 }
 
 _TYPE_WORDS: Final[dict[type, str]] = {
@@ -163,7 +164,7 @@ def did_you_mean_suffix(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest of `choices`, or "" when none is close."""
     from sdcli.resolve import did_you_mean
 
-    close = did_you_mean(word, choices, n=1, cutoff=0.6)
+    close = did_you_mean(word, choices, n=1, cutoff=0.6, holding=False)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

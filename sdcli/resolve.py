@@ -43,9 +43,12 @@ def same_name(a: str, b: str) -> bool:
 
 
 def did_you_mean(
-    name: str, choices: Iterable[str], *, n: int = 3, cutoff: float = 0.5
+    name: str, choices: Iterable[str], *, n: int = 3, cutoff: float = 0.5, holding: bool = True
 ) -> list[str]:
     """The choices closest to `name`: those holding it whole first, then similar spellings.
+
+    `holding=False` leaves out the first kind, for short words such as preset keys ("size" is
+    part of "batch_size" but does not mean it).
 
     A choice is close when it is similar folded whole ("sdxl" ~ "sd_xl_base") or word by word;
     the word by word reading ranks them ("Euler b" is nearer "Euler a" than "Euler").
@@ -54,7 +57,7 @@ def did_you_mean(
     for choice in choices:
         by_fold.setdefault(fold(choice) or choice, choice)
     key = fold(name) or name
-    holding = [c for f, c in by_fold.items() if len(key) >= MIN_PARTIAL and key in f]
+    wholes = [c for f, c in by_fold.items() if holding and len(key) >= MIN_PARTIAL and key in f]
     words = _words(name)
     scored = []
     for folded, choice in by_fold.items():
@@ -63,7 +66,7 @@ def did_you_mean(
         if max(by_words, whole) >= cutoff:
             scored.append((-by_words, -whole, choice))
     close = [choice for *_, choice in sorted(scored)]
-    return list(dict.fromkeys([*holding, *close]))[:n]
+    return list(dict.fromkeys([*wholes, *close]))[:n]
 
 
 def _words(name: str) -> str:

@@ -24,10 +24,13 @@ LOOKUPS = {
 
 
 def error_line(stderr: str) -> str:
+    """The one error line; only a TOML error's quoted line and caret may follow it."""
     assert "Traceback" not in stderr, stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sdcli: error:"), stderr
-    return lines[0]
+    first, *context = stderr.splitlines()
+    assert first.startswith("sdcli: error:"), stderr
+    assert not context or ("invalid TOML" in first and len(context) == 2), stderr
+    assert all(line.startswith("  ") and " | " in line for line in context), stderr
+    return first
 
 
 def run(fake: FakeWebUI, out: Path, *args: str, input: Any = None) -> Any:
