@@ -159,7 +159,8 @@ def resolve_model(name: str, models: Sequence[SdModel]) -> SdModel:
         shown = ", ".join(titles[:6]) + (f", … ({len(titles)} in all)" if len(titles) > 6 else "")
         raise NotFoundError(
             f"{wanted!r} is too short to pick a checkpoint by part of its name "
-            f"(at least {MIN_PARTIAL} letters or digits); it is part of: {shown}",
+            f"(at least {MIN_PARTIAL} letters or digits); it {'starts' if prefix else 'is in'}: "
+            f"{shown}",
             candidates=titles,
             hint="type more of the name",
         )
