@@ -272,7 +272,10 @@ def webui_parameters(info: Infotext) -> dict[str, str]:
 _NUMBER_RE = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 # Keys whose values are names or text even when they look like numbers.
 _TEXT_KEYS = frozenset({"Prompt", "Negative prompt", "Hires prompt", "Hires negative prompt"})
-_TEXT_KEY_WORDS = ("hash", "model", "version", "vae", "lora", "sampler", "upscaler", "checkpoint")
+_TEXT_KEY_WORDS = (
+    "hash", "model", "version", "vae", "lora", "sampler", "upscaler", "checkpoint", "prompt",
+    "template",  # SD.Next's "Template": the prompt as typed
+)  # fmt: skip
 
 
 def typed_parameters(info: Infotext) -> dict[str, Any]:

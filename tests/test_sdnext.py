@@ -81,7 +81,7 @@ def test_a_jpeg_answer_is_saved_as_sent_and_read_back(sdnext: FakeWebUI, tmp_pat
     assert rows["Prompt"] == "a cat" and rows["Negative prompt"] == ""
     assert rows["Template"] == "a {cat|dog}" and rows["CLiP-skip"] == "2"
     doc = json.loads(sdcli(sdnext, "info", "--json", str(saved)).stdout)
-    assert doc["template"] == "a {cat|dog}" and doc["parameters"]["CLiP-skip"] == "2"
+    assert doc["template"] == "a {cat|dog}" and doc["parameters"]["CLiP-skip"] == 2
 
 
 def test_from_image_maps_sdnext_keys_back(sdnext: FakeWebUI, tmp_path: Path) -> None:
