@@ -393,7 +393,9 @@ def test_shell_completes_preset_names_for_generate_and_show() -> None:
     assert result.stdout.split() == ["sd15", "sdxl"]
 
 
-def test_show_completion_script_still_works() -> None:
+def test_show_completion_script_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    # typer finds the shell among the process's ancestors; a runner started by a daemon has none.
+    monkeypatch.setattr("typer.completion._get_shell_name", lambda: "bash")
     result = runner.invoke(app, ["--show-completion", "bash"], prog_name="sdcli")
     assert result.exit_code == 0
     assert "_SDCLI_COMPLETE=complete_bash" in result.stdout
