@@ -1,16 +1,14 @@
-"""The server's lists, fetched once per process, and the checks of names against them before
-generating (the web UI silently replaces an unknown name with a default, so sdcli checks first).
+"""The server's lists, fetched once per process, and the hires fix fields its API leaves without
+a usable default (names are checked against the lists in `sdcli.names.request`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdcli.apitypes import Sampler, Scheduler, SdModel
-from sdcli.errors import ApiError, NotFoundError
-from sdcli.payload import build_payload
+from sdcli.errors import ApiError
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
@@ -111,80 +109,8 @@ HIRES_DENOISING = 0.7
 FORGE_HR_MODULES = ["Use same choices"]  # Forge's UI default; its API has none (a 500 without)
 
 
-@dataclass(frozen=True)
-class Resolved:
-    sampler_name: str | None = None
-    scheduler: str | None = None
-    model: SdModel | None = None
-    hr_upscaler: str | None = None  # the server's exact spelling
-    clip_skip_field: bool = False  # clip skip as the request field `clip_skip` (SD.Next)
-    notes: tuple[str, ...] = ()  # what could not be honoured or checked, said before generating
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # fields sdcli fills in itself
-    defaults_notes: tuple[str, ...] = ()  # why, for --dry-run and --debug
-
-
-# SD.Next's `schedulers_sigma` choices (modules/ui_definitions.py, master 058a7f0cf)
-SDNEXT_SIGMAS = ("default", "karras", "betas", "exponential", "lambdas", "flowmatch")
 # SD.Next's upscaler that matches A1111's default hires upscaler "Latent" (bilinear)
 SDNEXT_HIRES_UPSCALER = "Latent Bilinear"
-
-
-def resolve_names(
-    values: Mapping[str, Any], catalog: Catalog, sets: Mapping[str, Any] | None = None
-) -> Resolved:
-    """Check sampler, scheduler, model and hires upscaler against the server before generating.
-
-    A list the server fails to give (a 5xx) does not stop the run: the name is sent as typed, and
-    a note says it could not be checked.
-    """
-    from sdcli.resolve import resolve_model, resolve_sampler, resolve_upscaler, split_combined
-
-    sampler, scheduler = values.get("sampler"), values.get("scheduler")
-    sampler_name = scheduler_label = None
-    notes: list[str] = []
-    sdnext = bool(sampler or scheduler or values.get("clip_skip") is not None) and (
-        catalog.is_sdnext()
-    )
-    if sampler or scheduler:
-        schedulers = catalog.schedulers()
-        samplers = catalog.samplers_or_none()
-        if samplers is None:
-            sampler_name, scheduler_label = _unchecked(sampler, scheduler, split_combined)
-            notes.append(_cannot_check("sampler", sampler or "", catalog.broken["samplers"]))
-        else:
-            sampler_name, scheduler_label = resolve_sampler(
-                sampler, scheduler, samplers, schedulers
-            )
-        if scheduler_label is not None and sdnext:
-            notes.append(_sdnext_schedule_note(scheduler_label))
-            scheduler_label = None
-        elif scheduler_label is not None and "schedulers" in catalog.broken:
-            notes.append(_cannot_check("scheduler", scheduler_label, catalog.broken["schedulers"]))
-    model = resolve_model(str(values["model"]), catalog.models()) if values.get("model") else None
-    # Hires fields come from a preset's [params] or --set: look at the body they make.
-    body = build_payload(values, "", sets=sets)
-    hr_upscaler = None
-    hires = is_on(body.get("enable_hr"))
-    defaults, why = hires_defaults(body, catalog) if hires else ({}, [])
-    wanted = body.get("hr_upscaler") or defaults.get("hr_upscaler") if hires else None
-    if wanted:
-        try:
-            hr_upscaler = resolve_upscaler(str(wanted), catalog.upscalers())
-        except NotFoundError as exc:
-            if str(wanted).strip().lower() == "latent" and catalog.is_sdnext():
-                exc.hint = f"SD.Next calls it {SDNEXT_HIRES_UPSCALER!r}"
-            raise
-    clip_skip_field = values.get("clip_skip") is not None and sdnext
-    return Resolved(
-        sampler_name,
-        scheduler_label,
-        model,
-        hr_upscaler,
-        clip_skip_field,
-        tuple(notes),
-        defaults,
-        tuple(why),
-    )
 
 
 def hires_defaults(body: Mapping[str, Any], catalog: Catalog) -> tuple[dict[str, Any], list[str]]:
@@ -223,42 +149,6 @@ def hires_defaults(body: Mapping[str, Any], catalog: Catalog) -> tuple[dict[str,
     return defaults, why
 
 
-def _unchecked(
-    sampler: str | None,
-    scheduler: str | None,
-    split: Callable[[str], tuple[str, str] | None],
-) -> tuple[str | None, str | None]:
-    """Without the server's list: send as typed, an old combined name split in two."""
-    wanted = (scheduler or "").strip() or None
-    if sampler and wanted is None:
-        parts = split(sampler)
-        if parts is not None:
-            return parts[0], parts[1]
-    if wanted is not None and wanted.lower() == "automatic":
-        wanted = None
-    return (sampler.strip() if sampler else None), wanted
-
-
-def _cannot_check(what: str, name: str, error: ApiError) -> str:
-    return (
-        f"cannot check {what} {name!r}: the server failed to list them "
-        f"({error.status}: {error.detail or error.message}); sent as typed"
-    )
-
-
-def _sdnext_schedule_note(label: str) -> str:
-    sigma = label.strip().lower()
-    how = (
-        f'POST /sdapi/v1/options {{"schedulers_sigma": "{sigma}"}}'
-        if sigma in SDNEXT_SIGMAS
-        else "its setting schedulers_sigma (" + ", ".join(SDNEXT_SIGMAS) + ")"
-    )
-    return (
-        f"SD.Next cannot apply scheduler {label!r} per request (its setting schedulers_sigma "
-        f"picks the schedule for every job): not sent; to use it, set it on the server: {how}"
-    )
-
-
 def _sdnext_hires(body: Mapping[str, Any]) -> dict[str, Any]:
     """SD.Next runs no hires pass on `enable_hr` + `hr_scale` alone: it needs a resize mode > 0
     and an upscaler (captured: without them the image keeps the first pass's size)."""
@@ -274,10 +164,3 @@ def _server_fault(exc: ApiError) -> bool:
     """A list the server fails to build (a 500: SD.Next's /schedulers) will not get better, so a
     run goes on without it; 502/503/504 mean the server is away (retried, or stop)."""
     return exc.status is not None and exc.status >= 500 and exc.status not in (502, 503, 504)
-
-
-def is_on(value: Any) -> bool:
-    """A request flag as the server's lax validation reads it (true, 1, "true", "yes", …)."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "on", "t", "true", "y", "yes")
-    return bool(value)

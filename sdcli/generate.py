@@ -14,9 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sdcli.answercheck import answer_model, check_result, check_size
 from sdcli.apitypes import GeneratedImage, GenerationResult
-from sdcli.catalog import Catalog, Resolved, resolve_names
+from sdcli.catalog import Catalog
 from sdcli.client import WebUIClient
 from sdcli.errors import (
     ApiError,
@@ -29,6 +28,8 @@ from sdcli.errors import (
     UsageError,
     interruption,
 )
+from sdcli.names.answer import answer_model, check_result, check_size
+from sdcli.names.request import Resolved, resolve_names
 from sdcli.payload import build_payload
 from sdcli.requestcheck import check_body, check_seed_span
 
@@ -358,7 +359,7 @@ class Generator:
             return
         if not forge:
             return
-        from sdcli.serverinfo import checkpoint_option
+        from sdcli.names.lookup import checkpoint_option
 
         title = resolved.model.title if resolved.model else checkpoint_option(options)
         exc.hint = (

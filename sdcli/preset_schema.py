@@ -162,7 +162,7 @@ def copy_toml(value: Any) -> Any:
 
 def did_you_mean_suffix(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest of `choices`, or "" when none is close."""
-    from sdcli.resolve import did_you_mean
+    from sdcli.names.lookup import did_you_mean
 
     close = did_you_mean(word, choices, n=1, cutoff=0.6, holding=False)
     return f" (did you mean '{close[0]}'?)" if close else ""

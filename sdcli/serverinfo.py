@@ -8,22 +8,20 @@ keeps what was learnt, so the CLI can still show it before reporting the error.
 from __future__ import annotations
 
 import math
-import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdcli.apitypes import SdModel
 from sdcli.client import API
 from sdcli.errors import ApiError, AuthError, ConnectionFailed, SdcliError, ServerTimeout
-from sdcli.resolve import model_aliases
+from sdcli.names.lookup import checkpoint_option, is_same_model, loaded_model, loaded_title
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
 
 VERSION_READ_TIMEOUT = 10.0  # /internal/sysinfo gathers a lot; the version is not worth a wait
-_HASH_SUFFIX = re.compile(r" \[[0-9a-fA-F]{8,64}\]$")
 
 
 @dataclass
@@ -84,34 +82,6 @@ def plain_number(value: Any) -> int | float | None:
     return int(number) if number.is_integer() else number
 
 
-def is_same_model(value: str | None, model: SdModel) -> bool:
-    """Whether option `sd_model_checkpoint` = `value` means `model`.
-
-    The option may hold a title, a bare alias (what a client sent), or a title that gained its
-    `[hash]` after the first load while our list was read before it.
-    """
-    if not value:
-        return False
-    if value in model_aliases(model):
-        return True
-    bare = _HASH_SUFFIX.sub("", value)
-    if bare != value and bare == model.name:
-        suffix = value[len(bare) + 2 : -1].lower()
-        return not model.hash or suffix == model.hash.lower()
-    return False
-
-
-def loaded_model(value: str | None, models: Sequence[SdModel]) -> SdModel | None:
-    """The checkpoint an option value names (an exact title first); None if none or unclear."""
-    if not value:
-        return None
-    for model in models:
-        if model.title == value:
-            return model
-    hits = [m for m in models if is_same_model(value, m)]
-    return hits[0] if len(hits) == 1 else None
-
-
 # Forge only records the choice of a checkpoint; it loads it when the next generation starts.
 FORGE_SELECTED = "selected, loads at the next generation"
 
@@ -119,11 +89,6 @@ FORGE_SELECTED = "selected, loads at the next generation"
 def is_forge_options(options: Mapping[str, Any]) -> bool:
     """Forge has its own `forge_*` settings (reForge's are `reforge_*`)."""
     return any(str(key).startswith("forge_") for key in options)
-
-
-def checkpoint_option(options: Mapping[str, Any]) -> str | None:
-    value = options.get("sd_model_checkpoint")
-    return str(value) if value else None
 
 
 def gather(client: WebUIClient, *, url_source: str = "default") -> ServerInfo:
@@ -368,10 +333,3 @@ def switch_model(client: WebUIClient, model: SdModel) -> str:
             hint="the load failed on the server; its console says why (e.g. a bad file)",
         )
     return loaded_title(after, model)
-
-
-def loaded_title(value: str | None, model: SdModel) -> str:
-    """The title to report: the server's normalised one when it is a title, else ours."""
-    if value and (value == model.title or _HASH_SUFFIX.sub("", value) == model.name):
-        return value
-    return model.title

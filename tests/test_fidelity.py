@@ -18,11 +18,12 @@ import pytest
 import requests
 
 from sdcli.apitypes import Sampler
-from sdcli.catalog import Catalog, resolve_names
+from sdcli.catalog import Catalog
 from sdcli.client import WebUIClient
 from sdcli.errors import NotFoundError
+from sdcli.names.lookup import has_combined_names, resolve_sampler, resolve_upscaler
+from sdcli.names.request import resolve_names
 from sdcli.pngmeta import png_size
-from sdcli.resolve import has_combined_names, resolve_sampler, resolve_upscaler
 from sdcli.serverinfo import detect_flavour, is_sdnext
 from sdcli.testing.fake_webui import FakeWebUI
 

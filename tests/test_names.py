@@ -11,7 +11,7 @@ import pytest
 
 from sdcli.apitypes import Sampler, Scheduler
 from sdcli.errors import NotFoundError
-from sdcli.resolve import did_you_mean, fold, resolve_sampler, resolve_upscaler
+from sdcli.names.lookup import did_you_mean, fold, resolve_sampler, resolve_upscaler
 from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import invoke, run_sdcli

@@ -6,7 +6,7 @@ import pytest
 
 from sdcli.apitypes import Sampler, Scheduler, SdModel
 from sdcli.errors import NotFoundError
-from sdcli.resolve import resolve_model, resolve_sampler
+from sdcli.names.lookup import resolve_model, resolve_sampler
 
 MODELS = [
     SdModel("qteamixQ_gamma.safetensors [58174ec2a4]", "qteamixQ_gamma", hash="58174ec2a4"),

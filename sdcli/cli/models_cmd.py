@@ -98,15 +98,17 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         from sdcli.errors import Interrupted, ServerTimeout
-        from sdcli.resolve import resolve_model
+        from sdcli.names.lookup import (
+            checkpoint_option,
+            is_same_model,
+            loaded_title,
+            resolve_model,
+        )
         from sdcli.serverinfo import (
             FORGE_SELECTED,
-            checkpoint_option,
             current_checkpoint,
             is_forge_options,
-            is_same_model,
             is_sdnext,
-            loaded_title,
             switch_model,
         )
 
@@ -154,13 +156,12 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--json", help="One JSON object per checkpoint on stdout.")
         ] = False,
     ) -> None:
+        from sdcli.names.lookup import checkpoint_option, loaded_model
         from sdcli.serverinfo import (
             FORGE_SELECTED,
-            checkpoint_option,
             current_checkpoint,
             is_forge_options,
             is_sdnext,
-            loaded_model,
         )
 
         state: AppState = ctx.obj
@@ -232,7 +233,7 @@ def _default_schedule(sampler: Sampler, schedulers: Sequence[Scheduler] | None) 
     value = sampler.options.get("scheduler")
     if not value:
         return ""
-    from sdcli.resolve import same_name
+    from sdcli.names.lookup import same_name
 
     for s in schedulers or ():
         if same_name(str(value), s.name) or same_name(str(value), s.label):

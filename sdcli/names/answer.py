@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.apitypes import GenerationResult
-from sdcli.catalog import Catalog, Resolved, is_on
+from sdcli.catalog import Catalog
 from sdcli.errors import SdcliError
+from sdcli.names.request import Resolved, is_on
 
 
 def check_result(
@@ -71,7 +72,7 @@ def _check_forge_selection(
     """Forge loads the selected checkpoint only when a job starts, and when the selected title
     matches no file it silently falls back to another one while GET /options still names the
     selected one (fixtures/forge/README.md): compare the image's model with the selection."""
-    from sdcli.serverinfo import checkpoint_option
+    from sdcli.names.lookup import checkpoint_option
 
     try:
         selected = checkpoint_option(catalog.options())
@@ -101,7 +102,7 @@ def _check_schedule(
 ) -> None:
     """An unknown scheduler silently becomes Automatic: compare with the infotext's."""
     from sdcli.infotext import parse_infotext
-    from sdcli.resolve import same_name
+    from sdcli.names.lookup import same_name
 
     want = payload.get("scheduler")
     if not isinstance(want, str) or not want.strip() or same_name(want, "automatic"):
@@ -112,7 +113,7 @@ def _check_schedule(
         return
     label = want
     with contextlib.suppress(SdcliError):  # only a name sent as typed (--set) needs the list
-        from sdcli.resolve import resolve_scheduler
+        from sdcli.names.lookup import resolve_scheduler
 
         schedulers = catalog.schedulers()
         if schedulers is not None:

@@ -1,4 +1,5 @@
-"""Name resolution against the server's own lists: checkpoints, samplers, schedulers, upscalers.
+"""Name lookup against the server's own lists: checkpoints, samplers, schedulers, upscalers,
+and "did you mean" suggestions for every name sdcli checks.
 
 The web UI silently replaces names it does not know (webui-api.md §6, §7.3), so sdcli resolves
 every name itself before generating, and never picks a "closest" match on its own.
@@ -9,12 +10,11 @@ Every comparison goes through `fold`: case and separators never matter ("sdxl", 
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sdcli.apitypes import Sampler, Scheduler, SdModel
 from sdcli.errors import NotFoundError
@@ -53,6 +53,8 @@ def did_you_mean(
     A choice is close when it is similar folded whole ("sdxl" ~ "sd_xl_base") or word by word;
     the word by word reading ranks them ("Euler b" is nearer "Euler a" than "Euler").
     """
+    import difflib  # only on a miss: lookups sit on every generation's path
+
     by_fold: dict[str, str] = {}
     for choice in choices:
         by_fold.setdefault(fold(choice) or choice, choice)
@@ -356,3 +358,48 @@ def _resolve_old_style(
             hint=_suggest(wanted, choices) or "run `sdcli samplers` to list them",
         )
     return found.name
+
+
+# The `[hash]` the web UI appends to a checkpoint title once it knows the hash.
+_HASH_SUFFIX = re.compile(r" \[[0-9a-fA-F]{8,64}\]$")
+
+
+def is_same_model(value: str | None, model: SdModel) -> bool:
+    """Whether option `sd_model_checkpoint` = `value` means `model`.
+
+    The option may hold a title, a bare alias (what a client sent), or a title that gained its
+    `[hash]` after the first load while our list was read before it.
+    """
+    if not value:
+        return False
+    if value in model_aliases(model):
+        return True
+    bare = _HASH_SUFFIX.sub("", value)
+    if bare != value and bare == model.name:
+        suffix = value[len(bare) + 2 : -1].lower()
+        return not model.hash or suffix == model.hash.lower()
+    return False
+
+
+def loaded_model(value: str | None, models: Sequence[SdModel]) -> SdModel | None:
+    """The checkpoint an option value names (an exact title first); None if none or unclear."""
+    if not value:
+        return None
+    for model in models:
+        if model.title == value:
+            return model
+    hits = [m for m in models if is_same_model(value, m)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def checkpoint_option(options: Mapping[str, Any]) -> str | None:
+    """The checkpoint option `sd_model_checkpoint` (a title, or the alias a client sent)."""
+    value = options.get("sd_model_checkpoint")
+    return str(value) if value else None
+
+
+def loaded_title(value: str | None, model: SdModel) -> str:
+    """The title to report: the server's normalised one when it is a title, else ours."""
+    if value and (value == model.title or _HASH_SUFFIX.sub("", value) == model.name):
+        return value
+    return model.title

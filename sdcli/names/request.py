@@ -1,0 +1,130 @@
+"""A job's names checked against the server before generating: the web UI silently replaces an
+unknown name with a default, so sdcli checks first and sends the server's exact spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdcli.apitypes import SdModel
+from sdcli.catalog import SDNEXT_HIRES_UPSCALER, Catalog, hires_defaults
+from sdcli.errors import ApiError, NotFoundError
+from sdcli.names.lookup import resolve_model, resolve_sampler, resolve_upscaler, split_combined
+from sdcli.payload import build_payload
+
+
+@dataclass(frozen=True)
+class Resolved:
+    sampler_name: str | None = None
+    scheduler: str | None = None
+    model: SdModel | None = None
+    hr_upscaler: str | None = None  # the server's exact spelling
+    clip_skip_field: bool = False  # clip skip as the request field `clip_skip` (SD.Next)
+    notes: tuple[str, ...] = ()  # what could not be honoured or checked, said before generating
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # fields sdcli fills in itself
+    defaults_notes: tuple[str, ...] = ()  # why, for --dry-run and --debug
+
+
+# SD.Next's `schedulers_sigma` choices (modules/ui_definitions.py, master 058a7f0cf)
+SDNEXT_SIGMAS = ("default", "karras", "betas", "exponential", "lambdas", "flowmatch")
+
+
+def resolve_names(
+    values: Mapping[str, Any], catalog: Catalog, sets: Mapping[str, Any] | None = None
+) -> Resolved:
+    """Check sampler, scheduler, model and hires upscaler against the server before generating.
+
+    A list the server fails to give (a 5xx) does not stop the run: the name is sent as typed, and
+    a note says it could not be checked.
+    """
+    sampler, scheduler = values.get("sampler"), values.get("scheduler")
+    sampler_name = scheduler_label = None
+    notes: list[str] = []
+    sdnext = bool(sampler or scheduler or values.get("clip_skip") is not None) and (
+        catalog.is_sdnext()
+    )
+    if sampler or scheduler:
+        schedulers = catalog.schedulers()
+        samplers = catalog.samplers_or_none()
+        if samplers is None:
+            sampler_name, scheduler_label = _unchecked(sampler, scheduler, split_combined)
+            notes.append(_cannot_check("sampler", sampler or "", catalog.broken["samplers"]))
+        else:
+            sampler_name, scheduler_label = resolve_sampler(
+                sampler, scheduler, samplers, schedulers
+            )
+        if scheduler_label is not None and sdnext:
+            notes.append(_sdnext_schedule_note(scheduler_label))
+            scheduler_label = None
+        elif scheduler_label is not None and "schedulers" in catalog.broken:
+            notes.append(_cannot_check("scheduler", scheduler_label, catalog.broken["schedulers"]))
+    model = resolve_model(str(values["model"]), catalog.models()) if values.get("model") else None
+    # Hires fields come from a preset's [params] or --set: look at the body they make.
+    body = build_payload(values, "", sets=sets)
+    hr_upscaler = None
+    hires = is_on(body.get("enable_hr"))
+    defaults, why = hires_defaults(body, catalog) if hires else ({}, [])
+    wanted = body.get("hr_upscaler") or defaults.get("hr_upscaler") if hires else None
+    if wanted:
+        try:
+            hr_upscaler = resolve_upscaler(str(wanted), catalog.upscalers())
+        except NotFoundError as exc:
+            if str(wanted).strip().lower() == "latent" and catalog.is_sdnext():
+                exc.hint = f"SD.Next calls it {SDNEXT_HIRES_UPSCALER!r}"
+            raise
+    clip_skip_field = values.get("clip_skip") is not None and sdnext
+    return Resolved(
+        sampler_name,
+        scheduler_label,
+        model,
+        hr_upscaler,
+        clip_skip_field,
+        tuple(notes),
+        defaults,
+        tuple(why),
+    )
+
+
+def _unchecked(
+    sampler: str | None,
+    scheduler: str | None,
+    split: Callable[[str], tuple[str, str] | None],
+) -> tuple[str | None, str | None]:
+    """Without the server's list: send as typed, an old combined name split in two."""
+    wanted = (scheduler or "").strip() or None
+    if sampler and wanted is None:
+        parts = split(sampler)
+        if parts is not None:
+            return parts[0], parts[1]
+    if wanted is not None and wanted.lower() == "automatic":
+        wanted = None
+    return (sampler.strip() if sampler else None), wanted
+
+
+def _cannot_check(what: str, name: str, error: ApiError) -> str:
+    return (
+        f"cannot check {what} {name!r}: the server failed to list them "
+        f"({error.status}: {error.detail or error.message}); sent as typed"
+    )
+
+
+def _sdnext_schedule_note(label: str) -> str:
+    sigma = label.strip().lower()
+    how = (
+        f'POST /sdapi/v1/options {{"schedulers_sigma": "{sigma}"}}'
+        if sigma in SDNEXT_SIGMAS
+        else "its setting schedulers_sigma (" + ", ".join(SDNEXT_SIGMAS) + ")"
+    )
+    return (
+        f"SD.Next cannot apply scheduler {label!r} per request (its setting schedulers_sigma "
+        f"picks the schedule for every job): not sent; to use it, set it on the server: {how}"
+    )
+
+
+def is_on(value: Any) -> bool:
+    """A request flag as the server's lax validation reads it (true, 1, "true", "yes", …)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "on", "t", "true", "y", "yes")
+    return bool(value)
