@@ -217,6 +217,20 @@ def load_settings(
     )
 
 
+def retry_backoff(env: Mapping[str, str] | None = None) -> float:
+    """The first wait between retries: 1 s, or SDCLI_RETRY_BACKOFF (tests set 0)."""
+    raw = (os.environ if env is None else env).get("SDCLI_RETRY_BACKOFF", "").strip()
+    if not raw:
+        return 1.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise UsageError(f"SDCLI_RETRY_BACKOFF must be a number of seconds, not {raw!r}")
+    return seconds
+
+
 def _where(key: str, source: str) -> str:
     return {"flag": f"--{key}", "env": ENV_VARS.get(key, key)}.get(source, f"config key {key!r}")
 
