@@ -37,6 +37,11 @@ def decode_image(b64: str, *, what: str) -> bytes:
         raise ApiError(f"{what} in the server's answer is not valid base64") from exc
 
 
+def encode_image(data: bytes) -> str:
+    """Image bytes as the bare base64 text the API takes (img2img inits, png-info, extras)."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
 def parse_generation(body: Any) -> GenerationResult:
     """Split a txt2img/img2img answer into the real images (with seeds and infotexts) and extras."""
     if not isinstance(body, dict) or not isinstance(body.get("images", []), list):

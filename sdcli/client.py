@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 import json
 import logging
 import time
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from sdcli.apiparse import (
+    encode_image,
     list_of_dicts,
     opt_float,
     parse_generation,
@@ -45,6 +45,7 @@ log = logging.getLogger("sdcli.http")
 API = "/sdapi/v1"
 # A refused port -> where the same web UI may be listening instead (API-only mode's default).
 ALTERNATE_PORTS = {7860: 7861}
+GENERATE_PATHS = {"txt2img": f"{API}/txt2img", "img2img": f"{API}/img2img"}  # by job mode
 SERVER_TEXT_LIMIT = 300  # characters of a server's message in an error line (--debug: all)
 QUICK_READ_TIMEOUT = 30.0  # list endpoints and progress never take the queue lock
 POLL_READ_TIMEOUT = 10.0
@@ -274,13 +275,19 @@ class WebUIClient:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def txt2img(self, payload: Mapping[str, Any]) -> GenerationResult:
-        body = self.post(f"{API}/txt2img", dict(payload), read_timeout=self.timeout)
+    def generate(self, mode: str, payload: Mapping[str, Any]) -> GenerationResult:
+        """One generation request of a job's mode (txt2img, img2img); waits for the images."""
+        path = GENERATE_PATHS.get(mode)
+        if path is None:
+            raise UsageError(f"{mode} is not supported by this client yet")
+        body = self.post(path, dict(payload), read_timeout=self.timeout)
         return parse_generation(body)
 
+    def txt2img(self, payload: Mapping[str, Any]) -> GenerationResult:
+        return self.generate("txt2img", payload)
+
     def img2img(self, payload: Mapping[str, Any]) -> GenerationResult:
-        body = self.post(f"{API}/img2img", dict(payload), read_timeout=self.timeout)
-        return parse_generation(body)
+        return self.generate("img2img", payload)
 
     def progress(self, *, skip_current_image: bool = True) -> Progress:
         body = self.get(
@@ -374,9 +381,7 @@ class WebUIClient:
         return names + [str(item.get("name")) for item in list_of_dicts(latent, "latent modes")]
 
     def png_info(self, png: bytes) -> PngInfo:
-        body = self.post(
-            f"{API}/png-info", {"image": binascii.b2a_base64(png, newline=False).decode()}
-        )
+        body = self.post(f"{API}/png-info", {"image": encode_image(png)})
         if not isinstance(body, dict):
             raise ApiError("png-info answered with something other than an object")
         return PngInfo(
