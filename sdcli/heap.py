@@ -38,3 +38,19 @@ def keep_freed_heap() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
     except (OSError, ValueError, AttributeError):
         return
+
+
+class KeepHeap:
+    """A sink (sdcli.events) for front ends that run many requests in one process: keeps the
+    heap from the second request on (a single image never pays for the mallopt calls)."""
+
+    def __init__(self) -> None:
+        self._saved = False
+
+    def __call__(self, event: object) -> None:
+        from sdcli.events import ImageSaved, UnitStarted
+
+        if isinstance(event, ImageSaved):
+            self._saved = True
+        elif isinstance(event, UnitStarted) and self._saved:
+            keep_freed_heap()

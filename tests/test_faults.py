@@ -922,7 +922,7 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr("sdcli.generate.Generator.run", broken)
+    monkeypatch.setattr("sdcli.run.run_job", broken)
     flags = ["--debug"] if debug else []
     r = invoke(["--url", fake_webui.url, *flags, "generate", *TINY, "x", "-o", str(tmp_path)])
     assert r.exit_code == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,10 @@ import pytest
 import requests
 
 from sdcli.client import WebUIClient
-from sdcli.errors import SdcliError
-from sdcli.generate import GenerateJob, Generator, ProgressSnapshot, RunSummary, SavedImage
+from sdcli.events import Event, Progressed, ProgressSnapshot
+from sdcli.job import Job
 from sdcli.pngmeta import get_parameters, read_parameters_from_file
+from sdcli.run import Runner, RunSummary, run_job
 from sdcli.testing.fake_validate import request_fields
 from sdcli.testing.fake_webui import FakeWebUI
 
@@ -341,44 +342,38 @@ def test_an_injected_500_in_this_flavours_shape_is_one_clean_line(
 
 
 class Recorder:
-    """A Reporter that keeps the progress snapshots and signals the first one at a given step."""
+    """A sink that keeps the progress snapshots and signals the first one at a given step."""
 
     def __init__(self, step: int) -> None:
         self.step = step
         self.snapshots: list[ProgressSnapshot] = []
         self.seen = threading.Event()
 
-    def batch_started(self, prompt: str, batch: int, batches: int) -> None: ...
-    def progress(self, snapshot: ProgressSnapshot) -> None:
-        self.snapshots.append(snapshot)
-        if not snapshot.queued and snapshot.step == self.step:
-            self.seen.set()
-
-    def image_saved(self, image: SavedImage) -> None: ...
-    def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None: ...
-    def warning(self, message: str) -> None: ...
-    def failed(self, prompt: str, error: SdcliError) -> None: ...
-    def interrupting(self) -> None: ...
-    def retrying(self, error: SdcliError, attempt: int, delay: float) -> None: ...
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progressed):
+            snapshot = event.snapshot
+            self.snapshots.append(snapshot)
+            if not snapshot.queued and snapshot.step == self.step:
+                self.seen.set()
 
 
 def test_progress_shows_our_steps_on_every_flavour(any_webui: FakeWebUI, tmp_path: Path) -> None:
     any_webui.pause_at_step(2)
     recorder = Recorder(step=2)
-    job = GenerateJob(
+    job = Job(
+        mode="txt2img",
         values={"steps": 5, "width": 64, "height": 64},
         sets={},
-        preset_names=[],
+        prompts=["a cat"],
         output_dir=tmp_path,
         name_template="{index}",
-        show_progress=True,
     )
     out: list[RunSummary] = []
     client = WebUIClient(any_webui.url, timeout=30)
 
     def run() -> None:
         try:
-            out.append(Generator(client, recorder, poll_interval=0.02).run(job, ["a cat"]))
+            out.append(run_job(job, Runner(client, recorder, poll_interval=0.02)))
         finally:
             client.close()
 

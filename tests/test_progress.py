@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
 from sdcli.client import WebUIClient
-from sdcli.errors import SdcliError
-from sdcli.generate import GenerateJob, Generator, ProgressSnapshot, RunSummary, SavedImage
+from sdcli.events import Event, ImageSaved, Progressed, ProgressSnapshot
+from sdcli.job import Job
+from sdcli.run import Runner, RunSummary, run_job
+from sdcli.save import SavedImage
 from sdcli.testing.fake_webui import FakeWebUI
 
 
 class Recorder:
-    """A Reporter that keeps what it is told and lets a test wait for a given snapshot."""
+    """A sink that keeps what it is told and lets a test wait for a given snapshot."""
 
     def __init__(self, until: Callable[[ProgressSnapshot], bool]) -> None:
         self.snapshots: list[ProgressSnapshot] = []
@@ -23,40 +25,33 @@ class Recorder:
         self.seen = threading.Event()
         self.until = until
 
-    def batch_started(self, prompt: str, batch: int, batches: int) -> None: ...
-    def progress(self, snapshot: ProgressSnapshot) -> None:
-        self.snapshots.append(snapshot)
-        if self.until(snapshot):
-            self.seen.set()
-
-    def image_saved(self, image: SavedImage) -> None:
-        self.saved.append(image)
-
-    def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None: ...
-    def warning(self, message: str) -> None: ...
-    def failed(self, prompt: str, error: SdcliError) -> None: ...
-    def interrupting(self) -> None: ...
-    def retrying(self, error: SdcliError, attempt: int, delay: float) -> None: ...
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progressed):
+            self.snapshots.append(event.snapshot)
+            if self.until(event.snapshot):
+                self.seen.set()
+        elif isinstance(event, ImageSaved):
+            self.saved.append(event.image)
 
 
 def start_run(
     fake: FakeWebUI, recorder: Recorder, tmp_path: Path, **values: object
 ) -> tuple[threading.Thread, list[RunSummary]]:
-    job = GenerateJob(
+    job = Job(
+        mode="txt2img",
         values={"steps": 6, "width": 64, "height": 64, **values},
         sets={},
-        preset_names=[],
+        prompts=["a cat"],
         output_dir=tmp_path,
         name_template="{index}",
-        show_progress=True,
     )
     out: list[RunSummary] = []
     client = WebUIClient(fake.url, timeout=30)
-    generator = Generator(client, recorder, poll_interval=0.02)
+    runner = Runner(client, recorder, poll_interval=0.02)
 
     def target() -> None:
         try:
-            out.append(generator.run(job, ["a cat"]))
+            out.append(run_job(job, runner))
         finally:
             client.close()
 

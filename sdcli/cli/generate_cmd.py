@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
@@ -16,7 +15,11 @@ from sdcli.cli import options as opts
 from sdcli.cli import render
 from sdcli.cli.completion import complete_preset
 from sdcli.cli.state import AppState
-from sdcli.errors import ExitCode, SdcliError, UsageError
+from sdcli.errors import ExitCode, SdcliError
+
+if TYPE_CHECKING:
+    from sdcli.job import Job
+    from sdcli.run import RunSummary
 
 HELP = """\
 Generate images with txt2img and print each saved path on stdout, one per line.
@@ -45,32 +48,6 @@ def _stdin_bytes() -> BinaryIO:
     if buffer is not None:
         return buffer  # type: ignore[no-any-return]
     return io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))  # a text-only stand-in
-
-
-def _nonempty(prompts: Iterator[str], prompts_file: Path | None) -> Iterator[str]:
-    """The prompts, once there is surely one: an empty stdin is a mistake, not a no-op."""
-    first = next(prompts, None)
-    if first is None:
-        where = f"in --prompts-file {prompts_file}" if prompts_file is not None else "on stdin"
-        raise UsageError(
-            f"no prompt {where}",
-            hint="one prompt per line; blank lines and # comments are skipped",
-        )
-    return itertools.chain([first], prompts)
-
-
-def _retry_backoff() -> float:
-    """The first wait between retries: 1 s, or SDCLI_RETRY_BACKOFF (tests set 0)."""
-    raw = os.environ.get("SDCLI_RETRY_BACKOFF", "").strip()
-    if not raw:
-        return 1.0
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise UsageError(f"SDCLI_RETRY_BACKOFF must be a number of seconds, not {raw!r}")
-    return seconds
 
 
 def register(app: typer.Typer) -> None:
@@ -172,24 +149,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         state: AppState = ctx.obj
         words = list(prompt or [])
-        image_values: dict[str, Any] = {}
-        if from_image is not None:
-            from sdcli.imageparams import settings_from_image
+        from sdcli.plan import JobRequest, plan_job
 
-            from_png = settings_from_image(from_image)
-            image_values = from_png.values
-            if not words and prompts_file is None:
-                words = [from_png.prompt]
-        if not words and prompts_file is None:
-            raise UsageError('give a prompt, "-" to read prompts from stdin, or --prompts-file')
-        if words and prompts_file is not None:
-            raise UsageError("give prompt words or --prompts-file, not both")
-        from sdcli.generate import GenerateJob, check_job
-        from sdcli.output import DEFAULT_NAME_TEMPLATE, check_name_template
-        from sdcli.payload import merge_values, parse_set
-        from sdcli.presets import load_preset, validate_values
-
-        given = opts.value_flags(
+        flags = opts.value_flags(
             negative=negative,
             steps=steps,
             cfg=cfg,
@@ -204,48 +166,39 @@ def register(app: typer.Typer) -> None:
             count=count,
             model=model,
         )
-        given = validate_values(given, where="command line", labels=opts.FLAG_LABELS)
-        sets = parse_set(set_ or [])
-        names = list(preset or [])
-        if not names and state.settings.default_preset:
-            names = [state.settings.default_preset]
-        presets = [load_preset(n) for n in names]
-        values = merge_values([image_values, *(p.values for p in presets), given])
-        template = name or DEFAULT_NAME_TEMPLATE
-        check_name_template(template)
-        job = GenerateJob(
-            values=values,
-            sets=sets,
-            preset_names=[p.name for p in presets],
-            output_dir=state.output_dir(output_dir),
-            name_template=template,
+        request = JobRequest(
+            words=words,
+            prompts_file=prompts_file,
+            presets=list(preset or []),
+            flags=flags,
+            sets=list(set_ or []),
+            from_image=from_image,
+            output_dir=output_dir,
+            name_template=name,
             overwrite=overwrite,
-            batches=int(values.get("batch_count") or 1),
             keep_going=keep_going,
             retries=retries,
-            retry_backoff=_retry_backoff(),
-            show_progress=not (quiet or no_progress) and render.stderr_is_tty(),
+            flag_labels=opts.FLAG_LABELS,
         )
-        check_job(job)
-        from sdcli.prompts import read_prompts
-
+        job = plan_job(request, state.settings, stdin=_stdin_bytes())
         # Prompts typed at a terminal: say how, and how to stop. They are never waited for just
         # to be listed as not done (see _gave_up).
         typed = prompts_file is None and words == ["-"] and sys.stdin.isatty()
         if typed and not quiet:
             render.note(TYPING_HINT)
-        prompts = _nonempty(read_prompts(words, prompts_file, _stdin_bytes()), prompts_file)
         if dry_run:
-            _dry_run(state, job, prompts)
+            _dry_run(state, job)
             return
         many = words == ["-"] or prompts_file is not None
-        _run(state, job, prompts, json_lines=json_lines, quiet=quiet, typed=typed, many=many)
+        show = not (quiet or no_progress) and render.stderr_is_tty()
+        _run(state, job, show, json_lines=json_lines, quiet=quiet, typed=typed, many=many)
 
 
-def _dry_run(state: AppState, job: Any, prompts: Iterator[str]) -> None:
+def _dry_run(state: AppState, job: Job) -> None:
     """Print each body as it would be sent: names resolved if the server answers (GETs only)."""
-    from sdcli.generate import dry_run_payload, resolve_for_dry_run
+    from sdcli.plan import dry_run_bodies, first_prompt, resolve_for_dry_run
 
+    prompts = first_prompt(job)
     resolved, error = resolve_for_dry_run(state.client, job)
     if error is not None:
         render.warn(f"{error.message}: names are shown as typed, not as the server would get them")
@@ -253,14 +206,14 @@ def _dry_run(state: AppState, job: Any, prompts: Iterator[str]) -> None:
         assert resolved is not None
         for note in (*resolved.notes, *resolved.defaults_notes):
             render.note(note)
-    for text in prompts:
-        render.result_json(dry_run_payload(job, text, resolved))
+    for body in dry_run_bodies(job, prompts, resolved):
+        render.result_json(body)
 
 
 def _run(
     state: AppState,
-    job: Any,
-    prompts: Iterator[str],
+    job: Job,
+    show_progress: bool,
     *,
     json_lines: bool,
     quiet: bool,
@@ -270,20 +223,23 @@ def _run(
     import time
 
     from sdcli.cli.reporter import CliReporter, LiveReporter
-    from sdcli.generate import Generator, RunSummary
+    from sdcli.events import fanout
+    from sdcli.heap import KeepHeap
+    from sdcli.run import Runner, RunSummary, run_job
 
-    reporter_cls = LiveReporter if job.show_progress else CliReporter
+    reporter_cls = LiveReporter if show_progress else CliReporter
     reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
+    runner = Runner(state.client, fanout(KeepHeap(), reporter), progress=show_progress)
     summary = RunSummary()
     started = time.monotonic()
     try:
-        Generator(state.client, reporter).run(job, prompts, summary)
+        run_job(job, runner, summary=summary)
     finally:
         reporter.close()
         if many and not quiet and summary.prompts:
             render.note(_run_summary(summary, time.monotonic() - started))
     if summary.gave_up is not None:
-        _gave_up(summary, prompts, typed=typed)
+        _gave_up(summary, iter(job.prompts), typed=typed)
     if summary.failures:
         n = len(summary.failures)
         render.error(
@@ -295,9 +251,9 @@ def _run(
 NOT_DONE_LISTED = 1000  # untried prompts read (and named) after --keep-going gives up
 
 
-def _gave_up(summary: Any, prompts: Iterator[str], *, typed: bool) -> None:
+def _gave_up(summary: RunSummary, prompts: Iterator[str], *, typed: bool) -> None:
     """--keep-going met a server that went away: name every prompt not done, then exit 3."""
-    from sdcli.generate import MAX_CONNECTION_FAILURES
+    from sdcli.run import MAX_CONNECTION_FAILURES
 
     not_done = [failure.prompt for failure in summary.failures]
     tried = len(not_done)
@@ -325,7 +281,7 @@ def _gave_up(summary: Any, prompts: Iterator[str], *, typed: bool) -> None:
     raise typer.Exit(int(ExitCode.UNREACHABLE))
 
 
-def _run_summary(summary: Any, seconds: float) -> str:
+def _run_summary(summary: RunSummary, seconds: float) -> str:
     """The closing line of a run of many prompts, on stderr: how much was done, how fast."""
     prompts, images, failed = summary.prompts, len(summary.saved), len(summary.failures)
     return (

@@ -221,8 +221,8 @@ def new(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing preset.")] = False,
 ) -> None:
-    from sdcli.payload import merge_values, parse_set
-    from sdcli.presets import save_preset, validate_values
+    from sdcli.plan import preset_from_flags
+    from sdcli.presets import save_preset
 
     flags: dict[str, Any] = {
         "description": description,
@@ -244,16 +244,8 @@ def new(
             model=model,
         ),
     }
-    sets = parse_set(set_ or [])
-    if sets:
-        flags["params"] = sets
-    given = validate_values(flags, where="command line", labels=opts.FLAG_LABELS)
-    layers: list[dict[str, Any]] = []
-    if from_image is not None:
-        from sdcli.imageparams import settings_from_image
-
-        layers.append(settings_from_image(from_image, for_preset=True).values)
-    path = save_preset(name, merge_values([*layers, given]), force=force)
+    values = preset_from_flags(flags, set_ or [], from_image, labels=opts.FLAG_LABELS)
+    path = save_preset(name, values, force=force)
     render.result(str(path))
 
 

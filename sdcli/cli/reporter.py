@@ -10,16 +10,46 @@ from collections.abc import Sequence
 
 from sdcli.cli import render
 from sdcli.errors import SdcliError
-from sdcli.generate import ProgressSnapshot, SavedImage
+from sdcli.events import (
+    Event,
+    ImageSaved,
+    Interrupting,
+    Progressed,
+    ProgressSnapshot,
+    Retrying,
+    UnitFailed,
+    UnitFinished,
+    UnitStarted,
+    Warned,
+)
+from sdcli.save import SavedImage
 
 
 class CliReporter:
-    """The plain reporter; `LiveReporter` adds the bar."""
+    """The plain reporter, a sink of run events (sdcli.events); `LiveReporter` adds the bar."""
 
     def __init__(self, *, json_lines: bool, quiet: bool) -> None:
         self.json_lines = json_lines
         self.quiet = quiet
         self._label = ""
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progressed):
+            self.progress(event.snapshot)
+        elif isinstance(event, ImageSaved):
+            self.image_saved(event.image)
+        elif isinstance(event, UnitStarted):
+            self.batch_started(event.unit.prompt, event.unit.batch, event.unit.batches)
+        elif isinstance(event, UnitFinished):
+            self.batch_finished(event.images, event.seconds)
+        elif isinstance(event, Warned):
+            self.warning(event.message)
+        elif isinstance(event, UnitFailed):
+            self.failed(event.unit.prompt, event.error)
+        elif isinstance(event, Interrupting):
+            self.interrupting()
+        elif isinstance(event, Retrying):
+            self.retrying(event.error, event.attempt, event.delay)
 
     # stdout: results only, flushed one by one so pipelines see each path at once
     def image_saved(self, image: SavedImage) -> None:

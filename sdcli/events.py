@@ -1,0 +1,132 @@
+"""What a run tells its front ends: events, and the sinks that receive them.
+
+A sink is any callable taking an event (`Sink`); `fanout` hands each event to several (the
+terminal, a history file, a picture preview...). Every event names the unit it is about (None
+when it concerns the whole run) and the server (its base URL), so a queue over several servers
+can tell them apart. Sinks run on the thread of the Runner that emits: they must be quick and
+must not raise (an exception from a sink ends the run like any other error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sdcli.errors import SdcliError
+from sdcli.job import Unit
+from sdcli.save import SavedImage
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """What the progress bar shows; `queued` while another client's job holds the GPU."""
+
+    queued: bool
+    fraction: float
+    step: int = 0
+    steps: int = 0
+    image: int = 0  # 1-based job number within the request (web UI batch count)
+    images: int = 0
+    eta: float | None = None
+    elapsed: float = 0.0
+    textinfo: str | None = None
+
+
+@dataclass(frozen=True)
+class UnitStarted:
+    """A request is about to be sent."""
+
+    unit: Unit
+    server: str
+
+
+@dataclass(frozen=True)
+class Progressed:
+    """The server's progress on the unit (only when the Runner polls: `progress=True`)."""
+
+    unit: Unit
+    server: str
+    snapshot: ProgressSnapshot
+
+
+@dataclass(frozen=True)
+class ImageSaved:
+    """One image is on disk (emitted after every image of the answer is written)."""
+
+    unit: Unit
+    server: str
+    image: SavedImage
+
+
+@dataclass(frozen=True)
+class UnitFinished:
+    """Every image of the unit is saved."""
+
+    unit: Unit
+    server: str
+    images: Sequence[SavedImage]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class UnitFailed:
+    """The unit failed and --keep-going goes on with the next prompt."""
+
+    unit: Unit
+    server: str
+    error: SdcliError
+
+
+@dataclass(frozen=True)
+class Interrupting:
+    """Ctrl-C (or SIGTERM): the server was asked to stop; the partial images are awaited."""
+
+    unit: Unit
+    server: str
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """A transient failure; the same request goes again after `delay` seconds."""
+
+    unit: Unit | None
+    server: str
+    error: SdcliError
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class Warned:
+    """Something the user should know; the run goes on."""
+
+    message: str
+    unit: Unit | None = None
+    server: str = ""
+
+
+Event = (
+    UnitStarted
+    | Progressed
+    | ImageSaved
+    | UnitFinished
+    | UnitFailed
+    | Interrupting
+    | Retrying
+    | Warned
+)
+Sink = Callable[[Event], None]
+
+
+def fanout(*sinks: Sink) -> Sink:
+    """One sink that hands each event to every one of `sinks`, in order."""
+
+    def emit(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return emit
+
+
+def ignore(event: Event) -> None:
+    """The sink that drops everything."""

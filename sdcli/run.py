@@ -1,0 +1,400 @@
+"""Running a Job: each unit sent to a server, its progress followed, its images saved at once.
+
+`Runner` drives one client (one server); `run_job` walks a job's prompts and units over it.
+What happens is told to a sink (sdcli.events) as it happens, so any front end can render it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sdcli.apitypes import GenerationResult
+from sdcli.catalog import Catalog
+from sdcli.client import WebUIClient
+from sdcli.errors import (
+    ApiError,
+    AuthError,
+    ConnectionFailed,
+    Interrupted,
+    SdcliError,
+    ServerTimeout,
+    UsageError,
+    interruption,
+)
+from sdcli.events import (
+    Event,
+    ImageSaved,
+    Interrupting,
+    Progressed,
+    ProgressSnapshot,
+    Retrying,
+    Sink,
+    UnitFailed,
+    UnitFinished,
+    UnitStarted,
+    Warned,
+)
+from sdcli.job import Job, Unit, unit_values, units
+from sdcli.names.answer import check_result, check_size
+from sdcli.names.request import Resolved, resolve_names
+from sdcli.plan import check_job, first_prompt, job_body
+from sdcli.progress import POLL_INTERVAL, Poller
+from sdcli.save import SavedImage, Saver
+
+MAX_CONNECTION_FAILURES = 3  # --keep-going gives up after this many prompts in a row cannot connect
+INTERRUPT_GRACE = 10.0  # seconds to wait for the partial images after /interrupt
+T = TypeVar("T")
+
+log = logging.getLogger("sdcli.run")
+
+
+@dataclass
+class Failure:
+    prompt: str
+    error: SdcliError
+
+
+@dataclass
+class RunSummary:
+    saved: list[SavedImage] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    # --keep-going stopped early: the server went away (the last of the failures in a row)
+    gave_up: ConnectionFailed | None = None
+    prompts: int = 0  # prompts started, failed ones included
+
+
+class Runner:
+    """Runs units one after another over one client; tells `sink` what happens.
+
+    `progress=False`: no progress requests at all (nobody would see them).
+    """
+
+    def __init__(
+        self,
+        client: WebUIClient,
+        sink: Sink,
+        *,
+        progress: bool = True,
+        poll_interval: float = POLL_INTERVAL,
+        interrupt_grace: float = INTERRUPT_GRACE,
+    ) -> None:
+        self.client = client
+        self.sink = sink
+        self.server = client.base_url
+        self.catalog = Catalog(client)
+        self.progress = progress
+        self.poll_interval = poll_interval
+        self.interrupt_grace = interrupt_grace
+        self._unit: Unit | None = None  # the unit being run: progress events name it
+        self.poller = Poller(client, self.catalog, self._progressed)
+        self._job: Job | None = None
+        self._resolved: Resolved | None = None
+
+    def emit(self, event: Event) -> None:
+        self.sink(event)
+
+    def warn(self, message: str) -> None:
+        self.emit(Warned(message, self._unit, self.server))
+
+    def _progressed(self, snapshot: ProgressSnapshot) -> None:
+        if self._unit is not None:
+            self.emit(Progressed(self._unit, self.server, snapshot))
+
+    def prepare(self, job: Job) -> Resolved:
+        """Resolve the job's names on this server (warning about what it changed) and pin the
+        options the job overrides; the lists read get the same retries as the generation."""
+        self.catalog.fetch = lambda call: self.with_retries(job, call)
+        resolved = resolve_names(job.values, self.catalog, job.sets)
+        for note in resolved.notes:
+            self.warn(note)
+        for note in resolved.defaults_notes:
+            log.debug("%s", note)
+        self._pin_options(job, resolved)
+        self._job, self._resolved = job, resolved
+        return resolved
+
+    def _resolved_for(self, job: Job) -> Resolved:
+        if self._job is not job or self._resolved is None:
+            return self.prepare(job)
+        return self._resolved
+
+    def body(self, job: Job, unit: Unit) -> dict[str, Any]:
+        """The unit's request body, with this server's names."""
+        return job_body(job, unit_values(job, unit), unit.prompt, self._resolved_for(job))
+
+    def _pin_options(self, job: Job, resolved: Resolved) -> None:
+        """Make the server restore every key this run overrides (see sdcli.pinning)."""
+        from sdcli.pinning import NEVER_PIN, pins_needed, restore_after
+
+        body = job_body(job, job.values, "", resolved)
+        overrides = {k: v for k, v in restore_after(body).items() if k not in NEVER_PIN}
+        if not overrides or self.catalog.is_sdnext():
+            return
+        pins = pins_needed(overrides, self.catalog.options())
+        if not pins:
+            return
+        self.client.set_options(pins)
+        for key, value in pins.items():
+            log.debug(
+                "override_settings: pinned %s to its value %r, so the server restores it after "
+                "each job (it restores only the settings it holds)",
+                key,
+                value,
+            )
+
+    def run_unit(
+        self, job: Job, unit: Unit, saver: Saver, *, into: list[SavedImage] | None = None
+    ) -> list[SavedImage]:
+        """Send one request, save its images (appended to `into` as each is written: a run's
+        images so far), check the answer. Ctrl-C keeps what the server had made."""
+        kept: list[SavedImage] = [] if into is None else into
+        resolved = self._resolved_for(job)
+        payload = self.body(job, unit)
+        self._unit = unit
+        try:
+            return self._run(job, unit, saver, kept, resolved, payload)
+        finally:
+            self._unit = None
+
+    def _run(
+        self,
+        job: Job,
+        unit: Unit,
+        saver: Saver,
+        kept: list[SavedImage],
+        resolved: Resolved,
+        payload: dict[str, Any],
+    ) -> list[SavedImage]:
+        self.emit(UnitStarted(unit, self.server))
+        started = time.monotonic()
+        stamp = datetime.now()
+        once = functools.partial(self._generate_once, job, payload)
+        try:
+            result = self.with_retries(job, once)
+        except ServerTimeout as exc:
+            # The job is still running (or queued) on the server: never sent twice.
+            from sdcli.jobs import STILL_GENERATING
+
+            exc.message = f"{exc.message}; {STILL_GENERATING}"
+            raise
+        except ApiError as exc:
+            self._explain_forge_failure(exc, resolved)
+            raise
+        except _Partial as partial:
+            before = len(kept)
+            with contextlib.suppress(ApiError):  # the Ctrl-C is the news, not a bad image
+                self._save_all(unit, saver, payload, partial.result, stamp, kept, interrupted=True)
+            # SD.Next returned a 512x512 image for an interrupted 64x64 job: say so
+            with contextlib.suppress(TypeError, ValueError):
+                check_size(payload, partial.result, self.warn)
+            signum, by = interruption(partial.cause)
+            total = len(kept)
+            raise Interrupted(_kept(by, total, total - before), signum=signum) from None
+        except Interrupted as exc:
+            if kept:
+                message = f"{exc}; kept the {len(kept)} image(s) saved before"
+                raise Interrupted(message, signum=int(exc.exit_code) - 128) from None
+            raise
+        if not result.images and not result.problems:
+            raise ApiError(
+                "the server answered without any image",
+                hint="no model may be loaded (SD.Next answers so after a failed load: "
+                "`sdcli info` shows the model, `sdcli set-model NAME` loads one); "
+                "or is `send_images` off, or did an extension swallow the output?",
+            )
+        saved = self._save_all(unit, saver, payload, result, stamp, kept)
+        self.emit(UnitFinished(unit, self.server, saved, time.monotonic() - started))
+        for warning in result.warnings:
+            self.warn(warning)
+        # Only warnings from here on, and only once the images are safely on disk.
+        try:
+            check_result(payload, resolved, result, self.catalog, self.warn)
+        except (TypeError, ValueError, KeyError) as exc:
+            self.warn(f"could not check the server's answer: {exc}")
+        return saved
+
+    def _save_all(
+        self,
+        unit: Unit,
+        saver: Saver,
+        payload: dict[str, Any],
+        result: GenerationResult,
+        stamp: datetime,
+        kept: list[SavedImage],
+        *,
+        interrupted: bool = False,
+    ) -> list[SavedImage]:
+        """Save the answer's images; they are all on disk before the first ImageSaved (a reader
+        closing stdout must never cost an image already received)."""
+        saved: list[SavedImage] = []
+        try:
+            saver.save_all(
+                payload, result, stamp, unit.batch, saved, interrupted=interrupted, warn=self.warn
+            )
+        finally:
+            kept.extend(saved)
+            for item in saved:
+                self.emit(ImageSaved(unit, self.server, item))
+        return saved
+
+    def _explain_forge_failure(self, exc: ApiError, resolved: Resolved) -> None:
+        """Forge loads a selected checkpoint only when a job starts: a broken one fails the job.
+
+        Only a 500 whose text speaks of loading weights is taken for that (one GET /options).
+        """
+        text = (exc.detail or exc.message).lower()
+        if exc.status != 500 or not any(word in text for word in _LOAD_WORDS):
+            return
+        try:
+            forge = self.catalog.is_forge()
+            options = self.catalog.options()
+        except SdcliError:
+            return
+        if not forge:
+            return
+        from sdcli.names.lookup import checkpoint_option
+
+        title = resolved.model.title if resolved.model else checkpoint_option(options)
+        exc.hint = (
+            f"Forge loads the checkpoint {title!r} only when a job starts: if it cannot load it, "
+            "the job fails; its console says why (`sdcli set-model` another one)"
+        )
+
+    def with_retries(self, job: Job, call: Callable[[], T]) -> T:
+        """`call()`, again after connection errors and 502/503/504, up to `job.retries` times."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except (ServerTimeout, Interrupted):
+                raise  # a timed-out job may still be running: never send it twice
+            except (ConnectionFailed, ApiError) as exc:
+                transient = isinstance(exc, ConnectionFailed) or (
+                    isinstance(exc, ApiError) and exc.status in (502, 503, 504)
+                )
+                if not transient or attempt >= job.retries:
+                    raise
+                attempt += 1
+                delay = min(job.retry_backoff * 2 ** (attempt - 1), 30.0)
+                self.emit(Retrying(self._unit, self.server, exc, attempt, delay))
+                time.sleep(delay)
+
+    def _generate_once(self, job: Job, payload: dict[str, Any]) -> GenerationResult:
+        task_id = f"task(sdcli-{uuid.uuid4().hex[:12]})"
+        if self.progress:
+            self.poller.start()
+        body = dict(payload)
+        if not self.catalog.known_sdnext:
+            body["force_task_id"] = task_id
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self.client.generate(job.mode, body)
+            except BaseException as exc:  # handed to the main thread as is
+                box["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name=f"sdcli-{job.mode}", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        try:
+            while not done.wait(self.poll_interval if self.progress else 0.5):
+                if self.progress:
+                    self.poller.poll(task_id, started)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Terminated)
+            self._interrupt(done)
+            if "result" in box:
+                raise _Partial(box["result"], exc) from None
+            signum, by = interruption(exc)
+            raise Interrupted(
+                f"interrupted{by} before the server returned any image", signum=signum
+            ) from None
+        if "error" in box:
+            raise box["error"]
+        result: GenerationResult = box["result"]
+        return result
+
+    def _interrupt(self, done: threading.Event) -> None:
+        """First Ctrl-C: ask the server to stop and wait briefly for what it made so far.
+
+        A second Ctrl-C while waiting propagates as KeyboardInterrupt and exits at once.
+        """
+        if self._unit is not None:
+            self.emit(Interrupting(self._unit, self.server))
+        try:
+            self.client.interrupt()
+        except SdcliError as exc:
+            from sdcli.jobs import STILL_GENERATING
+
+            self.warn(f"could not ask the server to stop ({exc}): {STILL_GENERATING}")
+            return
+        done.wait(self.interrupt_grace)
+
+
+def run_job(
+    job: Job, runner: Runner, *, saver: Saver | None = None, summary: RunSummary | None = None
+) -> RunSummary:
+    """Run every prompt of `job`, unit by unit; `summary` (if given) is filled in as it goes, so
+    a caller still has the counts when an error or Ctrl-C ends the run early.
+
+    With `job.keep_going`, a failed prompt is told (UnitFailed) and the next one goes; after
+    MAX_CONNECTION_FAILURES prompts in a row cannot connect, the run stops (`summary.gave_up`).
+    """
+    prompts: Iterator[str] = first_prompt(job)
+    saver = Saver.for_job(job) if saver is None else saver
+    check_job(job)
+    saver.check()
+    runner.prepare(job)
+    summary = RunSummary() if summary is None else summary
+    unreachable = 0  # prompts in a row that failed to connect: is the server gone?
+    for prompt in prompts:
+        summary.prompts += 1
+        unit: Unit | None = None
+        try:
+            for unit in units(job, prompt):
+                runner.run_unit(job, unit, saver, into=summary.saved)
+        except (UsageError, AuthError, Interrupted):
+            raise
+        except SdcliError as exc:
+            if not job.keep_going or unit is None:
+                raise
+            summary.failures.append(Failure(prompt, exc))
+            runner.emit(UnitFailed(unit, runner.server, exc))
+            unreachable = unreachable + 1 if isinstance(exc, ConnectionFailed) else 0
+            if isinstance(exc, ConnectionFailed) and unreachable >= MAX_CONNECTION_FAILURES:
+                summary.gave_up = exc  # the caller may still read what was not tried
+                break
+        else:
+            unreachable = 0
+    return summary
+
+
+def _kept(by: str, total: int, partial: int) -> str:
+    """The Ctrl-C message: how many images this whole run kept, the interrupted job's among them."""
+    text = f"interrupted{by}; kept {total} image(s) the server had made"
+    return text if partial == total else f"{text} ({partial} from the interrupted job)"
+
+
+# What the exception of a checkpoint that cannot be loaded says (safetensors, torch, Forge).
+_LOAD_WORDS = ("safetensor", "state_dict", "checkpoint", "deserializ", "pickl", "load")
+
+
+class _Partial(Exception):
+    """Carries the interrupted job's partial result from the wait loop to the saver."""
+
+    def __init__(self, result: GenerationResult, cause: KeyboardInterrupt) -> None:
+        super().__init__("partial result")
+        self.result = result
+        self.cause = cause
