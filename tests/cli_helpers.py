@@ -1,4 +1,5 @@
-"""Ways to run sdcli in tests: a real process (the scripting contract) or Typer's CliRunner."""
+"""Ways to run sdcli in tests, and what to read from them: a real process (the scripting
+contract), a process a test talks to while it runs, or the Typer app in process."""
 
 from __future__ import annotations
 
@@ -6,11 +7,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from typer.testing import CliRunner
 
+if TYPE_CHECKING:
+    from sdcli.testing.fake_webui import FakeWebUI
+
 ANSI = "\x1b["
+SDCLI = (sys.executable, "-m", "sdcli")
+
+
+def _env(env: dict[str, str] | None) -> dict[str, str]:
+    return {**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})}
 
 
 def run_sdcli(
@@ -21,20 +31,123 @@ def run_sdcli(
 ) -> subprocess.CompletedProcess[str]:
     """`python -m sdcli ARGS` with pipes for stdin/stdout/stderr (so nothing is a TTY)."""
     return subprocess.run(
-        [sys.executable, "-m", "sdcli", *args],
+        [*SDCLI, *args],
         input=input,
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
+        env=_env(env),
         cwd=cwd,
         timeout=120,  # a safety net against a hung test, not a timing assertion
         check=False,
     )
 
 
-def invoke(args: Sequence[str], input: str | None = None) -> Any:
+def start_sdcli(
+    *args: str, env: dict[str, str] | None = None, stdin: int | IO[Any] = subprocess.PIPE
+) -> subprocess.Popen[str]:
+    """A real sdcli process with text pipes on stdout and stderr, left running."""
+    return subprocess.Popen(
+        [*SDCLI, *args],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env=_env(env),
+    )
+
+
+class SdcliProcess:
+    """A real sdcli process with pipes, so a signal reaches it as from a terminal; `send` feeds
+    `generate -` one prompt at a time."""
+
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, stdin: int = subprocess.PIPE
+    ) -> None:
+        self.proc = start_sdcli(*args, env=env, stdin=stdin)
+
+    def send(self, *prompts: str) -> None:
+        assert self.proc.stdin is not None
+        for prompt in prompts:
+            self.proc.stdin.write(prompt + "\n")
+        self.proc.stdin.flush()
+
+    def read_stdout(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.endswith("\n"), "sdcli closed stdout early"
+        return line[:-1]
+
+    def read_stderr(self) -> str:
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        assert line.endswith("\n"), "sdcli closed stderr early"
+        return line[:-1]
+
+    def finish(self, *prompts: str) -> tuple[int, str, str]:
+        """Send the last prompts (if stdin is a pipe), close stdin, wait for the exit."""
+        text = "".join(prompt + "\n" for prompt in prompts) if self.proc.stdin else None
+        out, err = self.proc.communicate(text, timeout=120)  # a safety net, not a timing test
+        return self.proc.returncode, out, err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def run_side_by_side(
+    runs: list[tuple[tuple[str, ...], dict[str, str]]],
+) -> list[subprocess.CompletedProcess[str]]:
+    """Independent sdcli processes, run at the same time to keep the suite quick."""
+    procs = [start_sdcli(*args, env=env, stdin=subprocess.DEVNULL) for args, env in runs]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)  # a safety net, not a timing assertion
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results
+
+
+def invoke(args: Sequence[str], input: str | bytes | None = None) -> Any:
     """Run the Typer app in-process; `.stdout` and `.stderr` are kept apart."""
     from sdcli.cli.app import app
 
     return CliRunner().invoke(app, list(args), input=input)
+
+
+def sdcli(server: FakeWebUI | str, *args: str, input: str | bytes | None = None) -> Any:
+    """`sdcli --url SERVER ARGS` in process; SERVER is a fake or a URL."""
+    url = server if isinstance(server, str) else server.url
+    return invoke(["--url", url, *args], input=input)
+
+
+def generate(
+    server: FakeWebUI | str, out: Path, *args: str, input: str | bytes | None = None
+) -> Any:
+    """`sdcli --url SERVER generate ARGS -o OUT` in process."""
+    return sdcli(server, "generate", *args, "-o", str(out), input=input)
+
+
+def error_line(stderr: str, *, alone: bool = False) -> str:
+    """The one `sdcli: error:` line, never a traceback nor "a bug in sdcli". Other lines (a
+    summary, warnings) may stand around it, unless `alone`: then it is the first line and only a
+    TOML error's quoted line and caret may follow it."""
+    assert "Traceback" not in stderr and "a bug in sdcli" not in stderr, stderr
+    if not alone:
+        errors = [line for line in stderr.splitlines() if line.startswith("sdcli: error:")]
+        assert len(errors) == 1, stderr
+        return errors[0]
+    first, *context = stderr.splitlines()
+    assert first.startswith("sdcli: error:"), stderr
+    assert not context or ("invalid TOML" in first and len(context) == 2), stderr
+    assert all(line.startswith("  ") and " | " in line for line in context), stderr
+    return first
+
+
+def warnings(stderr: str) -> list[str]:
+    """The `sdcli: warning:` lines."""
+    return [line for line in stderr.splitlines() if line.startswith("sdcli: warning:")]

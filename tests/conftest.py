@@ -1,7 +1,9 @@
-"""Fixtures for every test: an isolated sdcli home, and the fake web UI on an ephemeral port."""
+"""Fixtures for every test: an isolated sdcli home, the fake web UI on an ephemeral port, a port
+nobody listens on, and real sdcli processes that are killed when the test ends."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,8 @@ from typing import Any
 import pytest
 
 from sdcli.testing.fake_webui import FakeWebUI
+
+from cli_helpers import SdcliProcess
 
 _CLEARED_ENV = (
     "SDCLI_URL",
@@ -18,6 +22,7 @@ _CLEARED_ENV = (
     "SDCLI_PRESETS_PATH",
     "SDCLI_PRESET",
     "SDCLI_DEBUG",
+    "VISUAL",  # the user's own $VISUAL would win over the $EDITOR tests set
 )
 
 
@@ -53,3 +58,31 @@ def make_fake_webui() -> Iterator[Callable[..., FakeWebUI]]:
 def fake_webui(make_fake_webui: Callable[..., FakeWebUI]) -> FakeWebUI:
     """A running A1111 v1.10.1 fake (UI mode, no auth, instant steps) on an ephemeral port."""
     return make_fake_webui()
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound (so nobody else takes it), not listening."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+@pytest.fixture
+def dead_url(closed_port: int) -> str:
+    """The URL of `closed_port`: a server that is down."""
+    return f"http://127.0.0.1:{closed_port}"
+
+
+@pytest.fixture
+def spawn_sdcli() -> Iterator[Callable[..., SdcliProcess]]:
+    """Start real sdcli processes; any still running when the test ends is killed (by its pid)."""
+    started: list[SdcliProcess] = []
+
+    def start(*args: str, **kwargs: Any) -> SdcliProcess:
+        started.append(SdcliProcess(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()

@@ -11,7 +11,7 @@ import pytest
 
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke
+from cli_helpers import error_line, generate, invoke
 
 TXT2IMG = "/sdapi/v1/txt2img"
 # the lists, and the flavour (SD.Next has /version: no per-request schedule there)
@@ -21,20 +21,6 @@ LOOKUPS = {
     "/sdapi/v1/sd-models",
     "/sdapi/v1/version",
 }
-
-
-def error_line(stderr: str) -> str:
-    """The one error line; only a TOML error's quoted line and caret may follow it."""
-    assert "Traceback" not in stderr, stderr
-    first, *context = stderr.splitlines()
-    assert first.startswith("sdcli: error:"), stderr
-    assert not context or ("invalid TOML" in first and len(context) == 2), stderr
-    assert all(line.startswith("  ") and " | " in line for line in context), stderr
-    return first
-
-
-def run(fake: FakeWebUI, out: Path, *args: str, input: Any = None) -> Any:
-    return invoke(["--url", fake.url, "generate", *args, "-o", str(out)], input=input)
 
 
 @pytest.fixture
@@ -68,9 +54,9 @@ def test_broken_preset_file_names_the_file_and_sends_nothing(
 ) -> None:
     path = presets / "broken.toml"
     path.write_text(text, encoding="utf-8")
-    r = run(fake_webui, tmp_path / "out", "-p", "broken", "x")
+    r = generate(fake_webui, tmp_path / "out", "-p", "broken", "x")
     assert r.exit_code == 2
-    line = error_line(r.stderr)
+    line = error_line(r.stderr, alone=True)
     assert str(path) in line
     for fragment in fragments:
         assert fragment in line
@@ -81,26 +67,26 @@ def test_broken_preset_file_names_the_file_and_sends_nothing(
 def test_extends_cycle_is_named(fake_webui: FakeWebUI, presets: Path, tmp_path: Path) -> None:
     (presets / "a.toml").write_text('extends = "b"\nsteps = 3\n', encoding="utf-8")
     (presets / "b.toml").write_text('extends = "a"\nsteps = 4\n', encoding="utf-8")
-    r = run(fake_webui, tmp_path, "-p", "a", "x")
+    r = generate(fake_webui, tmp_path, "-p", "a", "x")
     assert r.exit_code == 2
-    line = error_line(r.stderr)
+    line = error_line(r.stderr, alone=True)
     assert "'extends' makes a cycle: a -> b -> a" in line and str(presets / "b.toml") in line
     assert fake_webui.requests == []
 
 
 def test_unknown_preset(fake_webui: FakeWebUI, tmp_path: Path) -> None:
-    r = run(fake_webui, tmp_path, "-p", "no-such-preset", "x")
+    r = generate(fake_webui, tmp_path, "-p", "no-such-preset", "x")
     assert r.exit_code == 2
-    assert "no-such-preset" in error_line(r.stderr)
+    assert "no-such-preset" in error_line(r.stderr, alone=True)
     assert fake_webui.requests == []
 
 
 def test_preset_that_is_not_utf8(fake_webui: FakeWebUI, presets: Path, tmp_path: Path) -> None:
     path = presets / "latin1.toml"
     path.write_bytes('description = "caf\xe9"\n'.encode("latin-1"))
-    r = run(fake_webui, tmp_path, "-p", "latin1", "x")
+    r = generate(fake_webui, tmp_path, "-p", "latin1", "x")
     assert r.exit_code == 2
-    assert f"{path}: not UTF-8" in error_line(r.stderr)
+    assert f"{path}: not UTF-8" in error_line(r.stderr, alone=True)
     assert fake_webui.requests == []
 
 
@@ -133,9 +119,9 @@ def test_bad_flag_values_exit_2_and_send_nothing(
     fake_webui: FakeWebUI, tmp_path: Path, args: list[str], fragment: str
 ) -> None:
     words = [] if "--prompts-file" in args or "--from-image" in args else ["x"]
-    r = run(fake_webui, tmp_path / "out", *args, *words)
+    r = generate(fake_webui, tmp_path / "out", *args, *words)
     assert r.exit_code == 2, r.stderr
-    assert fragment in error_line(r.stderr)
+    assert fragment in error_line(r.stderr, alone=True)
     assert fake_webui.requests == []
     assert not (tmp_path / "out").exists()
 
@@ -143,9 +129,9 @@ def test_bad_flag_values_exit_2_and_send_nothing(
 def test_from_image_that_is_not_an_image(fake_webui: FakeWebUI, tmp_path: Path) -> None:
     fake = tmp_path / "notes.png"
     fake.write_text("just text", encoding="utf-8")
-    r = run(fake_webui, tmp_path / "out", "--from-image", str(fake))
+    r = generate(fake_webui, tmp_path / "out", "--from-image", str(fake))
     assert r.exit_code == 2
-    assert str(fake) in error_line(r.stderr)
+    assert str(fake) in error_line(r.stderr, alone=True)
     assert fake_webui.requests == []
 
 
@@ -160,9 +146,9 @@ def test_from_image_that_is_not_an_image(fake_webui: FakeWebUI, tmp_path: Path) 
 def test_unknown_names_exit_2_after_lookups_only(
     fake_webui: FakeWebUI, tmp_path: Path, args: list[str], fragment: str
 ) -> None:
-    r = run(fake_webui, tmp_path / "out", *args, "x")
+    r = generate(fake_webui, tmp_path / "out", *args, "x")
     assert r.exit_code == 2, r.stderr
-    assert fragment in error_line(r.stderr)
+    assert fragment in error_line(r.stderr, alone=True)
     sent = fake_webui.requests
     assert sent, "the names are checked against the server's lists"
     assert {(req.method, req.path) for req in sent} <= {("GET", path) for path in LOOKUPS}
@@ -173,9 +159,9 @@ def test_unknown_sampler_in_a_preset_is_caught_before_generating(
     fake_webui: FakeWebUI, presets: Path, tmp_path: Path
 ) -> None:
     (presets / "typo.toml").write_text('sampler = "DPM++ 2M Karas"\n', encoding="utf-8")
-    r = run(fake_webui, tmp_path, "-p", "typo", "x")
+    r = generate(fake_webui, tmp_path, "-p", "typo", "x")
     assert r.exit_code == 2
-    assert "DPM++ 2M Karas" in error_line(r.stderr)
+    assert "DPM++ 2M Karas" in error_line(r.stderr, alone=True)
     assert fake_webui.requests_to(TXT2IMG) == []
 
 
@@ -194,9 +180,9 @@ def test_unknown_sampler_in_a_preset_is_caught_before_generating(
 def test_missing_or_unreadable_prompts(
     fake_webui: FakeWebUI, tmp_path: Path, args: list[str], stdin: Any, fragment: str
 ) -> None:
-    r = run(fake_webui, tmp_path, *args, input=stdin)
+    r = generate(fake_webui, tmp_path, *args, input=stdin)
     assert r.exit_code == 2
-    assert fragment in error_line(r.stderr)
+    assert fragment in error_line(r.stderr, alone=True)
     assert fake_webui.requests == []
 
 
@@ -208,9 +194,9 @@ def test_bad_prompts_file(
 ) -> None:
     path = tmp_path / "prompts.txt"
     path.write_bytes(content)
-    r = run(fake_webui, tmp_path, "--prompts-file", str(path))
+    r = generate(fake_webui, tmp_path, "--prompts-file", str(path))
     assert r.exit_code == 2
-    line = error_line(r.stderr)
+    line = error_line(r.stderr, alone=True)
     assert fragment in line and str(path) in line
     assert fake_webui.requests == []
 
@@ -218,9 +204,9 @@ def test_bad_prompts_file(
 def test_prompt_words_and_a_prompts_file_together(fake_webui: FakeWebUI, tmp_path: Path) -> None:
     path = tmp_path / "prompts.txt"
     path.write_text("a\n", encoding="utf-8")
-    r = run(fake_webui, tmp_path, "--prompts-file", str(path), "x")
+    r = generate(fake_webui, tmp_path, "--prompts-file", str(path), "x")
     assert r.exit_code == 2
-    assert "not both" in error_line(r.stderr)
+    assert "not both" in error_line(r.stderr, alone=True)
     assert fake_webui.requests == []
 
 
@@ -250,7 +236,7 @@ def test_bad_settings_exit_2(
         global_args = ["--url", fake_webui.url, *global_args]
     r = settings_run(global_args, tmp_path)
     assert r.exit_code == 2, r.stderr
-    assert fragment in error_line(r.stderr)
+    assert fragment in error_line(r.stderr, alone=True)
     assert fake_webui.requests == []
     assert list(tmp_path.iterdir()) == []
 
@@ -270,7 +256,7 @@ def test_bad_config_file_is_named(
     config.write_text(text, encoding="utf-8")
     r = settings_run(["--url", fake_webui.url], tmp_path)
     assert r.exit_code == 2, r.stderr
-    line = error_line(r.stderr)
+    line = error_line(r.stderr, alone=True)
     assert fragment in line
     assert str(config) in line or "config key" in line
     assert fake_webui.requests == []
@@ -280,7 +266,9 @@ def test_bad_retry_backoff_environment(
     fake_webui: FakeWebUI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SDCLI_RETRY_BACKOFF", "-1")
-    r = run(fake_webui, tmp_path, "x")
+    r = generate(fake_webui, tmp_path, "x")
     assert r.exit_code == 2
-    assert "SDCLI_RETRY_BACKOFF must be a number of seconds, not '-1'" in error_line(r.stderr)
+    assert "SDCLI_RETRY_BACKOFF must be a number of seconds, not '-1'" in error_line(
+        r.stderr, alone=True
+    )
     assert fake_webui.requests == []

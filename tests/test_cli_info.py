@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable
 from io import BytesIO
@@ -218,15 +217,6 @@ def test_from_image_without_parameters_is_a_usage_error(tmp_path: Path) -> None:
 # --- info (the server) -------------------------------------------------------------------------
 
 MakeFake = Callable[..., FakeWebUI]
-
-
-@pytest.fixture
-def dead_url() -> str:
-    """A loopback port nobody listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def server_info(fake: FakeWebUI | str, *args: str) -> tuple[Result, dict[str, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from sdcli.cli.app import app
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import run_sdcli
+from cli_helpers import run_sdcli, sdcli
 
 COUNTERFEIT = "anime/counterfeitV30_v30.safetensors [cbfba64e66]"
 RANDOM = "random-sd15.safetensors [6d338e2388]"
@@ -27,22 +26,8 @@ runner = CliRunner()
 MakeFake = Callable[..., FakeWebUI]
 
 
-def sdcli(fake: FakeWebUI | str, *args: str, **kwargs: Any) -> Result:
-    url = fake if isinstance(fake, str) else fake.url
-    return runner.invoke(app, ["--url", url, *args], **kwargs)
-
-
 def posts_to_options(fake: FakeWebUI) -> list[Any]:
     return [r.json for r in fake.requests_to(OPTIONS) if r.method == "POST"]
-
-
-@pytest.fixture
-def dead_url() -> str:
-    """A loopback port nobody listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 # --- set-model ---------------------------------------------------------------------------------

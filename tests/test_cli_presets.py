@@ -26,12 +26,6 @@ SAMPLE_PNG = Path(__file__).parent / "fixtures" / "sample.png"
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def no_editor_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The user's own $VISUAL would win over the $EDITOR these tests set."""
-    monkeypatch.delenv("VISUAL", raising=False)
-
-
 def write_user_preset(name: str, text: str) -> Path:
     path = user_presets_dir() / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,11 +27,10 @@ import requests
 from sdcli.pngmeta import get_parameters, sniff_image_format
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke, run_sdcli
+from cli_helpers import SDCLI, SdcliProcess, error_line, invoke, run_sdcli, run_side_by_side
 
 MakeFake = Callable[..., FakeWebUI]
 
-SDCLI = (sys.executable, "-m", "sdcli")
 TXT2IMG = "/sdapi/v1/txt2img"
 INTERRUPT = "/sdapi/v1/interrupt"
 TINY = ("--steps", "2", "-W", "64", "-H", "64")  # no sampler: no name lookups, txt2img only
@@ -54,14 +53,6 @@ def all_files(directory: Path) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
 
 
-def error_line(stderr: str) -> str:
-    """The one error line a failure must produce; never a traceback."""
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("sdcli: error:")]
-    assert len(errors) == 1, stderr
-    return errors[0]
-
-
 def generate(url: str, out: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return run_sdcli("--url", url, "generate", "-q", *TINY, *args, "-o", str(out), **kwargs)
 
@@ -77,76 +68,6 @@ def generate_here(url: str, out: Path, *args: str, input: str | None = None) -> 
     """The same run in process (CliRunner): for rows where a real process adds nothing."""
     r = invoke(["--url", url, "generate", "-q", *TINY, *args, "-o", str(out)], input=input)
     return Ran(r.exit_code, r.stdout, r.stderr)
-
-
-class Sdcli:
-    """A real sdcli process with pipes; `send` feeds `generate -` one prompt at a time."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [*SDCLI, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
-        )
-
-    def send(self, *prompts: str) -> None:
-        assert self.proc.stdin is not None
-        for prompt in prompts:
-            self.proc.stdin.write(prompt + "\n")
-        self.proc.stdin.flush()
-
-    def read_stdout(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.endswith("\n"), "sdcli closed stdout early"
-        return line[:-1]
-
-    def read_stderr(self) -> str:
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        assert line.endswith("\n"), "sdcli closed stderr early"
-        return line[:-1]
-
-    def finish(self, *prompts: str) -> tuple[int, str, str]:
-        """Send the last prompts, close stdin, wait for the exit: (code, stdout, stderr)."""
-        text = "".join(prompt + "\n" for prompt in prompts)
-        out, err = self.proc.communicate(text, timeout=120)  # a safety net, not a timing test
-        return self.proc.returncode, out, err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-@pytest.fixture
-def sdcli() -> Iterator[Callable[..., Sdcli]]:
-    """Start sdcli processes; any still running when the test ends is killed (by its pid)."""
-    started: list[Sdcli] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> Sdcli:
-        process = Sdcli(*args, env=env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port that refuses connections: bound (so nobody else takes it), not listening."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
 
 
 @pytest.fixture
@@ -172,8 +93,8 @@ def png_bytes(fake: FakeWebUI, **body: Any) -> bytes:
 # --- the server cannot be reached --------------------------------------------------------------
 
 
-def test_unreachable_server_exits_3(closed_port: int, tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{closed_port}"
+def test_unreachable_server_exits_3(dead_url: str, tmp_path: Path) -> None:
+    url = dead_url
     r = generate(url, tmp_path / "out", "x")
     assert r.returncode == 3
     assert f"cannot reach {url}" in error_line(r.stderr)
@@ -211,10 +132,10 @@ def test_connect_timeout_exits_3(
 
 
 def test_read_timeout_during_a_long_job_exits_3_keeps_earlier_images_and_never_resends(
-    fake_webui: FakeWebUI, sdcli: Callable[..., Sdcli], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    p = sdcli(
+    p = spawn_sdcli(
         "--url", fake_webui.url, "--timeout", "0.5", "generate", "-q", *TINY,
         "--retries", "2", "-", "-o", str(out),
     )  # fmt: skip
@@ -335,10 +256,10 @@ def test_bytes_that_are_no_image_are_refused_and_the_rest_kept(
 
 
 def test_connection_dropped_exits_3_keeps_earlier_images(
-    fake_webui: FakeWebUI, sdcli: Callable[..., Sdcli], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    p = sdcli("--url", fake_webui.url, "generate", "-q", *TINY, "-", "-o", str(out))
+    p = spawn_sdcli("--url", fake_webui.url, "generate", "-q", *TINY, "-", "-o", str(out))
     p.send("first")
     first = Path(p.read_stdout())
     fake_webui.fail(TXT2IMG, mode="close")
@@ -351,11 +272,11 @@ def test_connection_dropped_exits_3_keeps_earlier_images(
 
 
 def test_server_dying_in_the_middle_of_a_job(
-    make_fake_webui: MakeFake, sdcli: Callable[..., Sdcli], tmp_path: Path
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     fake = make_fake_webui()
     out = tmp_path / "out"
-    p = sdcli("--url", fake.url, "generate", "-q", *TINY, "-", "-o", str(out))
+    p = spawn_sdcli("--url", fake.url, "generate", "-q", *TINY, "-", "-o", str(out))
     p.send("first")
     first = Path(p.read_stdout())
     fake.pause_at_step(1)
@@ -373,10 +294,10 @@ def test_server_dying_in_the_middle_of_a_job(
 
 
 def test_ctrl_c_interrupts_the_server_keeps_the_partial_image_and_exits_130(
-    fake_webui: FakeWebUI, sdcli: Callable[..., Sdcli], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     fake_webui.pause_at_step(3)
-    p = sdcli(
+    p = spawn_sdcli(
         "--url", fake_webui.url, "generate", "-q", *TINY, "--steps", "20", "x",
         "-o", str(tmp_path),
     )  # fmt: skip
@@ -394,11 +315,11 @@ def test_ctrl_c_interrupts_the_server_keeps_the_partial_image_and_exits_130(
 
 
 def test_ctrl_c_on_sdnext_keeps_its_jpeg_and_warns_of_its_other_size(
-    make_fake_webui: MakeFake, sdcli: Callable[..., Sdcli], tmp_path: Path
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     fake = make_fake_webui(profile="sdnext")
     fake.pause_at_step(2)
-    p = sdcli("--url", fake.url, "generate", *TINY, "--steps", "6", "x", "-o", str(tmp_path))
+    p = spawn_sdcli("--url", fake.url, "generate", *TINY, "--steps", "6", "x", "-o", str(tmp_path))
     assert fake.wait_paused(30)
     p.proc.send_signal(signal.SIGINT)
     code, stdout, stderr = p.finish()
@@ -411,10 +332,10 @@ def test_ctrl_c_on_sdnext_keeps_its_jpeg_and_warns_of_its_other_size(
 
 
 def test_second_ctrl_c_quits_at_once_with_130(
-    fake_webui: FakeWebUI, sdcli: Callable[..., Sdcli], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     fake_webui.fail(TXT2IMG, mode="hang")  # a server that never answers, even after /interrupt
-    p = sdcli("--url", fake_webui.url, "generate", *TINY, "x", "-o", str(tmp_path))
+    p = spawn_sdcli("--url", fake_webui.url, "generate", *TINY, "x", "-o", str(tmp_path))
     assert fake_webui.wait_for_request(TXT2IMG, timeout=30)
     p.proc.send_signal(signal.SIGINT)
     assert p.read_stderr().startswith("interrupting: waiting for the images made so far")
@@ -578,9 +499,11 @@ def test_head_1_in_a_shell_pipeline_gives_no_traceback(
 
 
 def test_reader_going_away_exits_141_with_every_received_image_on_disk(
-    fake_webui: FakeWebUI, sdcli: Callable[..., Sdcli], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
-    p = sdcli("--url", fake_webui.url, "generate", "-q", *TINY, "-b", "3", "-", "-o", str(tmp_path))
+    p = spawn_sdcli(
+        "--url", fake_webui.url, "generate", "-q", *TINY, "-b", "3", "-", "-o", str(tmp_path)
+    )
     p.send("first")
     for _ in range(3):  # the whole first batch, so the next write is surely the next batch's
         p.read_stdout()
@@ -705,35 +628,12 @@ def _leaks(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [s for s in (SECRET, token) if s in text]
 
 
-def run_side_by_side(
-    runs: list[tuple[tuple[str, ...], dict[str, str]]],
-) -> list[subprocess.CompletedProcess[str]]:
-    """Independent sdcli processes, run at the same time to keep the suite quick."""
-    procs = [
-        subprocess.Popen(
-            [*SDCLI, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            env={**os.environ, "PYTHONIOENCODING": "utf-8", **env},
-        )
-        for args, env in runs
-    ]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)  # a safety net, not a timing assertion
-        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    return results
-
-
 def test_the_password_never_appears_in_any_output(
-    make_fake_webui: MakeFake, closed_port: int, tmp_path: Path
+    make_fake_webui: MakeFake, dead_url: str, tmp_path: Path
 ) -> None:
     fake = make_fake_webui(auth=("u", SECRET))
     in_url = fake.url.replace("http://", f"http://u:{SECRET}@")
-    dead = f"http://127.0.0.1:{closed_port}"
+    dead = dead_url
     env = {"SDCLI_AUTH": f"u:{SECRET}"}
     out = ("-o", str(tmp_path))
     runs: list[tuple[tuple[str, ...], dict[str, str], int]] = [
@@ -815,9 +715,9 @@ def test_name_templates_cannot_escape_the_output_dir(
 
 
 def test_keep_going_goes_on_after_a_failed_prompt_and_exits_1(
-    fake_webui: FakeWebUI, sdcli: Callable[..., Sdcli], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
-    p = sdcli(
+    p = spawn_sdcli(
         "--url", fake_webui.url, "generate", *TINY, "--keep-going", "--name", "{prompt_slug}",
         "-", "-o", str(tmp_path),
     )  # fmt: skip
@@ -834,9 +734,9 @@ def test_keep_going_goes_on_after_a_failed_prompt_and_exits_1(
 
 
 def test_without_keep_going_the_first_failure_stops_the_run(
-    fake_webui: FakeWebUI, sdcli: Callable[..., Sdcli], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
-    p = sdcli(
+    p = spawn_sdcli(
         "--url", fake_webui.url, "generate", "-q", *TINY, "--name", "{prompt_slug}", "-",
         "-o", str(tmp_path),
     )  # fmt: skip

@@ -12,7 +12,6 @@ import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -27,19 +26,11 @@ from sdcli.pngmeta import png_size
 from sdcli.serverinfo import detect_flavour, is_sdnext
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke
+from cli_helpers import generate, invoke, warnings
 
 MakeFake = Callable[..., FakeWebUI]
 TXT2IMG = "/sdapi/v1/txt2img"
 UPSCALERS = ["None", "Lanczos", "R-ESRGAN 4x+", "Latent", "Latent (bicubic)"]
-
-
-def generate(fake: FakeWebUI, tmp_path: Path, *args: str) -> Any:
-    return invoke(["--url", fake.url, "generate", *args, "-o", str(tmp_path)])
-
-
-def warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("sdcli: warning:")]
 
 
 # --- image size: read from the PNG, not from `info` ----------------------------------------------
@@ -162,21 +153,16 @@ def test_a_presets_hires_upscaler_is_checked_too(
 def test_a_hires_upscaler_is_sent_as_the_server_spells_it(
     fake_webui: FakeWebUI, tmp_path: Path
 ) -> None:
-    r = invoke(
-        [
-            "--url",
-            fake_webui.url,
-            "generate",
-            "--set",
-            "enable_hr=true",
-            "--set",
-            "denoising_strength=0.5",
-            "--set",
-            "hr_upscaler=r-esrgan 4x+",
-            "-",
-            "-o",
-            str(tmp_path),
-        ],
+    r = generate(
+        fake_webui,
+        tmp_path,
+        "--set",
+        "enable_hr=true",
+        "--set",
+        "denoising_strength=0.5",
+        "--set",
+        "hr_upscaler=r-esrgan 4x+",
+        "-",
         input="a cat\na dog\n",
     )
     assert r.exit_code == 0, r.stderr

@@ -12,7 +12,7 @@ import requests
 from sdcli.pngmeta import get_parameters, iter_chunks
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import ANSI, invoke, run_sdcli
+from cli_helpers import ANSI, generate, invoke, run_sdcli
 
 TXT2IMG = "/sdapi/v1/txt2img"
 # The blog post's settings, literally (../shared/seed): the chibi preset must send each of them.
@@ -288,9 +288,7 @@ def test_dry_run_still_refuses_a_wrong_name(fake_webui: FakeWebUI) -> None:
 
 
 def test_model_flag_is_resolved_to_the_exact_title(fake_webui: FakeWebUI, tmp_path: Path) -> None:
-    r = invoke(
-        ["--url", fake_webui.url, "generate", "--model", "counterfeit", "x", "-o", str(tmp_path)]
-    )
+    r = generate(fake_webui, tmp_path, "--model", "counterfeit", "x")
     assert r.exit_code == 0, r.stderr
     body = fake_webui.requests_to(TXT2IMG)[0].json
     assert (
@@ -300,9 +298,7 @@ def test_model_flag_is_resolved_to_the_exact_title(fake_webui: FakeWebUI, tmp_pa
 
 
 def test_unknown_sampler_exits_2_before_generating(fake_webui: FakeWebUI, tmp_path: Path) -> None:
-    r = invoke(
-        ["--url", fake_webui.url, "generate", "--sampler", "Euler b", "x", "-o", str(tmp_path)]
-    )
+    r = generate(fake_webui, tmp_path, "--sampler", "Euler b", "x")
     assert r.exit_code == 2
     assert "no sampler 'Euler b'" in r.stderr and "did you mean" in r.stderr
     assert r.stdout == ""
@@ -312,18 +308,7 @@ def test_unknown_sampler_exits_2_before_generating(fake_webui: FakeWebUI, tmp_pa
 def test_combined_sampler_name_is_split_for_a_new_server(
     fake_webui: FakeWebUI, tmp_path: Path
 ) -> None:
-    r = invoke(
-        [
-            "--url",
-            fake_webui.url,
-            "generate",
-            "--sampler",
-            "dpm++ 2m karras",
-            "x",
-            "-o",
-            str(tmp_path),
-        ]
-    )
+    r = generate(fake_webui, tmp_path, "--sampler", "dpm++ 2m karras", "x")
     assert r.exit_code == 0, r.stderr
     body = fake_webui.requests_to(TXT2IMG)[0].json
     assert (body["sampler_name"], body["scheduler"]) == ("DPM++ 2M", "Karras")
@@ -341,7 +326,7 @@ def test_bad_values_exit_2_and_send_nothing(fake_webui: FakeWebUI, tmp_path: Pat
         (["--name", "{seed:q}"], "seed:q"),
         (["-p", "no-such-preset"], "no-such-preset"),
     ]:
-        r = invoke(["--url", fake_webui.url, "generate", *args, "x", "-o", str(tmp_path)])
+        r = generate(fake_webui, tmp_path, *args, "x")
         assert r.exit_code == 2, (args, r.stderr)
         assert word in r.stderr, (args, r.stderr)
     assert fake_webui.requests == []
@@ -359,9 +344,7 @@ def test_server_that_ignores_the_sampler_draws_a_warning(
     # --set goes around sdcli's own check, as an old preset or a script might: the real server
     # then silently falls back to DPM++ 2M with status 200 (fixtures/errors.md).
     fake: FakeWebUI = make_fake_webui()  # type: ignore[operator]
-    r = invoke(
-        ["--url", fake.url, "generate", "--set", "sampler_name=Nope", "x", "-o", str(tmp_path)]
-    )
+    r = generate(fake, tmp_path, "--set", "sampler_name=Nope", "x")
     assert r.exit_code == 0, r.stderr
     assert re.search(r"warning: .*sampler 'DPM\+\+ 2M' instead of 'Nope'", r.stderr)
 
@@ -392,7 +375,7 @@ def test_debug_shows_one_line_per_http_exchange_and_no_secret(
 def test_a1111_run_with_preset_asks_no_needless_probe(
     fake_webui: FakeWebUI, tmp_path: Path
 ) -> None:
-    r = invoke(["--url", fake_webui.url, "generate", "-p", "chibi", "x", "-o", str(tmp_path)])
+    r = generate(fake_webui, tmp_path, "-p", "chibi", "x")
     assert r.exit_code == 0, r.stderr
     # the flavour is asked once (SD.Next has /version), each list once
     assert len(fake_webui.requests_to("/sdapi/v1/version")) == 1

@@ -24,9 +24,9 @@ import pytest
 from sdcli.pngmeta import get_parameters, with_parameters
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke, run_sdcli
+from cli_helpers import SdcliProcess, error_line, invoke, run_sdcli
 from hostile_proxy import HostileProxy, endless_headers, redirect, trickle
-from test_faults import TINY, Sdcli, all_files, error_line, png_bytes
+from test_faults import TINY, all_files, png_bytes
 
 MakeFake = Callable[..., FakeWebUI]
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -40,20 +40,6 @@ SECRET = "S3cret-Pa55_w0rd"
 def proxy(fake_webui: FakeWebUI) -> Iterator[HostileProxy]:
     with HostileProxy(fake_webui.url) as hostile:
         yield hostile
-
-
-@pytest.fixture
-def sdcli() -> Iterator[Callable[..., Sdcli]]:
-    """Real sdcli processes (tests/test_faults.py's), killed by pid if still running at the end."""
-    started: list[Sdcli] = []
-
-    def start(*args: str) -> Sdcli:
-        started.append(Sdcli(*args))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 def on_terminal(*args: str, columns: int = 160) -> tuple[int, pyte.Screen]:
@@ -251,13 +237,13 @@ def test_timeout_none_waits_as_long_as_it_takes(fake_webui: FakeWebUI, tmp_path:
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_interrupt_the_job_keep_the_partial_image_and_exit_128_plus_n(
     fake_webui: FakeWebUI,
-    sdcli: Callable[..., Sdcli],
+    spawn_sdcli: Callable[..., SdcliProcess],
     tmp_path: Path,
     signum: signal.Signals,
     code: int,
 ) -> None:
     fake_webui.pause_at_step(3)
-    p = sdcli(
+    p = spawn_sdcli(
         "--url", fake_webui.url, "generate", "-q", *TINY, "--steps", "20", "x",
         "-o", str(tmp_path),
     )  # fmt: skip

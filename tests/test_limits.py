@@ -17,7 +17,7 @@ import pytest
 
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke
+from cli_helpers import error_line, generate, invoke
 
 TXT2IMG = "/sdapi/v1/txt2img"
 SAMPLERS = "/sdapi/v1/samplers"
@@ -25,16 +25,8 @@ MODELS = "/sdapi/v1/sd-models"
 TINY = ("--steps", "2", "-W", "64", "-H", "64")
 
 
-def error_line(stderr: str) -> str:
-    """The one error line a refusal must produce; never a traceback, never "a bug"."""
-    assert "Traceback" not in stderr and "a bug in sdcli" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("sdcli: error:")]
-    assert len(errors) == 1, stderr
-    return errors[0]
-
-
 def run(fake: FakeWebUI, out: Path, *args: str, input: Any = None) -> Any:
-    return invoke(["--url", fake.url, "generate", "-q", *TINY, *args, "-o", str(out)], input=input)
+    return generate(fake, out, "-q", *TINY, *args, input=input)
 
 
 def sdcli_process(

@@ -14,15 +14,11 @@ from sdcli.errors import NotFoundError
 from sdcli.names.lookup import did_you_mean, fold, resolve_sampler, resolve_upscaler
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke, run_sdcli
+from cli_helpers import run_sdcli, sdcli
 
 SDXL = "sd_xl_base_1.0.safetensors [31e35c80fc]"
 OPTIONS = "/sdapi/v1/options"
 TXT2IMG = "/sdapi/v1/txt2img"
-
-
-def sdcli(fake: FakeWebUI, *args: str) -> Any:
-    return invoke(["--url", fake.url, *args])
 
 
 def posts_to_options(fake: FakeWebUI) -> list[Any]:

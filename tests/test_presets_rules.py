@@ -24,12 +24,6 @@ from cli_helpers import run_sdcli
 COLUMNS, LINES = 220, 30  # wide enough that no line of these tests wraps
 
 
-@pytest.fixture(autouse=True)
-def no_editor_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The user's own $VISUAL would win over the $EDITOR these tests set."""
-    monkeypatch.delenv("VISUAL", raising=False)
-
-
 def user_preset(name: str, text: str) -> Path:
     path = user_presets_dir() / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from sdcli.run import Runner, RunSummary, run_job
 from sdcli.testing.fake_validate import request_fields
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke
+from cli_helpers import error_line, sdcli, warnings
 
 PROFILES = ["a1111", "a1111-nowebui", "a1111-1.8", "forge", "sdnext"]
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -64,10 +64,6 @@ def any_webui(
     return make_fake_webui(profile=request.param)
 
 
-def sdcli(fake: FakeWebUI, *args: str) -> Any:
-    return invoke(["--url", fake.url, *args])
-
-
 def txt2img_bodies(fake: FakeWebUI) -> list[dict[str, Any]]:
     return [q.json for q in fake.requests_to(TXT2IMG)]
 
@@ -75,10 +71,6 @@ def txt2img_bodies(fake: FakeWebUI) -> list[dict[str, Any]]:
 def fields_of(fake: FakeWebUI) -> set[str]:
     """The request fields this flavour's txt2img knows; any other key is silently dropped."""
     return {f.name for f in request_fields("txt2img", fake.profile)}
-
-
-def warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("sdcli: warning:")]
 
 
 # --- generate ----------------------------------------------------------------------------------
@@ -252,11 +244,10 @@ def test_info_names_the_flavour_and_version(any_webui: FakeWebUI) -> None:
 
 
 def one_error_line(stderr: str) -> str:
-    assert "Traceback" not in stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sdcli: error: "), stderr
-    assert "{" not in lines[0] and "[" not in lines[0], lines[0]  # no raw JSON body
-    return lines[0]
+    line = error_line(stderr, alone=True)
+    assert len(stderr.splitlines()) == 1, stderr
+    assert "{" not in line and "[" not in line, line  # no raw JSON body
+    return line
 
 
 # (what to --set, the line sdcli prints, the keys of the body each error style sends)

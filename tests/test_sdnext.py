@@ -7,7 +7,6 @@ import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -15,7 +14,7 @@ import requests
 from sdcli.infotext import format_infotext, parse_infotext
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke
+from cli_helpers import sdcli, warnings
 
 CAPTURES = Path(__file__).parent / "fixtures" / "sdnext"
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -26,14 +25,6 @@ MakeFake = Callable[..., FakeWebUI]
 @pytest.fixture
 def sdnext(make_fake_webui: MakeFake) -> FakeWebUI:
     return make_fake_webui(profile="sdnext")
-
-
-def sdcli(fake: FakeWebUI, *args: str) -> Any:
-    return invoke(["--url", fake.url, *args])
-
-
-def warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("sdcli: warning:")]
 
 
 def captured_infotexts() -> list[str]:

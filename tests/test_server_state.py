@@ -8,11 +8,8 @@ Forge's `process_images`: only the overridden keys the server already holds are 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ import requests
 
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke, run_sdcli
+from cli_helpers import SdcliProcess, error_line, invoke, run_sdcli
 
 MakeFake = Callable[..., FakeWebUI]
 V1 = "/sdapi/v1"
@@ -38,50 +35,6 @@ BOOKKEEPING = {"sd_checkpoint_hash"}
 def options(fake: FakeWebUI) -> dict[str, Any]:
     answer: dict[str, Any] = requests.get(fake.url + OPTIONS, timeout=30).json()
     return {k: v for k, v in answer.items() if k not in BOOKKEEPING}
-
-
-def error_line(stderr: str) -> str:
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("sdcli: error:")]
-    assert len(errors) == 1, stderr
-    return errors[0]
-
-
-class Running:
-    """A real sdcli process with pipes, so Ctrl-C (SIGINT) reaches it as in a terminal."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sdcli", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        )
-
-    def finish(self) -> tuple[int, str, str]:
-        out, err = self.proc.communicate(timeout=120)  # a safety net, not a timing assertion
-        return self.proc.returncode, out, err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
-
-
-@pytest.fixture
-def running() -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
-    def start(*args: str) -> Running:
-        started.append(Running(*args))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 # --- the override leak -----------------------------------------------------------------------
@@ -118,11 +71,11 @@ def test_every_kind_of_run_leaves_every_option_as_found(
 
 
 def test_ctrl_c_leaves_every_option_as_found(
-    fake_webui: FakeWebUI, running: Callable[..., Running], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     before = options(fake_webui)
     fake_webui.pause_at_step(1)  # the overrides are applied by then
-    p = running(
+    p = spawn_sdcli(
         "--url", fake_webui.url, "generate", "-q", *TINY, "--clip-skip", "2",
         "--set", "override_settings.img2img_fix_steps=true", "x", "-o", str(tmp_path),
     )  # fmt: skip
@@ -228,10 +181,10 @@ def test_interrupt_and_skip_on_an_idle_server_send_nothing(
 
 
 def test_interrupt_stops_another_clients_job(
-    fake_webui: FakeWebUI, running: Callable[..., Running], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     fake_webui.pause_at_step(3)
-    job = running(
+    job = spawn_sdcli(
         "--url", fake_webui.url, "generate", "-q", *TINY, "--steps", "20", "x", "-o", str(tmp_path)
     )
     assert fake_webui.wait_paused(30)
@@ -245,10 +198,10 @@ def test_interrupt_stops_another_clients_job(
 
 
 def test_skip_ends_the_current_image_and_the_job_goes_on(
-    fake_webui: FakeWebUI, running: Callable[..., Running], tmp_path: Path
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
     fake_webui.pause_at_step(2)
-    job = running(
+    job = spawn_sdcli(
         "--url", fake_webui.url, "generate", "-q", *TINY, "--steps", "6",
         "--set", "n_iter=2", "x", "-o", str(tmp_path),
     )  # fmt: skip
@@ -273,10 +226,10 @@ def test_set_model_timeout_says_the_server_is_still_loading(
 
 
 def test_ctrl_c_during_set_model_says_the_server_is_still_loading(
-    make_fake_webui: MakeFake, running: Callable[..., Running]
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess]
 ) -> None:
     fake = make_fake_webui(model_load_delay=30)
-    p = running("--url", fake.url, "set-model", "counterfeit")
+    p = spawn_sdcli("--url", fake.url, "set-model", "counterfeit")
     assert fake.wait_for_request(OPTIONS, count=2, timeout=30)  # the read, then the switch
     p.proc.send_signal(signal.SIGINT)
     code, stdout, stderr = p.finish()
