@@ -2,14 +2,18 @@
 
 `Terminal` starts the installed sdcli (`python -m sdcli` of this interpreter) with stdin, stdout
 and stderr all on one pty of a given size, feeds everything it writes to a pyte screen, and lets
-a test wait for screen contents or for the exit: never for a length of time. Timeouts here are
-safety nets against a hung test, not assertions about speed.
+a test wait for screen contents or for the exit: never for a length of time. `StderrOnPty` puts
+only stderr on a pty, as when a person watches a run whose stdout is piped into a script.
+Timeouts here are safety nets against a hung test, not assertions about speed.
 """
 
 from __future__ import annotations
 
 import os
+import pty
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -135,6 +139,7 @@ class FinalScreen:
     exit_code: int
     lines: list[str]
     raw: bytes
+    title: str = ""  # the window title the run left set
 
     @property
     def text(self) -> str:
@@ -158,7 +163,7 @@ def run_on_terminal(
         if then is not None:
             then(term)
         code = term.wait_exit()
-        return FinalScreen(code, term.lines(), term.raw)
+        return FinalScreen(code, term.lines(), term.raw, term.screen.title)
     finally:
         term.close()
 
@@ -166,3 +171,73 @@ def run_on_terminal(
 def leftover_bar(lines: list[str]) -> list[str]:
     """Screen rows that still show a piece of a progress bar."""
     return [row for row in lines if any(glyph in row for glyph in BAR_GLYPHS)]
+
+
+class StderrOnPty:
+    """One sdcli process: stderr on a pty of `columns` x `rows`, stdout on a pipe, no stdin.
+    Use it as a context manager: the child is killed (by its pid) if a test leaves early."""
+
+    def __init__(self, *args: str, columns: int = 80, rows: int = 24) -> None:
+        self.columns, self.rows = columns, rows
+        master, slave = pty.openpty()
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)}
+        env.pop("NO_COLOR", None)
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "sdcli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+            text=True,
+        )
+        os.close(slave)
+        self.master = master
+        self.raw = b""  # every byte written to the terminal
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # the child closed its side
+                chunk = b""
+            with self._changed:
+                self.raw += chunk
+                self._changed.notify_all()
+                if not chunk:
+                    return
+
+    @property
+    def text(self) -> str:
+        """What reached the terminal, escape codes and all."""
+        return self.raw.decode("utf-8", "replace")
+
+    def wait_for(self, needle: str, timeout: float = 20) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: needle in self.text, timeout)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for the exit: (exit code, stdout); the terminal has everything by then."""
+        out, _ = self.child.communicate(timeout=timeout)
+        self._reader.join(10)
+        return self.child.returncode, out
+
+    def screen(self) -> str:
+        """The final screen's non-blank rows, each with its runs of spaces made one."""
+        screen = pyte.Screen(self.columns, self.rows)
+        pyte.ByteStream(screen).feed(self.raw.replace(b"\n", b"\r\n"))
+        return " ".join(" ".join(line.split()) for line in screen.display if line.strip())
+
+    def __enter__(self) -> StderrOnPty:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.child.poll() is None:
+            self.child.kill()
+        self.child.wait()
+        if self.child.stdout is not None:
+            self.child.stdout.close()
+        self._reader.join(10)
+        os.close(self.master)

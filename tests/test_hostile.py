@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import pty
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pyte
 import pytest
 
 from sdcli.pngmeta import get_parameters, with_parameters
@@ -26,6 +22,7 @@ from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import SdcliProcess, error_line, invoke, run_sdcli
 from hostile_proxy import HostileProxy, endless_headers, redirect, trickle
+from terminal_helpers import run_on_terminal
 from test_faults import TINY, all_files, png_bytes
 
 MakeFake = Callable[..., FakeWebUI]
@@ -40,48 +37,6 @@ SECRET = "S3cret-Pa55_w0rd"
 def proxy(fake_webui: FakeWebUI) -> Iterator[HostileProxy]:
     with HostileProxy(fake_webui.url) as hostile:
         yield hostile
-
-
-def on_terminal(*args: str, columns: int = 160) -> tuple[int, pyte.Screen]:
-    """Run sdcli with stdout and stderr on one pseudo-terminal; the screen it leaves behind."""
-    master, slave = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "40"}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "sdcli", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-
-    def read() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed its side
-                return
-            if not chunk:
-                return
-            chunks.append(chunk)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        code = child.wait(timeout=120)  # a safety net, not a timing assertion
-    finally:
-        if child.poll() is None:
-            child.kill()
-    reader.join(10)
-    os.close(master)
-    screen = pyte.Screen(columns, 40)
-    pyte.ByteStream(screen).feed(b"".join(chunks).replace(b"\n", b"\r\n"))
-    return code, screen
-
-
-def lines_of(screen: pyte.Screen) -> list[str]:
-    return [line.rstrip() for line in screen.display if line.strip()]
 
 
 # --- 1. escape sequences from the server or a file are shown, never obeyed -------------------
@@ -108,11 +63,12 @@ def test_escape_codes_in_a_server_error_do_not_reach_the_terminal(
     fake_webui: FakeWebUI, tmp_path: Path
 ) -> None:
     evil_500(fake_webui)
-    code, screen = on_terminal("--url", fake_webui.url, "generate", *TINY, "x", "-o", str(tmp_path))
-    assert code == 1
-    assert screen.title == ""  # the window title was not set
+    args = ("--url", fake_webui.url, "generate", *TINY, "x", "-o", str(tmp_path))
+    final = run_on_terminal(*args, columns=160, rows=40)  # stdout and stderr on one screen
+    assert final.exit_code == 1
+    assert final.title == ""  # the window title was not set
     # One line, nothing forged, and its start still there: ESC[2J would have erased it.
-    [line] = [line for line in lines_of(screen) if "sdcli:" in line]
+    [line] = [line for line in final.lines if "sdcli:" in line]
     assert line.startswith("sdcli: error: the server failed (500): RuntimeError: boom \\x1b]0;")
     assert line.endswith("\\nsdcli: error: fake second line")
 
@@ -129,10 +85,10 @@ def test_info_on_an_image_with_escape_codes_shows_them_escaped_on_a_terminal(
 ) -> None:
     image = tmp_path / "evil.png"
     evil_png(fake_webui, image)
-    code, screen = on_terminal("info", str(image), columns=200)
-    assert code == 0
-    assert screen.title == ""
-    lines = lines_of(screen)
+    final = run_on_terminal("info", str(image), columns=200, rows=40)
+    assert final.exit_code == 0
+    assert final.title == ""
+    lines = [line for line in final.lines if line]
     assert not [line for line in lines if line.startswith("sdcli: error: fake")], lines
     assert str(image) in lines[0]  # the table's title, not cleared away by ESC[2J
     [prompt] = [line for line in lines if "Prompt" in line and "Negative" not in line]
