@@ -296,7 +296,13 @@ def resolve_sampler(
     sampler_name: Any,
     scheduler_name: Any,
 ) -> SamplerChoice:
-    """1.10: strip a scheduler suffix, exact name lookup, silent fallback to the first sampler."""
+    """1.10: strip a scheduler suffix, exact name lookup, silent fallback to the first sampler.
+
+    Kept apart from `sdcli.names` on purpose, and never to be merged with it: this is the
+    server's resolver, written from the web UI's source and checked against captures, so a
+    test compares sdcli's own matching with an independent one. Sharing the code would let a
+    bug in one pass unseen through both.
+    """
     by_name = {s["name"]: s for s in samplers}
     first = samplers[0]["name"]
     name = sampler_name if isinstance(sampler_name, str) and sampler_name else None

@@ -241,6 +241,21 @@ class Engine:
     def set_preview(self, width: int, height: int, seed: int) -> None:
         self._preview = _Preview(max(1, width // 4), max(1, height // 4), seed)
 
+    def sample_steps(self, steps: int) -> None:
+        """One batch's sampling loop: a slow first step, then each step until interrupt or skip
+        (the armed pause may hold any step, 0 before the first)."""
+        st = self.state
+        self.sleep(self.step_delay)  # the first step is the slow one: progress sits at 0.01
+        self.maybe_pause(0)
+        for step in range(1, steps + 1):
+            if not (st.interrupted or st.skipped):
+                self.sleep(self.step_delay)
+            if st.interrupted or st.skipped:
+                break
+            st.sampling_step = step
+            self.cv.notify_all()
+            self.maybe_pause(step)
+
     def next_job(self) -> None:
         self.state.job_no += 1
         self.state.sampling_step = 0

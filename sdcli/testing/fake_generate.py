@@ -214,6 +214,33 @@ def _process(engine: Engine, job: Job, png_parameters: bool) -> tuple[list[bytes
                 engine.options.update(stored)
 
 
+@dataclass(frozen=True)
+class _Sampling:
+    """One request's parameters as process_images has them when sampling starts."""
+
+    v: dict[str, Any]
+    opts: dict[str, Any]
+    choice: SamplerChoice
+    model_name: str
+    model_hash: str | None
+    steps: int
+    width: int
+    height: int
+    batch: int
+    n_iter: int
+    image_size: tuple[int, int]  # the decoded images' (hires: the second pass's)
+    seeds: list[int]
+    subseeds: list[int]
+    strength: float
+    clip_skip: float
+    restore_faces: bool
+    tiling: bool
+    prompt: str
+    negative: str
+    extra: dict[str, Any]  # extra_generation_params
+    hires_crash: tuple[str, str] | None  # what the hires pass dies of, if it does
+
+
 def _sample(
     engine: Engine,
     job: Job,
@@ -222,12 +249,77 @@ def _sample(
     opts: dict[str, Any],
     png_parameters: bool,
 ) -> tuple[list[bytes], dict[str, Any]]:
+    run = _resolve(engine, job, model_name, model_hash, opts)
+    images, infotexts = _run_batches(engine, run, png_parameters)
+    if engine.stopping:
+        raise Stopping
+    fmt = str(opts.get("samples_format", "png")).lower()
+    if fmt not in ("png", "jpg", "jpeg", "webp"):
+        raise HTTPFailure(500, "Invalid image format")
+    return images, _info(engine, run, infotexts)
+
+
+def _resolve(
+    engine: Engine, job: Job, model_name: str, model_hash: str | None, opts: dict[str, Any]
+) -> _Sampling:
+    """The request's values checked and completed, failing where and as the server does."""
     v = job.values
+    _refuse_nulls(v)
+    clip_skip = _clip_skip(v, opts)
+    steps, width, height = int(v["steps"]), int(v["width"]), int(v["height"])
+    batch, n_iter = int(v["batch_size"]), int(v["n_iter"])
+    # the VAE works on 8-pixel cells: width 63 gives a 56-pixel-wide image (captured)
+    image_size = width // 8 * 8, height // 8 * 8
+    if min(image_size) < 8:
+        raise ServerCrash("RuntimeError", "cannot reshape tensor of 0 elements")
+    seeds, subseeds, strength = _seeds(v, batch * n_iter)
+    extra = _schedule_extra(engine, job)
+    hires_crash: tuple[str, str] | None = None
+    if job.kind == "txt2img" and v.get("enable_hr"):
+        image_size = _hires(engine, v, width, height, extra)
+        hires_crash = _hires_crash(engine.profile, v)
+    if job.kind == "img2img":
+        extra["Denoising strength"] = v.get("denoising_strength")
+    restore_faces = v.get("restore_faces")
+    tiling = v.get("tiling")
+    return _Sampling(
+        v=v,
+        opts=opts,
+        choice=job.choice,
+        model_name=model_name,
+        model_hash=model_hash,
+        steps=steps,
+        width=width,
+        height=height,
+        batch=batch,
+        n_iter=n_iter,
+        image_size=image_size,
+        seeds=seeds,
+        subseeds=subseeds,
+        strength=strength,
+        clip_skip=clip_skip,
+        restore_faces=bool(
+            restore_faces if restore_faces is not None else opts.get("face_restoration")
+        ),
+        tiling=bool(tiling if tiling is not None else opts.get("tiling")),
+        prompt=str(v.get("prompt") or ""),
+        negative=str(v.get("negative_prompt") or ""),
+        extra=extra,
+        hires_crash=hires_crash,
+    )
+
+
+def _refuse_nulls(v: dict[str, Any]) -> None:
+    """A null where the server multiplies: the API's model allows it, process_images dies."""
     for name in _CRASH_ON_NULL:
         if name in v and v[name] is None:
             raise ServerCrash(
                 "TypeError", "unsupported operand type(s) for *: 'NoneType' and 'int'"
             )
+
+
+def _clip_skip(v: dict[str, Any], opts: dict[str, Any]) -> float:
+    """The option, or SD.Next's request field; anything but a number crashes the sampler."""
     clip_skip = opts.get("CLIP_stop_at_last_layers", 1)
     if v.get("clip_skip") is not None:  # a real request field on SD.Next only
         clip_skip = v["clip_skip"]
@@ -235,63 +327,64 @@ def _sample(
         raise ServerCrash(
             "TypeError", f"bad operand type for unary -: '{type(clip_skip).__name__}'"
         )
-    steps, width, height = int(v["steps"]), int(v["width"]), int(v["height"])
-    batch, n_iter = int(v["batch_size"]), int(v["n_iter"])
-    # the VAE works on 8-pixel cells: width 63 gives a 56-pixel-wide image (captured)
-    image_w, image_h = width // 8 * 8, height // 8 * 8
-    if image_w < 8 or image_h < 8:
-        raise ServerCrash("RuntimeError", "cannot reshape tensor of 0 elements")
-    total = batch * n_iter
+    return clip_skip
+
+
+def _seeds(v: dict[str, Any], total: int) -> tuple[list[int], list[int], float]:
+    """(all_seeds, all_subseeds, subseed_strength): -1 or none draws one; a variation strength
+    keeps the seed the same across the batch."""
     seed = v.get("seed")
     seed = random.randrange(4294967294) if seed is None or seed == -1 else int(seed)
     subseed = v.get("subseed")
     subseed = random.randrange(4294967294) if subseed is None or subseed == -1 else int(subseed)
     strength = v.get("subseed_strength") or 0
     all_seeds = [seed + (i if strength == 0 else 0) for i in range(total)]
-    all_subseeds = [subseed + i for i in range(total)]
-    choice = job.choice
+    return all_seeds, [subseed + i for i in range(total)], strength
+
+
+def _schedule_extra(engine: Engine, job: Job) -> dict[str, Any]:
+    """The infotext's "Schedule type" where the server has schedulers and a k-diffusion sampler."""
     extra: dict[str, Any] = {}
+    choice = job.choice
     if engine.profile.has_schedulers and choice.k_diffusion:
         effective = choice.scheduler if choice.scheduler != "Automatic" else choice.default_schedule
         if effective is not None:
             extra["Schedule type"] = effective
-    hires_crash: tuple[str, str] | None = None
-    if job.kind == "txt2img" and v.get("enable_hr"):
-        image_w, image_h = _hires(engine, v, width, height, extra)
-        hires_crash = _hires_crash(engine.profile, v)
-    if job.kind == "img2img":
-        extra["Denoising strength"] = v.get("denoising_strength")
-    restore_faces = bool(
-        v.get("restore_faces")
-        if v.get("restore_faces") is not None
-        else opts.get("face_restoration")
-    )
-    tiling = bool(v.get("tiling") if v.get("tiling") is not None else opts.get("tiling"))
-    prompt, negative = str(v.get("prompt") or ""), str(v.get("negative_prompt") or "")
+    return extra
 
-    def infotext(i: int) -> str:
-        fixed = {
-            "Steps": steps,
-            "Sampler": choice.sampler,
-            "Schedule type": choice.scheduler if engine.profile.has_schedulers else None,
-            "CFG scale": v["cfg_scale"],
-            "Seed": all_seeds[i],
-            "Face restoration": opts.get("face_restoration_model") if restore_faces else None,
-            "Size": f"{width}x{height}",
-            "Model hash": model_hash if opts.get("add_model_hash_to_info", True) else None,
-            "Model": model_name if opts.get("add_model_name_to_info", True) else None,
-            "Variation seed": all_subseeds[i] if strength > 0 else None,
-            "Variation seed strength": strength if strength > 0 else None,
-            "Seed resize from": _resize_from(v),
-            "Clip skip": None if clip_skip <= 1 else clip_skip,
-            "RNG": opts.get("randn_source") if opts.get("randn_source", "GPU") != "GPU" else None,
-            "Tiling": "True" if tiling else None,
-        }
-        version = engine.profile.version if opts.get("add_version_to_infotext", True) else None
-        return format_infotext(prompt, negative, fixed, extra, version)
 
+def _infotext(engine: Engine, run: _Sampling, i: int) -> str:
+    """Image `i`'s infotext, with the keys the options turn on or off."""
+    v, opts, strength, clip_skip = run.v, run.opts, run.strength, run.clip_skip
+    fixed = {
+        "Steps": run.steps,
+        "Sampler": run.choice.sampler,
+        "Schedule type": run.choice.scheduler if engine.profile.has_schedulers else None,
+        "CFG scale": v["cfg_scale"],
+        "Seed": run.seeds[i],
+        "Face restoration": opts.get("face_restoration_model") if run.restore_faces else None,
+        "Size": f"{run.width}x{run.height}",
+        "Model hash": run.model_hash if opts.get("add_model_hash_to_info", True) else None,
+        "Model": run.model_name if opts.get("add_model_name_to_info", True) else None,
+        "Variation seed": run.subseeds[i] if strength > 0 else None,
+        "Variation seed strength": strength if strength > 0 else None,
+        "Seed resize from": _resize_from(v),
+        "Clip skip": None if clip_skip <= 1 else clip_skip,
+        "RNG": opts.get("randn_source") if opts.get("randn_source", "GPU") != "GPU" else None,
+        "Tiling": "True" if run.tiling else None,
+    }
+    version = engine.profile.version if opts.get("add_version_to_infotext", True) else None
+    return format_infotext(run.prompt, run.negative, fixed, run.extra, version)
+
+
+def _run_batches(
+    engine: Engine, run: _Sampling, png_parameters: bool
+) -> tuple[list[bytes], list[str]]:
+    """Each batch of n_iter: its steps (interrupt, skip and the test's pause act there), then
+    its images; an interrupted batch still decodes its last latent."""
     images: list[bytes] = []
     infotexts: list[str] = []
+    steps, batch, n_iter = run.steps, run.batch, run.n_iter
     with engine.cv:
         engine.state.job_count = n_iter
     for n in range(n_iter):
@@ -303,70 +396,60 @@ def _sample(
             if n_iter > 1:
                 st.job = f"Batch {n + 1} out of {n_iter}"
             st.sampling_steps, st.sampling_step = steps, 0
-            engine.set_preview(width, height, all_seeds[n * batch])
-            engine.sleep(engine.step_delay)  # the first step is the slow one: progress sits at 0.01
-            engine.maybe_pause(0)
-            for step in range(1, steps + 1):
-                if not (st.interrupted or st.skipped):
-                    engine.sleep(engine.step_delay)
-                if st.interrupted or st.skipped:
-                    break
-                st.sampling_step = step
-                engine.cv.notify_all()
-                engine.maybe_pause(step)
+            engine.set_preview(run.width, run.height, run.seeds[n * batch])
+            engine.sample_steps(steps)
             # an interrupted batch still decodes its last latent: a noisier picture, same size
             noise = 0 if st.sampling_step == steps else 1 + st.sampling_step
-        if hires_crash is not None:  # the first pass ran; the hires pass fails at once
-            raise ServerCrash(*hires_crash)
+        if run.hires_crash is not None:  # the first pass ran; the hires pass fails at once
+            raise ServerCrash(*run.hires_crash)
+        embed = png_parameters and run.opts.get("enable_pnginfo", True)
         for i in range(n * batch, (n + 1) * batch):
-            text = infotext(i)
-            chunks = (
-                {"parameters": text} if png_parameters and opts.get("enable_pnginfo", True) else {}
-            )
-            images.append(encode_png(image_w, image_h, all_seeds[i] * 1009 + noise, text=chunks))
+            text = _infotext(engine, run, i)
+            chunks = {"parameters": text} if embed else {}
+            images.append(encode_png(*run.image_size, run.seeds[i] * 1009 + noise, text=chunks))
             infotexts.append(text)
         with engine.cv:
             engine.next_job()
-    if engine.stopping:
-        raise Stopping
-    fmt = str(opts.get("samples_format", "png")).lower()
-    if fmt not in ("png", "jpg", "jpeg", "webp"):
-        raise HTTPFailure(500, "Invalid image format")
-    info = {
-        "prompt": prompt,
-        "all_prompts": [prompt] * total,
-        "negative_prompt": negative,
-        "all_negative_prompts": [negative] * total,
-        "seed": all_seeds[0],
-        "all_seeds": all_seeds,
-        "subseed": all_subseeds[0],
-        "all_subseeds": all_subseeds,
-        "subseed_strength": strength,
-        "width": width,
-        "height": height,
-        "sampler_name": choice.sampler,
+    return images, infotexts
+
+
+def _info(engine: Engine, run: _Sampling, infotexts: list[str]) -> dict[str, Any]:
+    """The answer's `info` (a JSON string on the wire): the first pass's size, every seed."""
+    v, opts, total = run.v, run.opts, run.batch * run.n_iter
+    return {
+        "prompt": run.prompt,
+        "all_prompts": [run.prompt] * total,
+        "negative_prompt": run.negative,
+        "all_negative_prompts": [run.negative] * total,
+        "seed": run.seeds[0],
+        "all_seeds": run.seeds,
+        "subseed": run.subseeds[0],
+        "all_subseeds": run.subseeds,
+        "subseed_strength": run.strength,
+        "width": run.width,
+        "height": run.height,
+        "sampler_name": run.choice.sampler,
         "cfg_scale": v["cfg_scale"],
-        "steps": steps,
-        "batch_size": batch,
-        "restore_faces": restore_faces,
-        "face_restoration_model": opts.get("face_restoration_model") if restore_faces else None,
-        "sd_model_name": model_name,
-        "sd_model_hash": model_hash,
+        "steps": run.steps,
+        "batch_size": run.batch,
+        "restore_faces": run.restore_faces,
+        "face_restoration_model": opts.get("face_restoration_model") if run.restore_faces else None,
+        "sd_model_name": run.model_name,
+        "sd_model_hash": run.model_hash,
         "sd_vae_name": None,
         "sd_vae_hash": None,
         "seed_resize_from_w": v.get("seed_resize_from_w", -1),
         "seed_resize_from_h": v.get("seed_resize_from_h", -1),
         "denoising_strength": v.get("denoising_strength"),
-        "extra_generation_params": extra,
+        "extra_generation_params": run.extra,
         "index_of_first_image": 0,
         "infotexts": infotexts,
         "styles": list(v.get("styles") or []),
         "job_timestamp": engine.state.job_timestamp,
-        "clip_skip": clip_skip,
+        "clip_skip": run.clip_skip,
         "is_using_inpainting_conditioning": False,
         "version": engine.profile.version,
     }
-    return images, info
 
 
 def _hires(

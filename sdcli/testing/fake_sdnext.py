@@ -232,7 +232,8 @@ def _progress(api: Api, call: Call) -> Any:
 
 
 def _sampler(engine: Engine, name: Any) -> str:
-    """Exact name, then any case; anything else (old combined names too) is a 404."""
+    """Exact name, then any case; anything else (old combined names too) is a 404. Like
+    fake_data.resolve_sampler, kept apart from `sdcli.names` on purpose: an independent check."""
     wanted = name if isinstance(name, str) and name else "Default"
     if wanted == "Default":
         return wanted
@@ -391,16 +392,7 @@ def _sample(
             if engine.state.interrupted:
                 break
             st.sampling_steps, st.sampling_step, st.job_no = steps, 0, n
-            engine.sleep(engine.step_delay)
-            engine.maybe_pause(0)
-            for step in range(1, steps + 1):
-                if not (st.interrupted or st.skipped):
-                    engine.sleep(engine.step_delay)
-                if st.interrupted or st.skipped:
-                    break
-                st.sampling_step = step
-                engine.cv.notify_all()
-                engine.maybe_pause(step)
+            engine.sample_steps(steps)
             interrupted = st.interrupted
         size = (width, height)
         if hires and hires[1]:
