@@ -8,22 +8,26 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sdcli.errors import PresetError
 
 
 @dataclass(frozen=True)
 class KeySpec:
-    """What one preset key accepts; `presets new` can build its options and help from these."""
+    """What one preset key accepts, and the command-line flag that sets it, if any: the flags of
+    `generate` and `presets new` are built from these (sdcli.cli.options), so they cannot drift."""
 
     type: type  # str, int, float (an int is accepted too) or dict (a TOML table)
-    help: str
+    help: str  # also the flag's help, with a capital letter and the range added
     minimum: float | None = None
     maximum: float | None = None
     multiple_of: int | None = None
     non_empty: bool = False
     ui_limit: bool = False  # the maximum is the web UI's slider: `--set FIELD=N` may go past it
+    flag: str | None = None  # "--cfg": a value flag of generate and presets new; None: none
+    short: str | None = None  # "-n"
+    complete: Literal["model", "sampler"] | None = None  # names the server completes on Tab
 
 
 # Upper bounds are the web UI's own (v1.10.1): its API takes any number, but its sliders stop at
@@ -38,25 +42,89 @@ PRESET_KEYS: Final[dict[str, KeySpec]] = {
     "description": KeySpec(str, "one line shown by `sdcli presets list`"),
     "extends": KeySpec(str, "name of a preset to start from; this file's keys win", non_empty=True),
     "prompt_template": KeySpec(str, "text around the prompt; must contain {prompt}"),
-    "negative_prompt": KeySpec(str, "what the image should not contain"),
-    "sampler": KeySpec(str, 'sampler name, e.g. "DPM++ 2M" or "Euler a"', non_empty=True),
-    "scheduler": KeySpec(str, 'schedule type, e.g. "Karras" (web UI 1.9+)', non_empty=True),
-    "steps": KeySpec(int, "sampling steps", minimum=1, maximum=150, ui_limit=True),
+    "negative_prompt": KeySpec(
+        str, "what the image should not contain", flag="--negative", short="-n"
+    ),
+    "sampler": KeySpec(
+        str,
+        'sampler name, e.g. "DPM++ 2M" or "Euler a"',
+        non_empty=True,
+        flag="--sampler",
+        complete="sampler",
+    ),
+    "scheduler": KeySpec(
+        str, 'schedule type, e.g. "Karras" (web UI 1.9+)', non_empty=True, flag="--scheduler"
+    ),
+    "steps": KeySpec(int, "sampling steps", minimum=1, maximum=150, ui_limit=True, flag="--steps"),
     "cfg_scale": KeySpec(
-        float, "how strongly the prompt is followed (CFG scale)", 0, 30, ui_limit=True
+        float, "CFG scale: how strongly the prompt is followed", 0, 30, ui_limit=True, flag="--cfg"
     ),
-    "clip_skip": KeySpec(int, "CLIP layers to skip at the end (1 = none)", minimum=1, maximum=12),
-    "width": KeySpec(int, "image width in pixels", 64, 2048, multiple_of=8, ui_limit=True),
-    "height": KeySpec(int, "image height in pixels", 64, 2048, multiple_of=8, ui_limit=True),
-    "seed": KeySpec(int, "-1 for a random seed", minimum=-1, maximum=MAX_SEED),
+    "clip_skip": KeySpec(
+        int,
+        "CLIP layers to skip at the end; 1 skips none",
+        minimum=1,
+        maximum=12,
+        flag="--clip-skip",
+    ),
+    "width": KeySpec(
+        int,
+        "image width in pixels",
+        64,
+        2048,
+        multiple_of=8,
+        ui_limit=True,
+        flag="--width",
+        short="-W",
+    ),
+    "height": KeySpec(
+        int,
+        "image height in pixels",
+        64,
+        2048,
+        multiple_of=8,
+        ui_limit=True,
+        flag="--height",
+        short="-H",
+    ),
+    "seed": KeySpec(int, "seed; -1 for a random one", minimum=-1, maximum=MAX_SEED, flag="--seed"),
     "batch_size": KeySpec(
-        int, "images generated together in one batch", minimum=1, maximum=8, ui_limit=True
+        int,
+        "images generated together in one batch",
+        minimum=1,
+        maximum=8,
+        ui_limit=True,
+        flag="--batch-size",
+        short="-b",
     ),
-    "batch_count": KeySpec(int, "batches run one after another", minimum=1, maximum=100),
-    "model": KeySpec(str, "checkpoint to use for this request", non_empty=True),
+    "batch_count": KeySpec(
+        int,
+        "batches run one after another, per prompt",
+        minimum=1,
+        maximum=100,
+        flag="--count",
+        short="-c",
+    ),
+    "model": KeySpec(
+        str,
+        "checkpoint to use for this request; short names resolve",
+        non_empty=True,
+        flag="--model",
+        complete="model",
+    ),
     "denoising_strength": KeySpec(float, "0 keeps the input image, 1 ignores it", 0, 1),
     "params": KeySpec(dict, "any other web UI request fields, sent as they are"),
 }
+
+
+def flag_label(key: str) -> str:
+    """The flag that sets `key`, as the user typed it: `cfg_scale` -> `--cfg`, else `--key-name`,
+    so a bad value is reported in the user's words."""
+    spec = PRESET_KEYS.get(key)
+    return (spec.flag if spec and spec.flag else None) or "--" + key.replace("_", "-")
+
+
+# preset key -> its flag, for validate_values(labels=...)
+FLAG_LABELS: Final = {key: flag_label(key) for key in PRESET_KEYS}
 
 # Names people type from the web UI or its API; they make better "did you mean" answers.
 _ALIASES: Final[dict[str, str]] = {

@@ -178,9 +178,7 @@ def test_new_refuses_to_overwrite_without_force() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--steps", "0"], "--steps must be between 1 and 150"),
-        (["--width", "500"], "multiple of 8"),
-        (["--size", "big"], "WIDTHxHEIGHT"),
+        # the value flags (--steps, --size…): tests/test_value_flags.py, for generate too
         (["--extends", "nosuch"], "unknown preset 'nosuch'"),
         (["--set", "novalue"], "KEY=VALUE"),
         (["--prompt-template", "no placeholder"], "{prompt}"),

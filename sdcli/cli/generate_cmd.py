@@ -7,7 +7,7 @@ import itertools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
@@ -52,6 +52,7 @@ def _stdin_bytes() -> BinaryIO:
 
 def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP, no_args_is_help=False)
+    @opts.with_value_flags
     def generate(
         ctx: typer.Context,
         prompt: Annotated[
@@ -67,19 +68,8 @@ def register(app: typer.Typer) -> None:
                 autocompletion=complete_preset,
             ),
         ] = None,
-        negative: opts.Negative = None,
-        steps: opts.Steps = None,
-        cfg: opts.Cfg = None,
-        sampler: opts.SamplerOpt = None,
-        scheduler: opts.SchedulerOpt = None,
-        clip_skip: opts.ClipSkip = None,
-        width: opts.Width = None,
-        height: opts.Height = None,
-        size: opts.Size = None,
-        seed: opts.Seed = None,
-        batch_size: opts.BatchSize = None,
-        count: opts.Count = None,
-        model: opts.Model = None,
+        *,
+        flags: dict[str, Any],  # the value flags (--steps, --cfg…): see options.with_value_flags
         from_image: opts.FromImage = None,
         set_: Annotated[
             list[str] | None,
@@ -150,22 +140,8 @@ def register(app: typer.Typer) -> None:
         state: AppState = ctx.obj
         words = list(prompt or [])
         from sdcli.plan import JobRequest, plan_job
+        from sdcli.preset_schema import FLAG_LABELS
 
-        flags = opts.value_flags(
-            negative=negative,
-            steps=steps,
-            cfg=cfg,
-            sampler=sampler,
-            scheduler=scheduler,
-            clip_skip=clip_skip,
-            width=width,
-            height=height,
-            size=size,
-            seed=seed,
-            batch_size=batch_size,
-            count=count,
-            model=model,
-        )
         request = JobRequest(
             words=words,
             prompts_file=prompts_file,
@@ -178,7 +154,7 @@ def register(app: typer.Typer) -> None:
             overwrite=overwrite,
             keep_going=keep_going,
             retries=retries,
-            flag_labels=opts.FLAG_LABELS,
+            flag_labels=FLAG_LABELS,
         )
         job = plan_job(request, state.settings, stdin=_stdin_bytes())
         # Prompts typed at a terminal: say how, and how to stop. They are never waited for just

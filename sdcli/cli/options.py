@@ -1,7 +1,11 @@
-"""The value flags `generate` and `presets new` share: declared once, turned into values once."""
+"""The value flags `generate` and `presets new` share, built from the preset schema: a new
+setting is one `KeySpec` with a `flag`, and both commands get it, named and typed alike."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,36 +13,8 @@ import typer
 
 from sdcli.cli.completion import complete_model, complete_sampler
 from sdcli.errors import UsageError
+from sdcli.preset_schema import PRESET_KEYS, KeySpec
 
-Negative = Annotated[str | None, typer.Option("--negative", "-n", help="Negative prompt.")]
-Steps = Annotated[int | None, typer.Option("--steps", help="Sampling steps.")]
-Cfg = Annotated[float | None, typer.Option("--cfg", help="CFG scale.")]
-SamplerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--sampler",
-        help='Sampler, e.g. "Euler a" or "DPM++ 2M Karras".',
-        autocompletion=complete_sampler,
-    ),
-]
-SchedulerOpt = Annotated[
-    str | None, typer.Option("--scheduler", help='Schedule type, e.g. "Karras" (web UI 1.9+).')
-]
-ClipSkip = Annotated[int | None, typer.Option("--clip-skip", help="Clip skip (1-12).")]
-Width = Annotated[int | None, typer.Option("--width", "-W", help="Width in pixels.")]
-Height = Annotated[int | None, typer.Option("--height", "-H", help="Height in pixels.")]
-Size = Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 512x768.")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Seed; -1 for random.")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", "-b", help="Images per batch.")]
-Count = Annotated[int | None, typer.Option("--count", "-c", help="Batches in a row, per prompt.")]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help="Checkpoint to use, per request; short names resolve.",
-        autocompletion=complete_model,
-    ),
-]
 FromImage = Annotated[
     Path | None,
     typer.Option(
@@ -47,24 +23,92 @@ FromImage = Annotated[
 ]
 
 
-# preset key -> the flag that sets it, so a bad value is reported as the user typed it
-FLAG_LABELS = {
-    "negative_prompt": "--negative",
-    "steps": "--steps",
-    "cfg_scale": "--cfg",
-    "sampler": "--sampler",
-    "scheduler": "--scheduler",
-    "clip_skip": "--clip-skip",
-    "width": "--width",
-    "height": "--height",
-    "seed": "--seed",
-    "batch_size": "--batch-size",
-    "batch_count": "--count",
-    "model": "--model",
-    "description": "--description",
-    "extends": "--extends",
-    "prompt_template": "--prompt-template",
-}
+_COMPLETERS: dict[str, Callable[..., Any]] = {"model": complete_model, "sampler": complete_sampler}
+
+# --size sets two keys at once, so it is no key of its own; it comes right after --height.
+SIZE_AFTER = "height"
+Size = Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 512x768.")]
+
+
+def flag_help(spec: KeySpec) -> str:
+    """The schema's help as a flag's: `Sampling steps (1 to 150).`"""
+    text = spec.help[:1].upper() + spec.help[1:]
+    limits = []
+    if spec.minimum is not None and spec.maximum is not None:
+        limits.append(f"{_num(spec.minimum)} to {_num(spec.maximum)}")
+    if spec.multiple_of:
+        limits.append(f"a multiple of {spec.multiple_of}")
+    return text + (f" ({', '.join(limits)})" if limits else "") + "."
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _value_names() -> list[str]:
+    """The parameters the value flags add: one per flagged preset key, plus `size`."""
+    names = []
+    for key, spec in PRESET_KEYS.items():
+        if spec.flag:
+            names += [key, "size"] if key == SIZE_AFTER else [key]
+    return names
+
+
+def _value_parameter(name: str) -> inspect.Parameter:
+    if name == "size":
+        return inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Size
+        )
+    spec = PRESET_KEYS[name]
+    option = typer.Option(
+        *(spec.flag, spec.short) if spec.short else (spec.flag,),
+        help=flag_help(spec),
+        autocompletion=_COMPLETERS[spec.complete] if spec.complete else None,
+    )
+    annotation = Annotated[spec.type | None, option]  # type: ignore[name-defined]
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+
+
+def with_value_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """Put the value flags where `command` has its keyword-only `flags` parameter.
+
+    typer reads a command's options from `inspect.signature`, so the wrapper shows the flags
+    there; it calls `command` with `flags`: the values given, under preset key names.
+    """
+    own = inspect.signature(command).parameters  # names only: the annotations stay unread
+    if "flags" not in own or own["flags"].kind is not inspect.Parameter.KEYWORD_ONLY:
+        raise TypeError(f"{command.__name__} needs a keyword-only `flags` parameter")
+    clash = sorted(set(_value_names()) & set(own))
+    if clash:
+        raise TypeError(f"{command.__name__}: a value flag's parameter is taken: {clash}")
+    return _WithValueFlags(command)
+
+
+class _WithValueFlags:
+    """A command with the value flags in its signature, built when typer first asks for it:
+    typer builds only the command being run, so the others never pay for theirs."""
+
+    def __init__(self, command: Callable[..., None]) -> None:
+        functools.update_wrapper(self, command)
+        self._command = command
+        self._names = _value_names()
+
+    @functools.cached_property
+    def __signature__(self) -> inspect.Signature:
+        signature = inspect.signature(self._command, eval_str=True)
+        params: list[inspect.Parameter] = []
+        for param in signature.parameters.values():
+            if param.name == "flags":
+                params += [_value_parameter(name) for name in self._names]
+            else:
+                params.append(param)
+        return signature.replace(parameters=params)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        given = {name: kwargs.pop(name, None) for name in self._names}
+        self._command(*args, **kwargs, flags=value_flags(given))
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -74,37 +118,10 @@ def parse_size(size: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def value_flags(
-    *,
-    negative: str | None,
-    steps: int | None,
-    cfg: float | None,
-    sampler: str | None,
-    scheduler: str | None,
-    clip_skip: int | None,
-    width: int | None,
-    height: int | None,
-    size: str | None,
-    seed: int | None,
-    batch_size: int | None,
-    count: int | None,
-    model: str | None,
-) -> dict[str, Any]:
-    """The flags a user gave, under preset key names (None: not given)."""
-    flags: dict[str, Any] = {
-        "negative_prompt": negative,
-        "steps": steps,
-        "cfg_scale": cfg,
-        "sampler": sampler,
-        "scheduler": scheduler,
-        "clip_skip": clip_skip,
-        "width": width,
-        "height": height,
-        "seed": seed,
-        "batch_size": batch_size,
-        "batch_count": count,
-        "model": model,
-    }
+def value_flags(given: dict[str, Any]) -> dict[str, Any]:
+    """The flags a user gave, under preset key names (None: not given); --size split."""
+    size = given.pop("size", None)
+    flags = {key: value for key, value in given.items() if value is not None}
     if size is not None:
         flags["width"], flags["height"] = parse_size(size)
-    return {k: v for k, v in flags.items() if v is not None}
+    return flags

@@ -181,23 +181,13 @@ def _merged(preset: Preset) -> dict[str, Any]:
 
 
 @app.command("new", help=NEW_HELP)
+@opts.with_value_flags
 def new(
     name: Annotated[
         str, typer.Argument(help="Name of the new preset (NAME.toml).", metavar="NAME")
     ],
-    negative: opts.Negative = None,
-    steps: opts.Steps = None,
-    cfg: opts.Cfg = None,
-    sampler: opts.SamplerOpt = None,
-    scheduler: opts.SchedulerOpt = None,
-    clip_skip: opts.ClipSkip = None,
-    width: opts.Width = None,
-    height: opts.Height = None,
-    size: opts.Size = None,
-    seed: opts.Seed = None,
-    batch_size: opts.BatchSize = None,
-    count: opts.Count = None,
-    model: opts.Model = None,
+    *,
+    flags: dict[str, Any],  # the value flags (--steps, --cfg…): see options.with_value_flags
     description: Annotated[
         str | None, typer.Option(help="One line shown by `sdcli presets list`.")
     ] = None,
@@ -222,29 +212,16 @@ def new(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing preset.")] = False,
 ) -> None:
     from sdcli.plan import preset_from_flags
+    from sdcli.preset_schema import FLAG_LABELS
     from sdcli.presets import save_preset
 
-    flags: dict[str, Any] = {
+    values: dict[str, Any] = {
         "description": description,
         "extends": extends,
         "prompt_template": prompt_template,
-        **opts.value_flags(
-            negative=negative,
-            steps=steps,
-            cfg=cfg,
-            sampler=sampler,
-            scheduler=scheduler,
-            clip_skip=clip_skip,
-            width=width,
-            height=height,
-            size=size,
-            seed=seed,
-            batch_size=batch_size,
-            count=count,
-            model=model,
-        ),
+        **flags,
     }
-    values = preset_from_flags(flags, set_ or [], from_image, labels=opts.FLAG_LABELS)
+    values = preset_from_flags(values, set_ or [], from_image, labels=FLAG_LABELS)
     path = save_preset(name, values, force=force)
     render.result(str(path))
 
