@@ -687,7 +687,8 @@ def test_extra_batch_images(fake_webui: FakeWebUI) -> None:
     assert r.status_code == 200
     assert (
         r.json()["html_info"]
-        == "<p>Postprocess upscale to: 80x40, Postprocess upscaler: Nearest</p>"
+        == "<p>Postprocess upscale to: 80x40, Postprocess crop to: 80x40, "
+        "Postprocess upscaler: Nearest</p>"  # upscaling_crop defaults to true
     )
     sizes = {Image.open(io.BytesIO(base64.b64decode(i))).size for i in r.json()["images"]}
     assert sizes == {(80, 40)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from sdcli.testing import fake_generate
@@ -183,28 +184,61 @@ def png_info(api: Api, call: Call) -> Any:
     return {"info": info, "items": rest, "parameters": parse_infotext(info)}
 
 
-def _upscale(values: dict[str, Any], raw: bytes) -> tuple[bytes, str]:
-    known = fake_generate.upscalers()
-    name = values.get("upscaler_1") or "None"
-    if name not in known:
+def _scaled(size: int, scale: float) -> int:
+    """modules/upscaler.py: the upscaler's target side, floored to a multiple of 8."""
+    return math.floor(size * scale + 1e-6) // 8 * 8
+
+
+def _find_upscaler(name: Any) -> str | None:
+    """`None`/"None" mean no upscaler; any other name must be one the server lists."""
+    if name is None or name == "None":
+        return None
+    if name not in fake_generate.upscalers():
         raise ServerCrash("AssertionError", f"could not find upscaler named {name}")
+    return str(name)
+
+
+def _upscale(values: dict[str, Any], raw: bytes) -> tuple[bytes, str]:
+    """scripts/postprocessing_upscale.py, then GFPGAN and CodeFormer (their script order).
+
+    The result keeps the input's own text chunks (its `parameters`) and gains a
+    `postprocessing` chunk, empty when nothing ran (fixtures/more/, extra-single-image).
+    """
+    first = _find_upscaler(values.get("upscaler_1"))
+    second = _find_upscaler(values.get("upscaler_2")) if first is not None else None
     chunks = read_text_chunks(raw)
     try:
         width, height = png_size(raw)
     except ValueError:
         width, height = 512, 512
-    html = ""
-    if name != "None":
+    info: dict[str, Any] = {}
+    if first is not None:
+        to_w, to_h = int(values["upscaling_resize_w"]), int(values["upscaling_resize_h"])
+        crop = values.get("resize_mode") == 1 and values.get("upscaling_crop") is not False
         if values.get("resize_mode") == 1:
-            width, height = int(values["upscaling_resize_w"]), int(values["upscaling_resize_h"])
-            text = f"Postprocess upscale to: {width}x{height}, Postprocess upscaler: {name}"
+            factor = max(to_w / width, to_h / height)
+            info["Postprocess upscale to"] = f"{to_w}x{to_h}"
         else:
             factor = float(values.get("upscaling_resize") or 2)
-            width, height = int(width * factor), int(height * factor)
-            text = f"Postprocess upscale by: {factor}, Postprocess upscaler: {name}"
-        chunks["postprocessing"] = text
-        html = f"<p>{text}</p>"
-    return encode_png(width, height, len(raw), text=chunks), html
+            info["Postprocess upscale by"] = factor
+        width, height = _scaled(width, factor), _scaled(height, factor)
+        if crop:
+            width, height = to_w, to_h
+            info["Postprocess crop to"] = f"{width}x{height}"
+        info["Postprocess upscaler"] = first
+        if second is not None and float(values.get("extras_upscaler_2_visibility") or 0) > 0:
+            info["Postprocess upscaler 2"] = second
+    gfpgan = float(values.get("gfpgan_visibility") or 0)
+    if gfpgan > 0:
+        info["GFPGAN visibility"] = round(gfpgan, 3)
+    codeformer = float(values.get("codeformer_visibility") or 0)
+    if codeformer > 0:
+        info["CodeFormer visibility"] = round(codeformer, 3)
+        info["CodeFormer weight"] = round(float(values.get("codeformer_weight") or 0), 3)
+    text = ", ".join(f"{k}: {v}" for k, v in info.items())
+    chunks["postprocessing"] = text
+    seed = len(raw) + sum(ord(c) for c in text)
+    return encode_png(width, height, seed, text=chunks), f"<p>{text}</p>"
 
 
 def extras_single(api: Api, call: Call) -> Any:
@@ -245,17 +279,37 @@ def extras_batch(api: Api, call: Call) -> Any:
     return {"html_info": html, "images": images}
 
 
+CAPTIONS = {
+    "clip": "a painting of a cat sitting on a table, by Greg Rutkowski, digital art",
+    "deepdanbooru": "1girl, solo, cat, sitting, table",
+}
+
+
 def interrogate(api: Api, call: Call) -> Any:
+    """The image is decoded before the model is looked at (no image + bad model: 500).
+
+    Without the weights (fixtures/more/): CLIP's BLIP load fails inside and it answers 200
+    "<error>"; DeepDanbooru's first call dies (500 IndexError), later ones answer "".
+    """
     body = None if call.body is NO_BODY else call.body
     values = validate_body(
         body, list(schema_fields("InterrogateRequest")), api.profile.validation_style
     )
     fake_generate.decode_image(values.get("image"))
-    captions = {"clip": "a painting of a cat sitting on a table", "deepdanbooru": "1girl, solo"}
-    if values.get("model") not in captions:
+    model = values.get("model")
+    if model not in CAPTIONS:
         raise HTTPFailure(404, "Model not found")
-    with api.engine.queue_lock():
-        return {"caption": captions[values["model"]]}
+    engine = api.engine
+    with engine.queue_lock():
+        if engine.interrogator_weights:
+            return {"caption": CAPTIONS[model]}
+        if model == "clip":
+            return {"caption": "<error>"}
+        with engine.cv:
+            first, engine.deepbooru_failed = not engine.deepbooru_failed, True
+        if first:
+            raise ServerCrash("IndexError", "list index out of range")
+        return {"caption": ""}
 
 
 def interrupt(api: Api, call: Call) -> Any:

@@ -146,6 +146,10 @@ class Engine:
         self.paused = False
         self._resume = False
         self.fail_next_load = False
+        self.interrogator_weights = True  # CLIP/DeepDanbooru weights downloaded
+        self.deepbooru_failed = False  # without weights, only the first call dies
+        # GET lists a test filled in (loras, sd-vae, prompt-styles...): name -> the body
+        self.lists: dict[str, Any] = {}
 
     # --- the queue -------------------------------------------------------------------------
 

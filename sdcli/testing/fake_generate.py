@@ -280,6 +280,8 @@ def _resolve(
         hires_crash = _hires_crash(engine.profile, v)
     if job.kind == "img2img":
         extra["Denoising strength"] = v.get("denoising_strength")
+        if v.get("mask") is not None:
+            extra.update(_inpaint_infotext(v))
     restore_faces = v.get("restore_faces")
     tiling = v.get("tiling")
     return _Sampling(
@@ -497,6 +499,26 @@ def _hires_crash(profile: Profile, v: dict[str, Any]) -> tuple[str, str] | None:
     if profile.hires_needs_denoising and v.get("denoising_strength") is None:
         return ("TypeError", "'>' not supported between instances of 'NoneType' and 'int'")
     return None
+
+
+_MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+
+
+def _inpaint_infotext(v: dict[str, Any]) -> dict[str, Any]:
+    """What an inpainting job adds to the infotext, in the captured order (fixtures/more/)."""
+    extra: dict[str, Any] = {}
+    if v.get("inpainting_mask_invert"):
+        extra["Mask mode"] = "Inpaint not masked"
+    blur = v.get("mask_blur") if v.get("mask_blur") is not None else v.get("mask_blur_x", 4)
+    if blur:
+        extra["Mask blur"] = blur
+    if v.get("inpaint_full_res"):
+        extra["Inpaint area"] = "Only masked"
+        extra["Masked area padding"] = v.get("inpaint_full_res_padding", 0)
+    fill = v.get("inpainting_fill", 0)
+    if fill != 1 and 0 <= int(fill) < len(_MASKED_CONTENT):
+        extra["Masked content"] = _MASKED_CONTENT[int(fill)]
+    return extra
 
 
 def _resize_from(v: dict[str, Any]) -> str | None:

@@ -47,7 +47,14 @@ class Route:
 
 
 def _static(name: str) -> Handler:
-    return lambda api, call: endpoint_data(name)
+    """A captured list, or what a test put in its place (`FakeWebUI.serve_list`)."""
+
+    def handler(api: Api, call: Call) -> Any:
+        with api.engine.cv:
+            body = api.engine.lists.get(name)
+        return endpoint_data(name) if body is None else body
+
+    return handler
 
 
 def _info(text: str) -> Handler:

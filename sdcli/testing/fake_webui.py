@@ -192,6 +192,16 @@ class FakeWebUI:
         with self._engine.cv:
             self._engine.fail_next_load = True
 
+    def remove_interrogator_weights(self) -> None:
+        """/interrogate as on a server that never downloaded CLIP's BLIP or DeepDanbooru."""
+        with self._engine.cv:
+            self._engine.interrogator_weights = False
+
+    def serve_list(self, name: str, body: Any) -> None:
+        """GET /sdapi/v1/NAME (loras, sd-vae, prompt-styles, embeddings...) answers `body`."""
+        with self._engine.cv:
+            self._engine.lists[name] = body
+
     # --- server state ----------------------------------------------------------------------
 
     @property
