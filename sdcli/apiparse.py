@@ -13,7 +13,18 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from sdcli.apitypes import GeneratedImage, GenerationResult, Progress, SdModel
+from sdcli.apitypes import (
+    Embedding,
+    ExtrasResult,
+    GeneratedImage,
+    GenerationResult,
+    Lora,
+    Progress,
+    PromptStyle,
+    SdModel,
+    Upscaler,
+    Vae,
+)
 from sdcli.errors import ApiError
 
 
@@ -156,3 +167,93 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_loras(body: Any) -> list[Lora]:
+    return [
+        Lora(
+            name=_text(item.get("name")),
+            alias=_text(item.get("alias")),
+            path=_text(item.get("path")),
+        )
+        for item in list_of_dicts(body, "loras")
+    ]
+
+
+def parse_embeddings(body: Any) -> list[Embedding]:
+    """{"loaded": {name: item}, "skipped": {name: item}}: both, in that order, each by name."""
+    if not isinstance(body, dict):
+        raise ApiError("the server's embeddings answer is not an object")
+    found: list[Embedding] = []
+    for key, loaded in (("loaded", True), ("skipped", False)):
+        group = body.get(key) or {}
+        if not isinstance(group, dict):
+            raise ApiError(f"the server's embeddings answer has a `{key}` that is not an object")
+        for name, item in group.items():
+            item = item if isinstance(item, dict) else {}
+            found.append(
+                Embedding(
+                    name=str(name),
+                    loaded=loaded,
+                    vectors=_opt_int(item.get("vectors")),
+                    shape=_opt_int(item.get("shape")),
+                    step=_opt_int(item.get("step")),
+                    checkpoint=_opt_str(item.get("sd_checkpoint_name")),
+                )
+            )
+    return found
+
+
+def parse_styles(body: Any) -> list[PromptStyle]:
+    return [
+        PromptStyle(
+            name=_text(item.get("name")),
+            prompt=_text(item.get("prompt")),
+            negative_prompt=_text(item.get("negative_prompt")),
+        )
+        for item in list_of_dicts(body, "prompt-styles")
+    ]
+
+
+def parse_vaes(body: Any) -> list[Vae]:
+    return [
+        Vae(name=_text(item.get("model_name")), filename=_text(item.get("filename")))
+        for item in list_of_dicts(body, "sd-vae")
+    ]
+
+
+def parse_upscalers(body: Any) -> list[Upscaler]:
+    return [
+        Upscaler(
+            name=_text(item.get("name")),
+            model_name=_opt_str(item.get("model_name")),
+            scale=opt_float(item.get("scale")),
+            path=_opt_str(item.get("model_path")),
+        )
+        for item in list_of_dicts(body, "upscalers")
+    ]
+
+
+def parse_extras(body: Any, *, batch: bool) -> ExtrasResult:
+    """`{"image"}` (single) or `{"images"}` (batch), each strictly decoded."""
+    key = "images" if batch else "image"
+    if not isinstance(body, dict) or key not in body:
+        raise ApiError(f"the server's extras answer has no `{key}`")
+    encoded = body[key] if batch else [body[key]]
+    if not isinstance(encoded, list) or not all(isinstance(b, str) for b in encoded):
+        raise ApiError(f"the server's extras answer has a `{key}` that is not base64 text")
+    images = [decode_image(b, what=f"image {i + 1}") for i, b in enumerate(encoded)]
+    html = body.get("html_info")
+    return ExtrasResult(images=images, html_info=html if isinstance(html, str) else "")

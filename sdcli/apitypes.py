@@ -98,3 +98,58 @@ class PngInfo:
     info: str
     items: dict[str, Any]
     parameters: dict[str, Any]
+
+
+# -- the server's other lists and the extras tab -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lora:
+    """A LoRA from the Lora extension's /loras: `name` is what `<lora:name:w>` takes."""
+
+    name: str
+    alias: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A textual-inversion embedding; `loaded` False when skipped for this model's architecture."""
+
+    name: str
+    loaded: bool
+    vectors: int | None = None
+    shape: int | None = None
+    step: int | None = None
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    name: str
+    prompt: str = ""
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class Vae:
+    name: str
+    filename: str = ""
+
+
+@dataclass(frozen=True)
+class Upscaler:
+    """An extras/hires upscaler; `scale` is its model's native factor (4 for most)."""
+
+    name: str
+    model_name: str | None = None
+    scale: float | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtrasResult:
+    """An extras answer: each image exactly as the server encoded it, and its summary line."""
+
+    images: list[bytes]
+    html_info: str = ""

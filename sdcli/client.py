@@ -13,18 +13,30 @@ from sdcli.apiparse import (
     encode_image,
     list_of_dicts,
     opt_float,
+    parse_embeddings,
+    parse_extras,
     parse_generation,
+    parse_loras,
     parse_model,
     parse_progress,
+    parse_styles,
+    parse_upscalers,
+    parse_vaes,
 )
 from sdcli.apitypes import (
+    Embedding,
+    ExtrasResult,
     GenerationResult,
+    Lora,
     PngInfo,
     Progress,
+    PromptStyle,
     Sampler,
     Scheduler,
     SdModel,
     TaskProgress,
+    Upscaler,
+    Vae,
 )
 from sdcli.errors import (
     ApiError,
@@ -49,6 +61,13 @@ GENERATE_PATHS = {"txt2img": f"{API}/txt2img", "img2img": f"{API}/img2img"}  # b
 SERVER_TEXT_LIMIT = 300  # characters of a server's message in an error line (--debug: all)
 QUICK_READ_TIMEOUT = 30.0  # list endpoints and progress never take the queue lock
 POLL_READ_TIMEOUT = 10.0
+RefreshKind = Literal["checkpoints", "loras", "embeddings", "vae"]
+REFRESH_PATHS: dict[str, str] = {
+    "checkpoints": "refresh-checkpoints",
+    "loras": "refresh-loras",
+    "embeddings": "refresh-embeddings",
+    "vae": "refresh-vae",
+}
 
 
 class WebUIClient:
@@ -389,6 +408,60 @@ class WebUIClient:
             items=dict(body.get("items") or {}),
             parameters=dict(body.get("parameters") or {}),
         )
+
+    # -- the extras tab, interrogation, the server's other lists -------------------------------
+
+    def extras_single(self, body: Mapping[str, Any]) -> ExtrasResult:
+        answer = self.post(f"{API}/extra-single-image", dict(body), read_timeout=self.timeout)
+        return parse_extras(answer, batch=False)
+
+    def extras_batch(self, body: Mapping[str, Any]) -> ExtrasResult:
+        answer = self.post(f"{API}/extra-batch-images", dict(body), read_timeout=self.timeout)
+        return parse_extras(answer, batch=True)
+
+    def interrogate(self, image: bytes, model: str) -> str:
+        """The caption as the server gives it (checking it is the caller's business)."""
+        body = self.post(
+            f"{API}/interrogate",
+            {"image": encode_image(image), "model": model},
+            read_timeout=self.timeout,
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("caption"), str):
+            raise ApiError("the server's interrogate answer has no `caption` text")
+        return str(body["caption"])
+
+    def loras(self) -> list[Lora] | None:
+        """None where the Lora extension's route does not exist."""
+        body = self.get_optional(f"{API}/loras")
+        return None if body is None else parse_loras(body)
+
+    def embeddings(self) -> list[Embedding]:
+        return parse_embeddings(self.get(f"{API}/embeddings"))
+
+    def prompt_styles(self) -> list[PromptStyle]:
+        return parse_styles(self.get(f"{API}/prompt-styles"))
+
+    def sd_vaes(self) -> list[Vae] | None:
+        """None on Forge, which has no /sd-vae (its VAEs are /sd-modules)."""
+        body = self.get_optional(f"{API}/sd-vae")
+        return None if body is None else parse_vaes(body)
+
+    def upscaler_list(self) -> list[Upscaler]:
+        """The extras upscalers with their native scale (`upscalers()` adds the latent modes)."""
+        return parse_upscalers(self.get(f"{API}/upscalers"))
+
+    def latent_upscale_modes(self) -> list[str]:
+        """Hires fix's latent modes; empty where the endpoint does not exist (SD.Next)."""
+        body = self.get_optional(f"{API}/latent-upscale-modes") or []
+        return [str(item.get("name")) for item in list_of_dicts(body, "latent modes")]
+
+    def face_restorers(self) -> list[str]:
+        body = self.get(f"{API}/face-restorers")
+        return [str(item.get("name")) for item in list_of_dicts(body, "face-restorers")]
+
+    def refresh(self, what: RefreshKind) -> None:
+        """Re-scan a model folder on the server; the checkpoint scan takes the queue lock."""
+        self.post(f"{API}/{REFRESH_PATHS[what]}", read_timeout=self.timeout)
 
     def ping(self) -> None:
         """A cheap call that proves the API answers (and that our credentials work)."""

@@ -104,7 +104,7 @@ def test_img2img_answers_like_the_capture(fake_webui: FakeWebUI, title: str) -> 
 
 def _model_part(image: Image.Image) -> str:
     """Our fake's model differs from the capture's; everything else must be the same."""
-    text = image.info["parameters"]
+    text = str(image.info["parameters"])
     start = text.index("Model hash: ")
     end = text.index(", ", text.index("Model: ", start))
     return text[start:end]

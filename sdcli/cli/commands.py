@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from sdcli.cli import generate_cmd, info_cmd, jobs_cmd, models_cmd, presets_cmd
+from sdcli.cli import (
+    describe_cmd,
+    generate_cmd,
+    info_cmd,
+    jobs_cmd,
+    lists_cmd,
+    models_cmd,
+    presets_cmd,
+    upscale_cmd,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -12,4 +21,7 @@ def register(app: typer.Typer) -> None:
     models_cmd.register(app)
     info_cmd.register(app)
     jobs_cmd.register(app)
+    lists_cmd.register(app)
+    describe_cmd.register(app)
+    upscale_cmd.register(app)
     app.add_typer(presets_cmd.app, name="presets")

@@ -47,6 +47,7 @@ At a terminal: a table. Piped: one tab-separated line per checkpoint
   sdcli models
   sdcli models | cut -f2                  [dim]# model names only[/]
   sdcli models --json | jq -r 'select(.current) | .title'
+  sdcli models --refresh                  [dim]# after adding a file to the server[/]
 """
 
 SAMPLERS_HELP = """\
@@ -155,6 +156,10 @@ def register(app: typer.Typer) -> None:
         json_lines: Annotated[
             bool, typer.Option("--json", help="One JSON object per checkpoint on stdout.")
         ] = False,
+        refresh: Annotated[
+            bool,
+            typer.Option("--refresh", help="Re-scan the server's model folder first."),
+        ] = False,
     ) -> None:
         from sdcli.names.lookup import checkpoint_option, loaded_model
         from sdcli.serverinfo import (
@@ -166,6 +171,9 @@ def register(app: typer.Typer) -> None:
 
         state: AppState = ctx.obj
         client = state.client
+        if refresh:
+            with spinner("re-scanning checkpoints…"):
+                client.refresh_checkpoints()
         found = client.sd_models()
         options = client.get_options()
         selected = checkpoint_option(options)
