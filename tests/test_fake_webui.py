@@ -686,8 +686,7 @@ def test_extra_batch_images(fake_webui: FakeWebUI) -> None:
     r = post(fake_webui, f"{V1}/extra-batch-images", body)
     assert r.status_code == 200
     assert (
-        r.json()["html_info"]
-        == "<p>Postprocess upscale to: 80x40, Postprocess crop to: 80x40, "
+        r.json()["html_info"] == "<p>Postprocess upscale to: 80x40, Postprocess crop to: 80x40, "
         "Postprocess upscaler: Nearest</p>"  # upscaling_crop defaults to true
     )
     sizes = {Image.open(io.BytesIO(base64.b64decode(i))).size for i in r.json()["images"]}
