@@ -89,3 +89,19 @@ def test_closed_stdout_exits_141_without_noise(argv: list[str]) -> None:
     )
     assert done.returncode == 141
     assert done.stderr == ""
+
+
+def test_the_extras_commands_import_nothing_heavy_until_they_run() -> None:
+    """Registering upscale/describe/lists must not load Pillow or their use-case modules."""
+    import subprocess
+
+    code = (
+        "import sys; from sdcli.cli import app; app._register(); "
+        "heavy = [m for m in ('PIL', 'sdcli.upscale', 'sdcli.describe', 'sdcli.inputs', "
+        "'sdcli.listnames') if m in sys.modules]; print(heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
