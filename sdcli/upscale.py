@@ -95,7 +95,7 @@ def resolve(spec: UpscaleSpec, upscalers: Sequence[str], restorers: Sequence[str
     """The same spec with every name as the server spells it (NotFoundError, exit 2)."""
     from dataclasses import replace
 
-    from sdcli.listnames import resolve_listed
+    from sdcli.names.listed import resolve_listed
 
     first = resolve_listed(spec.upscaler, upscalers, "upscaler") if spec.upscaler else "None"
     second = resolve_listed(spec.second, upscalers, "upscaler") if spec.second else None

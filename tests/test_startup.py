@@ -98,7 +98,7 @@ def test_the_extras_commands_import_nothing_heavy_until_they_run() -> None:
     code = (
         "import sys; from sdcli.cli import app; app._register(); "
         "heavy = [m for m in ('PIL', 'sdcli.upscale', 'sdcli.describe', 'sdcli.inputs', "
-        "'sdcli.listnames') if m in sys.modules]; print(heavy)"
+        "'sdcli.names.listed') if m in sys.modules]; print(heavy)"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False

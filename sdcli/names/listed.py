@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from sdcli.errors import NotFoundError
-from sdcli.resolve import did_you_mean, fold
+from sdcli.names.lookup import did_you_mean, fold
 
 # <lora:NAME> or <lora:NAME:0.8> (networks.py: the name ends at the first ":" or ">")
 _LORA_TAG = re.compile(r"<lora:([^:>]+)(?::[^>]*)?>", re.IGNORECASE)
