@@ -50,6 +50,8 @@ from sdcli.errors import (
 if TYPE_CHECKING:
     import requests
 
+    from sdcli.config import Settings
+
 # HTTP traffic summaries for --debug: method, path, status, size, time. Never headers or bodies,
 # so credentials cannot leak into a log.
 log = logging.getLogger("sdcli.http")
@@ -90,6 +92,24 @@ class WebUIClient:
         self._session = session
         self._auth = auth
         self.sent_auth = auth is not None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, quick: float | None = None) -> WebUIClient:
+        """The client for the configured server; `quick` bounds every wait (completion's)."""
+        if quick is not None:
+            return cls(
+                settings.url,
+                auth=settings.auth,
+                timeout=quick,
+                connect_timeout=quick,
+                quick_timeout=quick,
+            )
+        return cls(
+            settings.url,
+            auth=settings.auth,
+            timeout=settings.timeout,
+            connect_timeout=settings.connect_timeout,
+        )
 
     @property
     def session(self) -> requests.Session:

@@ -231,6 +231,12 @@ def retry_backoff(env: Mapping[str, str] | None = None) -> float:
     return seconds
 
 
+def preset_path_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The directories of SDCLI_PRESETS_PATH, searched before the user presets directory."""
+    raw = (os.environ if env is None else env).get("SDCLI_PRESETS_PATH", "")
+    return [Path(entry).expanduser() for entry in raw.split(os.pathsep) if entry.strip()]
+
+
 def _where(key: str, source: str) -> str:
     return {"flag": f"--{key}", "env": ENV_VARS.get(key, key)}.get(source, f"config key {key!r}")
 

@@ -79,11 +79,9 @@ class PresetInfo:
 
 def search_path() -> list[tuple[PresetSource, Path]]:
     """Directories searched for NAME.toml, first hit wins (DESIGN.md "Presets")."""
-    dirs: list[tuple[PresetSource, Path]] = [
-        ("path", Path(entry).expanduser())
-        for entry in os.environ.get("SDCLI_PRESETS_PATH", "").split(os.pathsep)
-        if entry.strip()
-    ]
+    from sdcli.config import preset_path_dirs
+
+    dirs: list[tuple[PresetSource, Path]] = [("path", d) for d in preset_path_dirs()]
     dirs.append(("user", user_presets_dir()))
     dirs.append(("built-in", builtin_presets_dir()))
     return dirs

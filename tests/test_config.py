@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,29 @@ def test_plain_http_password_to_remote_host_warns(config_file: Path) -> None:
 def test_mask_url_hides_password() -> None:
     assert mask_url("http://u:secret@h:1") == "http://u:***@h:1"
     assert split_credentials("localhost:7861")[0] == "http://localhost:7861"
+
+
+def test_a_client_from_settings_has_their_server_and_timeouts() -> None:
+    from sdcli.client import WebUIClient
+
+    settings = load_settings(url="http://u:p@127.0.0.1:7861", timeout="90", env={})
+    client = WebUIClient.from_settings(settings)
+    assert (client.base_url, client.timeout, client.connect_timeout) == (
+        "http://127.0.0.1:7861",
+        90.0,
+        settings.connect_timeout,
+    )
+    assert client.sent_auth
+    quick = WebUIClient.from_settings(settings, quick=1.0)  # completion: every wait is short
+    assert (quick.timeout, quick.connect_timeout, quick.quick_timeout) == (1.0, 1.0, 1.0)
+
+
+def test_the_presets_path_is_read_in_config(tmp_path: Path) -> None:
+    from sdcli.config import preset_path_dirs
+
+    raw = os.pathsep.join([str(tmp_path / "a"), " ", "~/b"])
+    assert preset_path_dirs({"SDCLI_PRESETS_PATH": raw}) == [
+        tmp_path / "a",
+        Path("~/b").expanduser(),
+    ]
+    assert preset_path_dirs({}) == []

@@ -74,13 +74,7 @@ def _ask_server(
         # global options of the line being completed (then the environment and config file).
         root: Any = ctx.find_root().params
         settings = load_settings(url=root.get("url"), auth=root.get("auth"))
-        with WebUIClient(
-            settings.url,
-            auth=settings.auth,
-            timeout=COMPLETION_TIMEOUT,
-            connect_timeout=COMPLETION_TIMEOUT,
-            quick_timeout=COMPLETION_TIMEOUT,
-        ) as client:
+        with WebUIClient.from_settings(settings, quick=COMPLETION_TIMEOUT) as client:
             return ask(client)
     except Exception:  # completion must never print a traceback into the shell
         return []

@@ -42,10 +42,7 @@ class AppState:
         if self._client is None:
             from sdcli.client import WebUIClient
 
-            s = self.settings
-            self._client = WebUIClient(
-                s.url, auth=s.auth, timeout=s.timeout, connect_timeout=s.connect_timeout
-            )
+            self._client = WebUIClient.from_settings(self.settings)
         return self._client
 
     def close(self) -> None:
