@@ -1,7 +1,8 @@
-"""The web UI's JSON turned into our dataclasses, once, at the client's edge (pure).
+"""The web UI's answers turned into our dataclasses or errors, once, at the client's edge (pure).
 
 Lenient where the forks differ (a missing key is a default), strict where a mistake would be
-saved to disk (an image must be valid base64).
+saved to disk (an image must be valid base64). Error bodies come in the shapes of FastAPI, the web
+UI, Forge and SD.Next, and become one line each.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sdcli.apitypes import (
     Embedding,
@@ -19,13 +22,24 @@ from sdcli.apitypes import (
     GeneratedImage,
     GenerationResult,
     Lora,
+    PngInfo,
     Progress,
     PromptStyle,
+    Sampler,
+    Scheduler,
     SdModel,
+    TaskProgress,
     Upscaler,
     Vae,
 )
-from sdcli.errors import ApiError
+from sdcli.errors import ApiError, AuthError, ConnectionFailed
+
+if TYPE_CHECKING:
+    import requests
+
+# The client's logger: a server's message in full goes to --debug, never more than that.
+log = logging.getLogger("sdcli.http")
+SERVER_TEXT_LIMIT = 300  # characters of a server's message in an error line (--debug: all)
 
 
 def strip_data_url(b64: str) -> str:
@@ -143,6 +157,52 @@ def parse_model(item: Mapping[str, Any]) -> SdModel:
     )
 
 
+def parse_task_progress(body: Any) -> TaskProgress | None:
+    """/internal/progress's answer; None when it is not an object."""
+    if not isinstance(body, dict):
+        return None
+    return TaskProgress(
+        active=bool(body.get("active")),
+        queued=bool(body.get("queued")),
+        completed=bool(body.get("completed")),
+        progress=opt_float(body.get("progress")),
+        eta=opt_float(body.get("eta")),
+        textinfo=body.get("textinfo") if isinstance(body.get("textinfo"), str) else None,
+    )
+
+
+def parse_samplers(body: Any) -> list[Sampler]:
+    return [
+        Sampler(
+            name=str(item.get("name", "")),
+            aliases=tuple(str(a) for a in item.get("aliases") or ()),
+            options=dict(item.get("options") or {}),
+        )
+        for item in list_of_dicts(body, "samplers")
+    ]
+
+
+def parse_schedulers(body: Any) -> list[Scheduler]:
+    return [
+        Scheduler(
+            name=str(item.get("name", "")),
+            label=str(item.get("label") or item.get("name", "")),
+            aliases=tuple(str(a) for a in item.get("aliases") or ()),
+        )
+        for item in list_of_dicts(body, "schedulers")
+    ]
+
+
+def parse_png_info(body: Any) -> PngInfo:
+    if not isinstance(body, dict):
+        raise ApiError("png-info answered with something other than an object")
+    return PngInfo(
+        info=str(body.get("info") or ""),
+        items=dict(body.get("items") or {}),
+        parameters=dict(body.get("parameters") or {}),
+    )
+
+
 def _as_str(value: Any) -> str:
     if not isinstance(value, str):
         raise ApiError("an image in the server's answer is not a base64 string")
@@ -257,3 +317,222 @@ def parse_extras(body: Any, *, batch: bool) -> ExtrasResult:
     images = [decode_image(b, what=f"image {i + 1}") for i, b in enumerate(encoded)]
     html = body.get("html_info")
     return ExtrasResult(images=images, html_info=html if isinstance(html, str) else "")
+
+
+# -- error answers ---------------------------------------------------------------------------
+
+
+def decode_answer(
+    response: requests.Response,
+    *,
+    base_url: str,
+    method: str,
+    path: str,
+    sent_auth: bool,
+    api_path: bool,
+) -> Any:
+    """The JSON body of a 2xx answer, or the error any other answer (or a cut one) means."""
+    status = response.status_code
+    content = response.content  # already read by requests (no streaming)
+    body: Any = None
+    is_json = False
+    if content.strip():
+        try:
+            body = json.loads(content)
+            is_json = True
+        except ValueError:
+            is_json = False
+    elif _unframed(response):
+        # No Content-Length, not chunked, nothing read: the connection closed before the
+        # answer was complete (headers that never ended), not an empty answer.
+        raise ConnectionFailed(
+            f"the connection to {base_url} closed before {method} {path} was answered",
+            hint="did the web UI crash or restart, or is a proxy in the way?",
+        )
+    else:
+        is_json = 200 <= status < 300  # empty 2xx: treat as null
+    if 200 <= status < 300:
+        if not is_json:
+            raise ApiError(
+                f"{base_url}{path} answered {status} with {_describe_non_json(response, content)}",
+                status=status,
+                hint="is this really the web UI API?",
+            )
+        return body
+    raise _status_error(
+        base_url,
+        method,
+        path,
+        status,
+        body if is_json else None,
+        response,
+        content,
+        sent_auth=sent_auth,
+        api_path=api_path,
+    )
+
+
+def _unframed(response: requests.Response) -> bool:
+    headers = response.headers
+    return (
+        # 204 and 304 never have a body, so no length either (SD.Next's /interrupt: 204)
+        response.status_code not in (204, 304)
+        and "content-length" not in headers
+        and "chunked" not in headers.get("transfer-encoding", "").lower()
+    )
+
+
+def exception_reason(exc: BaseException) -> str:
+    """The innermost cause's message, which is the readable one in urllib3's chains."""
+    seen: BaseException = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        nxt = seen.__cause__ or seen.__context__
+        assert nxt is not None
+        seen = nxt
+    text = str(seen) or type(seen).__name__
+    return text.split(": ", 1)[-1] if text.startswith("<") else text
+
+
+def connection_error(base_url: str, method: str, path: str, exc: Exception) -> ConnectionFailed:
+    text = repr(exc)
+    if "NameResolution" in text or "getaddrinfo" in text or "Name or service not known" in text:
+        host = base_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        return ConnectionFailed(
+            f"cannot reach {base_url}: the host name {host!r} does not resolve",
+            hint="check --url or SDCLI_URL",
+        )
+    if "RemoteDisconnected" in text or "ProtocolError" in text or "ConnectionReset" in text:
+        return ConnectionFailed(
+            f"the connection to {base_url} closed before {method} {path} was answered",
+            hint="did the web UI crash or restart?",
+        )
+    return ConnectionFailed(f"cannot reach {base_url}")
+
+
+def clip(text: str, limit: int = SERVER_TEXT_LIMIT) -> str:
+    """A server's message cut to fit an error line (a 200 KB one is not a line)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _plain_text_error(response: requests.Response, content: bytes) -> str | None:
+    """The line that says what failed in a plain-text error body: the exception at the end of a
+    Python traceback, or the text itself (Starlette's "Internal Server Error"); None for HTML."""
+    if "html" in response.headers.get("content-type", "") or not content.strip():
+        return None
+    text = content.decode("utf-8", "replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Traceback (most recent call last)" in text:
+        return lines[-1]
+    if "text/plain" in response.headers.get("content-type", "") and len(lines) == 1:
+        return lines[0]
+    return None
+
+
+def _redirected_to(response: requests.Response) -> str | None:
+    """Where a redirect led, without credentials or query, if it left the --url's server."""
+    if not response.history:
+        return None
+    final, first = urlsplit(response.url), urlsplit(response.history[0].url)
+    if (final.scheme, final.hostname, final.port) == (first.scheme, first.hostname, first.port):
+        return None
+    host = f"[{final.hostname}]" if final.hostname and ":" in final.hostname else final.hostname
+    port = f":{final.port}" if final.port else ""
+    return f"{final.scheme}://{host}{port}{final.path}"
+
+
+def _describe_non_json(response: requests.Response, content: bytes) -> str:
+    ctype = response.headers.get("content-type", "")
+    head = content.lstrip()[:15].lower()
+    if "html" in ctype or head.startswith((b"<!doctype", b"<html", b"<")):
+        return "an HTML page instead of JSON"
+    if not content.strip():
+        return "an empty body instead of JSON"
+    return "a body that is not valid JSON (truncated?)"
+
+
+def _status_error(
+    base_url: str,
+    method: str,
+    path: str,
+    status: int,
+    body: Any,
+    response: requests.Response,
+    content: bytes,
+    *,
+    sent_auth: bool,
+    api_path: bool,
+) -> ApiError | AuthError:
+    """The error for a non-2xx answer: one line from the body, a hint for what can be done.
+
+    `api_path`: the path is one of the API's (a 404 there means the API is off, not absent).
+    """
+    reason = response.reason or ""
+    full = _error_detail(body) if body is not None else _plain_text_error(response, content)
+    detail = clip(full) if full else full
+    if full and detail != full:
+        log.debug("%s %s: the server's message in full: %s", method, path, full)
+    if isinstance(body, dict) and "code" in body and "\n" in str(body.get("errors") or "").strip():
+        # SD.Next's `errors` can run to dozens of lines (validation errors, a traceback)
+        log.debug("%s %s: the server's error in full:\n%s", method, path, body["errors"])
+    hint: str | None
+    if status in (401, 403):
+        elsewhere = _redirected_to(response)
+        msg = f"{elsewhere or base_url} refused access ({status}"
+        msg += f": {detail})" if detail else ")"
+        if elsewhere:
+            hint = (
+                f"{base_url}{path} redirected there, and sdcli never sends its credentials to "
+                "another server: give that server's address with --url"
+            )
+        elif sent_auth:
+            hint = "check the user name and password given with --auth or SDCLI_AUTH"
+        else:
+            hint = "the server needs --auth USER:PASS (or SDCLI_AUTH), as set by its --api-auth"
+        return AuthError(msg, hint=hint)
+    if body is None and full:
+        label = "the server failed" if status >= 500 else "the server refused the request"
+        return ApiError(f"{label} ({status}): {detail}", status=status, detail=full)
+    if body is None:
+        what = _describe_non_json(response, content)
+        hint = (
+            "is a proxy in front of the web UI, and is the web UI running?"
+            if status >= 500
+            else None
+        )
+        return ApiError(
+            f"{base_url}{path} answered {status} {reason} with {what}".replace("  ", " "),
+            status=status,
+            hint=hint,
+        )
+    if status == 404 and body == {"detail": "Not Found"}:
+        hint = "start the web UI with --api" if api_path else None
+        return ApiError(f"{base_url} has no {path} (404)", status=status, detail=detail, hint=hint)
+    if status == 422 and isinstance(body, dict) and isinstance(body.get("detail"), list):
+        return ApiError(
+            f"the server rejected the request (422): {detail}", status=status, detail=full
+        )
+    label = "the server failed" if status >= 500 else "the server refused the request"
+    return ApiError(f"{label} ({status}): {detail or reason}", status=status, detail=full)
+
+
+def _error_detail(body: Any) -> str:
+    """One line from any of the error shapes: FastAPI, the web UI's, Forge's or SD.Next's."""
+    if not isinstance(body, dict):
+        return ""
+    detail = body.get("detail")
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = [str(p) for p in item.get("loc", []) if p != "body"]
+                parts.append(f"{'.'.join(loc) or 'body'}: {item.get('msg', '')}")
+        return "; ".join(parts)
+    error = str(body.get("error") or "")
+    text = str(detail or body.get("errors") or body.get("message") or "").strip()
+    if "code" in body and "\n" in text:
+        # SD.Next's `errors` (its bodies have `code`): the first line says what failed, the
+        # rest (validation errors, a traceback) goes to --debug
+        text = text.splitlines()[0].rstrip(":")
+    if error and error != "HTTPException" and text:
+        return f"{error}: {text}"
+    return text or error

@@ -81,16 +81,12 @@ class Catalog:
 
     def is_forge(self) -> bool:
         """Forge: its own `forge_*` settings (webui-api.md §9)."""
-        from sdcli.serverinfo import is_forge_options
-
         return is_forge_options(self.options())
 
     def is_sdnext(self) -> bool:
         """SD.Next (by GET /sdapi/v1/version): clip skip is a request field; no per-request
         schedule, no task ids, its own hires fields."""
         if self._sdnext is None:
-            from sdcli.serverinfo import is_sdnext
-
             self._sdnext = bool(self.fetch(lambda: is_sdnext(self.client)))
         return self._sdnext
 
@@ -98,6 +94,16 @@ class Catalog:
     def known_sdnext(self) -> bool:
         """Whether this is SD.Next as far as already asked (never sends a request)."""
         return self._sdnext is True
+
+
+def is_sdnext(client: WebUIClient) -> bool:
+    """SD.Next is the flavour with GET /sdapi/v1/version (one GET, asked once per client)."""
+    return isinstance(client.probe("version"), dict)
+
+
+def is_forge_options(options: Mapping[str, Any]) -> bool:
+    """Forge has its own `forge_*` settings (reForge's are `reforge_*`)."""
+    return any(str(key).startswith("forge_") for key in options)
 
 
 def _once(call: Callable[[], Any]) -> Any:

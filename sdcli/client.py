@@ -10,16 +10,22 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from sdcli.apiparse import (
+    connection_error,
+    decode_answer,
     encode_image,
+    exception_reason,
     list_of_dicts,
-    opt_float,
     parse_embeddings,
     parse_extras,
     parse_generation,
     parse_loras,
     parse_model,
+    parse_png_info,
     parse_progress,
+    parse_samplers,
+    parse_schedulers,
     parse_styles,
+    parse_task_progress,
     parse_upscalers,
     parse_vaes,
 )
@@ -60,7 +66,6 @@ API = "/sdapi/v1"
 # A refused port -> where the same web UI may be listening instead (API-only mode's default).
 ALTERNATE_PORTS = {7860: 7861}
 GENERATE_PATHS = {"txt2img": f"{API}/txt2img", "img2img": f"{API}/img2img"}  # by job mode
-SERVER_TEXT_LIMIT = 300  # characters of a server's message in an error line (--debug: all)
 QUICK_READ_TIMEOUT = 30.0  # list endpoints and progress never take the queue lock
 POLL_READ_TIMEOUT = 10.0
 RefreshKind = Literal["checkpoints", "loras", "embeddings", "vae"]
@@ -70,6 +75,21 @@ REFRESH_PATHS: dict[str, str] = {
     "embeddings": "refresh-embeddings",
     "vae": "refresh-vae",
 }
+PROBE_READ_TIMEOUT = 10.0  # /internal/sysinfo gathers a lot; the version is not worth a wait
+OPTIONS_PATH = f"{API}/options"
+LORAS_PATH = f"{API}/loras"  # the Lora extension's (absent when it is off)
+VAE_PATH = f"{API}/sd-vae"  # absent on Forge
+
+# Endpoints only some flavours or modes have: which ones answer tells the flavour (webui-api.md §9)
+PROBES = {
+    "version": f"{API}/version",  # SD.Next only: {"app": "sd.next", ...}
+    "options": OPTIONS_PATH,
+    "sd-modules": f"{API}/sd-modules",  # Forge (it replaced /sd-vae)
+    "schedulers": f"{API}/schedulers",  # A1111 1.9.1+
+    "ping": "/internal/ping",  # UI mode only (not --nowebui)
+    "sysinfo": "/internal/sysinfo",  # UI mode: holds the version
+}
+_ABSENT, _BROKEN = object(), object()
 
 
 class WebUIClient:
@@ -92,6 +112,7 @@ class WebUIClient:
         self._session = session
         self._auth = auth
         self.sent_auth = auth is not None
+        self._probes: dict[str, Any] = {}  # PROBES key -> body, _ABSENT or _BROKEN
 
     @classmethod
     def from_settings(cls, settings: Settings, *, quick: float | None = None) -> WebUIClient:
@@ -191,7 +212,14 @@ class WebUIClient:
             len(response.content),
             time.monotonic() - started,
         )
-        return self._decode(response, method, path)
+        return decode_answer(
+            response,
+            base_url=self.base_url,
+            method=method,
+            path=path,
+            sent_auth=self.sent_auth,
+            api_path=path.startswith(API),
+        )
 
     def _transport_error(
         self,
@@ -206,7 +234,7 @@ class WebUIClient:
         errors = requests.exceptions
         if isinstance(exc, errors.SSLError):
             return ConnectionFailed(
-                f"cannot reach {self.base_url}: TLS failed: {_reason(exc)}",
+                f"cannot reach {self.base_url}: TLS failed: {exception_reason(exc)}",
                 hint="a self-signed certificate needs REQUESTS_CA_BUNDLE=/path/to/ca.pem",
             )
         if isinstance(exc, errors.ChunkedEncodingError):
@@ -223,16 +251,16 @@ class WebUIClient:
         if isinstance(exc, errors.ReadTimeout):
             return self._timeout(method, path, read_timeout)
         if isinstance(exc, errors.ConnectionError):
-            error = _connection_error(self.base_url, method, path, exc)
+            error = connection_error(self.base_url, method, path, exc)
             if error.hint is None:
                 error.hint = self._other_port_hint()
             return error
         if isinstance(exc, (errors.InvalidURL, errors.InvalidSchema)):
             return UsageError(
-                f"invalid server URL {self.base_url}: {_reason(exc)}",
+                f"invalid server URL {self.base_url}: {exception_reason(exc)}",
                 hint="check --url or SDCLI_URL",
             )
-        return ApiError(f"request to {self.base_url}{path} failed: {_reason(exc)}")
+        return ApiError(f"request to {self.base_url}{path} failed: {exception_reason(exc)}")
 
     def _timeout(self, method: str, path: str, seconds: float | None) -> ServerTimeout:
         return ServerTimeout(
@@ -257,46 +285,6 @@ class WebUIClient:
             return fallback
         return f"a web UI answers at {candidate} (started with --nowebui?): use --url {candidate}"
 
-    def _decode(self, response: requests.Response, method: str, path: str) -> Any:
-        status = response.status_code
-        content = response.content  # already read by requests (no streaming)
-        body: Any = None
-        is_json = False
-        if content.strip():
-            try:
-                body = json.loads(content)
-                is_json = True
-            except ValueError:
-                is_json = False
-        elif _unframed(response):
-            # No Content-Length, not chunked, nothing read: the connection closed before the
-            # answer was complete (headers that never ended), not an empty answer.
-            raise ConnectionFailed(
-                f"the connection to {self.base_url} closed before {method} {path} was answered",
-                hint="did the web UI crash or restart, or is a proxy in the way?",
-            )
-        else:
-            is_json = 200 <= status < 300  # empty 2xx: treat as null
-        if 200 <= status < 300:
-            if not is_json:
-                raise ApiError(
-                    f"{self.base_url}{path} answered {status} with "
-                    f"{_describe_non_json(response, content)}",
-                    status=status,
-                    hint="is this really the web UI API?",
-                )
-            return body
-        raise _status_error(
-            self.base_url,
-            method,
-            path,
-            status,
-            body if is_json else None,
-            response,
-            content,
-            sent_auth=self.sent_auth,
-        )
-
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
 
@@ -311,6 +299,27 @@ class WebUIClient:
             if exc.status == 404:
                 return None
             raise
+
+    def probe(self, key: str) -> Any:
+        """GET the endpoint PROBES[key] once per client: its body, or None when it is absent
+        (404) or failed some other way (a probe must never be what stops a command; only an
+        unreachable server does)."""
+        answer = self._probe(key)
+        return None if answer is _ABSENT or answer is _BROKEN else answer
+
+    def exists(self, key: str) -> bool | None:
+        """Whether the endpoint PROBES[key] exists; None when asking it failed."""
+        answer = self._probe(key)
+        return None if answer is _BROKEN else answer is not _ABSENT
+
+    def _probe(self, key: str) -> Any:
+        if key not in self._probes:
+            try:
+                body = self.get_optional(PROBES[key], read_timeout=PROBE_READ_TIMEOUT)
+            except (ApiError, AuthError, ServerTimeout):
+                body = _BROKEN
+            self._probes[key] = _ABSENT if body is None else body
+        return self._probes[key]
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -348,16 +357,7 @@ class WebUIClient:
             if exc.status in (404, 405):
                 return None
             raise
-        if not isinstance(body, dict):
-            return None
-        return TaskProgress(
-            active=bool(body.get("active")),
-            queued=bool(body.get("queued")),
-            completed=bool(body.get("completed")),
-            progress=opt_float(body.get("progress")),
-            eta=opt_float(body.get("eta")),
-            textinfo=body.get("textinfo") if isinstance(body.get("textinfo"), str) else None,
-        )
+        return parse_task_progress(body)
 
     def interrupt(self, *, read_timeout: float = 5.0) -> None:
         self.post(f"{API}/interrupt", read_timeout=read_timeout)
@@ -368,12 +368,12 @@ class WebUIClient:
     # -- models, options, lists ---------------------------------------------------------------
 
     def get_options(self) -> dict[str, Any]:
-        body = self.get(f"{API}/options")
+        body = self.get(OPTIONS_PATH)
         return body if isinstance(body, dict) else {}
 
     def set_options(self, options: Mapping[str, Any]) -> None:
         """POST /options; blocks while the server loads a model, so it uses the long timeout."""
-        self.post(f"{API}/options", dict(options), read_timeout=self.timeout)
+        self.post(OPTIONS_PATH, dict(options), read_timeout=self.timeout)
 
     def checkpoint(self) -> dict[str, Any] | None:
         """SD.Next's GET /sdapi/v1/checkpoint: the loaded model (`type` null when none is);
@@ -389,29 +389,12 @@ class WebUIClient:
         self.post(f"{API}/refresh-checkpoints", read_timeout=self.timeout)
 
     def samplers(self) -> list[Sampler]:
-        body = self.get(f"{API}/samplers")
-        return [
-            Sampler(
-                name=str(item.get("name", "")),
-                aliases=tuple(str(a) for a in item.get("aliases") or ()),
-                options=dict(item.get("options") or {}),
-            )
-            for item in list_of_dicts(body, "samplers")
-        ]
+        return parse_samplers(self.get(f"{API}/samplers"))
 
     def schedulers(self) -> list[Scheduler] | None:
         """None on servers before 1.9.1, which have no /schedulers (a 404 is not an error here)."""
-        body = self.get_optional(f"{API}/schedulers")
-        if body is None:
-            return None
-        return [
-            Scheduler(
-                name=str(item.get("name", "")),
-                label=str(item.get("label") or item.get("name", "")),
-                aliases=tuple(str(a) for a in item.get("aliases") or ()),
-            )
-            for item in list_of_dicts(body, "schedulers")
-        ]
+        body = self.get_optional(PROBES["schedulers"])
+        return None if body is None else parse_schedulers(body)
 
     def upscalers(self) -> list[str]:
         body = self.get(f"{API}/upscalers")
@@ -421,13 +404,7 @@ class WebUIClient:
 
     def png_info(self, png: bytes) -> PngInfo:
         body = self.post(f"{API}/png-info", {"image": encode_image(png)})
-        if not isinstance(body, dict):
-            raise ApiError("png-info answered with something other than an object")
-        return PngInfo(
-            info=str(body.get("info") or ""),
-            items=dict(body.get("items") or {}),
-            parameters=dict(body.get("parameters") or {}),
-        )
+        return parse_png_info(body)
 
     # -- the extras tab, interrogation, the server's other lists -------------------------------
 
@@ -452,7 +429,7 @@ class WebUIClient:
 
     def loras(self) -> list[Lora] | None:
         """None where the Lora extension's route does not exist."""
-        body = self.get_optional(f"{API}/loras")
+        body = self.get_optional(LORAS_PATH)
         return None if body is None else parse_loras(body)
 
     def embeddings(self) -> list[Embedding]:
@@ -463,7 +440,7 @@ class WebUIClient:
 
     def sd_vaes(self) -> list[Vae] | None:
         """None on Forge, which has no /sd-vae (its VAEs are /sd-modules)."""
-        body = self.get_optional(f"{API}/sd-vae")
+        body = self.get_optional(VAE_PATH)
         return None if body is None else parse_vaes(body)
 
     def upscaler_list(self) -> list[Upscaler]:
@@ -493,168 +470,14 @@ class WebUIClient:
 # -- parsing helpers (pure) ------------------------------------------------------------------
 
 
+def api_root(path: str) -> str | None:
+    """The web UI's root of a URL path that points into its API ("/ui/sdapi/v1" -> "/ui"), else
+    None: a server URL must be the root, since every call adds the API's path to it."""
+    root, api, _ = (path.rstrip("/") + "/").partition("/sdapi/")
+    return root if api else None
+
+
 def _version() -> str:
     from sdcli import __version__
 
     return __version__
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost cause's message, which is the readable one in urllib3's chains."""
-    seen: BaseException = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        nxt = seen.__cause__ or seen.__context__
-        assert nxt is not None
-        seen = nxt
-    text = str(seen) or type(seen).__name__
-    return text.split(": ", 1)[-1] if text.startswith("<") else text
-
-
-def _connection_error(base_url: str, method: str, path: str, exc: Exception) -> ConnectionFailed:
-    text = repr(exc)
-    if "NameResolution" in text or "getaddrinfo" in text or "Name or service not known" in text:
-        host = base_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-        return ConnectionFailed(
-            f"cannot reach {base_url}: the host name {host!r} does not resolve",
-            hint="check --url or SDCLI_URL",
-        )
-    if "RemoteDisconnected" in text or "ProtocolError" in text or "ConnectionReset" in text:
-        return ConnectionFailed(
-            f"the connection to {base_url} closed before {method} {path} was answered",
-            hint="did the web UI crash or restart?",
-        )
-    return ConnectionFailed(f"cannot reach {base_url}")
-
-
-def _unframed(response: requests.Response) -> bool:
-    headers = response.headers
-    return (
-        # 204 and 304 never have a body, so no length either (SD.Next's /interrupt: 204)
-        response.status_code not in (204, 304)
-        and "content-length" not in headers
-        and "chunked" not in headers.get("transfer-encoding", "").lower()
-    )
-
-
-def clip(text: str, limit: int = SERVER_TEXT_LIMIT) -> str:
-    """A server's message cut to fit an error line (a 200 KB one is not a line)."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _plain_text_error(response: requests.Response, content: bytes) -> str | None:
-    """The line that says what failed in a plain-text error body: the exception at the end of a
-    Python traceback, or the text itself (Starlette's "Internal Server Error"); None for HTML."""
-    if "html" in response.headers.get("content-type", "") or not content.strip():
-        return None
-    text = content.decode("utf-8", "replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if "Traceback (most recent call last)" in text:
-        return lines[-1]
-    if "text/plain" in response.headers.get("content-type", "") and len(lines) == 1:
-        return lines[0]
-    return None
-
-
-def _redirected_to(response: requests.Response) -> str | None:
-    """Where a redirect led, without credentials or query, if it left the --url's server."""
-    if not response.history:
-        return None
-    final, first = urlsplit(response.url), urlsplit(response.history[0].url)
-    if (final.scheme, final.hostname, final.port) == (first.scheme, first.hostname, first.port):
-        return None
-    host = f"[{final.hostname}]" if final.hostname and ":" in final.hostname else final.hostname
-    port = f":{final.port}" if final.port else ""
-    return f"{final.scheme}://{host}{port}{final.path}"
-
-
-def _describe_non_json(response: requests.Response, content: bytes) -> str:
-    ctype = response.headers.get("content-type", "")
-    head = content.lstrip()[:15].lower()
-    if "html" in ctype or head.startswith((b"<!doctype", b"<html", b"<")):
-        return "an HTML page instead of JSON"
-    if not content.strip():
-        return "an empty body instead of JSON"
-    return "a body that is not valid JSON (truncated?)"
-
-
-def _status_error(
-    base_url: str,
-    method: str,
-    path: str,
-    status: int,
-    body: Any,
-    response: requests.Response,
-    content: bytes,
-    *,
-    sent_auth: bool,
-) -> ApiError | AuthError:
-    reason = response.reason or ""
-    full = _error_detail(body) if body is not None else _plain_text_error(response, content)
-    detail = clip(full) if full else full
-    if full and detail != full:
-        log.debug("%s %s: the server's message in full: %s", method, path, full)
-    if isinstance(body, dict) and "code" in body and "\n" in str(body.get("errors") or "").strip():
-        # SD.Next's `errors` can run to dozens of lines (validation errors, a traceback)
-        log.debug("%s %s: the server's error in full:\n%s", method, path, body["errors"])
-    hint: str | None
-    if status in (401, 403):
-        elsewhere = _redirected_to(response)
-        msg = f"{elsewhere or base_url} refused access ({status}"
-        msg += f": {detail})" if detail else ")"
-        if elsewhere:
-            hint = (
-                f"{base_url}{path} redirected there, and sdcli never sends its credentials to "
-                "another server: give that server's address with --url"
-            )
-        elif sent_auth:
-            hint = "check the user name and password given with --auth or SDCLI_AUTH"
-        else:
-            hint = "the server needs --auth USER:PASS (or SDCLI_AUTH), as set by its --api-auth"
-        return AuthError(msg, hint=hint)
-    if body is None and full:
-        label = "the server failed" if status >= 500 else "the server refused the request"
-        return ApiError(f"{label} ({status}): {detail}", status=status, detail=full)
-    if body is None:
-        what = _describe_non_json(response, content)
-        hint = (
-            "is a proxy in front of the web UI, and is the web UI running?"
-            if status >= 500
-            else None
-        )
-        return ApiError(
-            f"{base_url}{path} answered {status} {reason} with {what}".replace("  ", " "),
-            status=status,
-            hint=hint,
-        )
-    if status == 404 and body == {"detail": "Not Found"}:
-        hint = "start the web UI with --api" if path.startswith(API) else None
-        return ApiError(f"{base_url} has no {path} (404)", status=status, detail=detail, hint=hint)
-    if status == 422 and isinstance(body, dict) and isinstance(body.get("detail"), list):
-        return ApiError(
-            f"the server rejected the request (422): {detail}", status=status, detail=full
-        )
-    label = "the server failed" if status >= 500 else "the server refused the request"
-    return ApiError(f"{label} ({status}): {detail or reason}", status=status, detail=full)
-
-
-def _error_detail(body: Any) -> str:
-    """One line from any of the error shapes: FastAPI, the web UI's, Forge's or SD.Next's."""
-    if not isinstance(body, dict):
-        return ""
-    detail = body.get("detail")
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = [str(p) for p in item.get("loc", []) if p != "body"]
-                parts.append(f"{'.'.join(loc) or 'body'}: {item.get('msg', '')}")
-        return "; ".join(parts)
-    error = str(body.get("error") or "")
-    text = str(detail or body.get("errors") or body.get("message") or "").strip()
-    if "code" in body and "\n" in text:
-        # SD.Next's `errors` (its bodies have `code`): the first line says what failed, the
-        # rest (validation errors, a traceback) goes to --debug
-        text = text.splitlines()[0].rstrip(":")
-    if error and error != "HTTPException" and text:
-        return f"{error}: {text}"
-    return text or error

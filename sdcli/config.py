@@ -72,13 +72,16 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
         user, _, password = userinfo.partition(":")
         auth = (unquote(user), unquote(password))
     clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-    root, api, _ = (parts.path.rstrip("/") + "/").partition("/sdapi/")
-    if api:  # `--url http://host:7860/sdapi/v1`: every call would go to /sdapi/v1/sdapi/v1/...
-        suggestion = urlunsplit((parts.scheme, netloc, root, "", ""))
-        raise UsageError(
-            f"the server URL {mask_url(clean)!r} must be the web UI's root, not its API path",
-            hint=f"use {mask_url(suggestion)}; sdcli adds /sdapi/v1 itself",
-        )
+    if parts.path.strip("/"):  # rare (a proxy's sub-path): only then is the client imported
+        from sdcli.client import API, api_root
+
+        root = api_root(parts.path)
+        if root is not None:  # `--url http://host:7860/sdapi/v1`: calls would go to …/v1/sdapi/v1
+            suggestion = urlunsplit((parts.scheme, netloc, root, "", ""))
+            raise UsageError(
+                f"the server URL {mask_url(clean)!r} must be the web UI's root, not its API path",
+                hint=f"use {mask_url(suggestion)}; sdcli adds {API} itself",
+            )
     return clean, auth
 
 

@@ -8,20 +8,18 @@ keeps what was learnt, so the CLI can still show it before reporting the error.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdcli.apitypes import SdModel
-from sdcli.client import API
-from sdcli.errors import ApiError, AuthError, ConnectionFailed, SdcliError, ServerTimeout
+from sdcli.catalog import is_forge_options, is_sdnext
+from sdcli.client import PROBES
+from sdcli.errors import ApiError, AuthError, ConnectionFailed, SdcliError
 from sdcli.names.lookup import checkpoint_option, is_same_model, loaded_model, loaded_title
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
-
-VERSION_READ_TIMEOUT = 10.0  # /internal/sysinfo gathers a lot; the version is not worth a wait
 
 
 @dataclass
@@ -84,11 +82,6 @@ def plain_number(value: Any) -> int | float | None:
 
 # Forge only records the choice of a checkpoint; it loads it when the next generation starts.
 FORGE_SELECTED = "selected, loads at the next generation"
-
-
-def is_forge_options(options: Mapping[str, Any]) -> bool:
-    """Forge has its own `forge_*` settings (reForge's are `reforge_*`)."""
-    return any(str(key).startswith("forge_") for key in options)
 
 
 def gather(client: WebUIClient, *, url_source: str = "default") -> ServerInfo:
@@ -195,37 +188,6 @@ class Flavour:
         return text
 
 
-_ABSENT, _BROKEN = object(), object()
-# Per client, so one process asks each question once; weak, so a closed client takes its answers.
-_PROBES: weakref.WeakKeyDictionary[WebUIClient, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
-def _probe(client: WebUIClient, path: str) -> Any:
-    """GET an endpoint that only some flavours or modes have, once per client.
-
-    The answer's body, `_ABSENT` for a 404, or `_BROKEN` when it failed some other way (a probe
-    must never be what stops a command; only an unreachable server does).
-    """
-    answers = _PROBES.setdefault(client, {})
-    if path not in answers:
-        try:
-            body = client.get_optional(path, read_timeout=VERSION_READ_TIMEOUT)
-        except (ApiError, AuthError, ServerTimeout):
-            body = _BROKEN
-        answers[path] = _ABSENT if body is None else body
-    return answers[path]
-
-
-def _exists(client: WebUIClient, path: str) -> bool | None:
-    answer = _probe(client, path)
-    return None if answer is _BROKEN else answer is not _ABSENT
-
-
-def is_sdnext(client: WebUIClient) -> bool:
-    """SD.Next is the flavour with GET /sdapi/v1/version (one GET, asked once per client)."""
-    return isinstance(_probe(client, f"{API}/version"), dict)
-
-
 def detect_flavour(
     client: WebUIClient,
     *,
@@ -241,7 +203,7 @@ def detect_flavour(
     expose it, so only "1.9.1 or later" (it has /schedulers) or "before 1.9.1" can be said.
     `options` and `has_schedulers` save a GET each when the caller already knows them.
     """
-    sdnext = _probe(client, f"{API}/version")
+    sdnext = client.probe("version")
     if isinstance(sdnext, dict):
         # SD.Next always serves its UI (it has no /internal/ping to probe for it)
         version = _version_sdnext(sdnext)
@@ -249,11 +211,11 @@ def detect_flavour(
             name="sdnext",
             ui_mode=True,
             version=version,
-            version_source=f"{API}/version" if version else None,
+            version_source=PROBES["version"] if version else None,
             has_schedulers=False,
         )
     if options is None:
-        answer = _probe(client, f"{API}/options")
+        answer = client.probe("options")
         options = answer if isinstance(answer, dict) else None
     keys = list(options or ())
     if any(k.startswith("reforge_") for k in keys):
@@ -261,13 +223,13 @@ def detect_flavour(
     elif options is not None:
         name = "forge" if is_forge_options(options) else "a1111"
     else:  # the options could not be read: Forge replaced /sd-vae with /sd-modules
-        name = "forge" if _exists(client, f"{API}/sd-modules") else "a1111"
-    ui_mode = _exists(client, "/internal/ping")
+        name = "forge" if client.exists("sd-modules") else "a1111"
+    ui_mode = client.exists("ping")
     if has_schedulers is None:
-        has_schedulers = _exists(client, f"{API}/schedulers")
+        has_schedulers = client.exists("schedulers")
     version = source = None
     if ui_mode:
-        version, source = _version_sysinfo(_probe(client, "/internal/sysinfo")), "/internal/sysinfo"
+        version, source = _version_sysinfo(client.probe("sysinfo")), PROBES["sysinfo"]
     return Flavour(
         name=name,
         ui_mode=ui_mode,

@@ -17,13 +17,13 @@ import pytest
 import requests
 
 from sdcli.apitypes import Sampler
-from sdcli.catalog import Catalog
+from sdcli.catalog import Catalog, is_sdnext
 from sdcli.client import WebUIClient
 from sdcli.errors import NotFoundError
 from sdcli.names.lookup import has_combined_names, resolve_sampler, resolve_upscaler
 from sdcli.names.request import resolve_names
 from sdcli.pngmeta import png_size
-from sdcli.serverinfo import detect_flavour, is_sdnext
+from sdcli.serverinfo import detect_flavour
 from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import generate, invoke, warnings

@@ -93,6 +93,7 @@ def register(app: typer.Typer) -> None:
     def loras(
         ctx: typer.Context, json_lines: JsonFlag = False, refresh: RefreshFlag = False
     ) -> None:
+        from sdcli.client import LORAS_PATH
         from sdcli.errors import ApiError
 
         client = _client(ctx)
@@ -100,7 +101,7 @@ def register(app: typer.Typer) -> None:
             _refresh(client, "loras")
         found = client.loras()
         if found is None:
-            raise ApiError("this server has no /sdapi/v1/loras (its Lora extension is off)")
+            raise ApiError(f"this server has no {LORAS_PATH} (its Lora extension is off)")
         _show(
             [[x.name, x.alias if x.alias != x.name else "", x.path] for x in found],
             ["name", "alias", "path"],
@@ -182,6 +183,7 @@ def register(app: typer.Typer) -> None:
     def vaes(
         ctx: typer.Context, json_lines: JsonFlag = False, refresh: RefreshFlag = False
     ) -> None:
+        from sdcli.client import VAE_PATH
         from sdcli.errors import ApiError
 
         client = _client(ctx)
@@ -190,7 +192,7 @@ def register(app: typer.Typer) -> None:
         found = client.sd_vaes()
         if found is None:
             raise ApiError(
-                "this server has no /sdapi/v1/sd-vae (Forge lists VAEs with its other modules)"
+                f"this server has no {VAE_PATH} (Forge lists VAEs with its other modules)"
             )
         _show(
             [[v.name, v.filename] for v in found],

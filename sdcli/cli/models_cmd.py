@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--refresh", help="Re-scan the server's model folder first."),
         ] = False,
     ) -> None:
+        from sdcli.catalog import is_forge_options, is_sdnext
         from sdcli.errors import Interrupted, ServerTimeout
         from sdcli.names.lookup import (
             checkpoint_option,
@@ -105,13 +106,7 @@ def register(app: typer.Typer) -> None:
             loaded_title,
             resolve_model,
         )
-        from sdcli.serverinfo import (
-            FORGE_SELECTED,
-            current_checkpoint,
-            is_forge_options,
-            is_sdnext,
-            switch_model,
-        )
+        from sdcli.serverinfo import FORGE_SELECTED, current_checkpoint, switch_model
 
         state: AppState = ctx.obj
         client = state.client
@@ -161,13 +156,9 @@ def register(app: typer.Typer) -> None:
             typer.Option("--refresh", help="Re-scan the server's model folder first."),
         ] = False,
     ) -> None:
+        from sdcli.catalog import is_forge_options, is_sdnext
         from sdcli.names.lookup import checkpoint_option, loaded_model
-        from sdcli.serverinfo import (
-            FORGE_SELECTED,
-            current_checkpoint,
-            is_forge_options,
-            is_sdnext,
-        )
+        from sdcli.serverinfo import FORGE_SELECTED, current_checkpoint
 
         state: AppState = ctx.obj
         client = state.client
@@ -212,7 +203,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--json", help="One JSON object per sampler and scheduler on stdout."),
         ] = False,
     ) -> None:
-        from sdcli.serverinfo import is_sdnext
+        from sdcli.catalog import is_sdnext
 
         state: AppState = ctx.obj
         client = state.client

@@ -10,6 +10,7 @@ from typing import Any
 
 from sdcli.apitypes import SdModel
 from sdcli.catalog import SDNEXT_HIRES_UPSCALER, Catalog, hires_defaults
+from sdcli.client import OPTIONS_PATH
 from sdcli.errors import ApiError, NotFoundError
 from sdcli.names.lookup import resolve_model, resolve_sampler, resolve_upscaler, split_combined
 from sdcli.payload import build_payload
@@ -113,7 +114,7 @@ def _cannot_check(what: str, name: str, error: ApiError) -> str:
 def _sdnext_schedule_note(label: str) -> str:
     sigma = label.strip().lower()
     how = (
-        f'POST /sdapi/v1/options {{"schedulers_sigma": "{sigma}"}}'
+        f'POST {OPTIONS_PATH} {{"schedulers_sigma": "{sigma}"}}'
         if sigma in SDNEXT_SIGMAS
         else "its setting schedulers_sigma (" + ", ".join(SDNEXT_SIGMAS) + ")"
     )
