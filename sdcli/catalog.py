@@ -28,6 +28,8 @@ class Catalog:
         self._upscalers: list[str] | None = None
         self._options: dict[str, Any] | None = None
         self._sdnext: bool | None = None
+        self._loras: list[str] | None = None
+        self._loras_known = False
         self.broken: dict[str, ApiError] = {}  # list endpoints that failed (5xx): not checked
 
     def samplers(self) -> list[Sampler]:
@@ -72,6 +74,21 @@ class Catalog:
         if self._upscalers is None:
             self._upscalers = self.fetch(self.client.upscalers)
         return self._upscalers
+
+    def loras(self) -> list[str] | None:
+        """LoRA names (what `<lora:NAME:w>` takes); None where the Lora extension has no route
+        or the server fails to list them (recorded in `broken`): then prompts go as typed."""
+        if not self._loras_known:
+            try:
+                found = self.fetch(self.client.loras)
+            except ApiError as exc:
+                if not _server_fault(exc):
+                    raise
+                self.broken["loras"] = exc
+                found = None
+            self._loras = None if found is None else [lora.name for lora in found]
+            self._loras_known = True
+        return self._loras
 
     def options(self) -> dict[str, Any]:
         """GET /options as the process first saw it: asked only for hires fix or an override."""

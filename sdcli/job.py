@@ -26,6 +26,7 @@ class Job:
     prompts: Iterable[str]
     preset_names: tuple[str, ...] = ()
     inputs: tuple[Path, ...] = ()  # the images img2img and extras start from
+    mask: Path | None = None  # img2img: the inpainting mask (white: repaint), one for every input
     output_dir: Path = Path(".")
     name_template: str = DEFAULT_NAME_TEMPLATE
     overwrite: bool = False
@@ -43,15 +44,24 @@ class Unit:
     batch: int
     batches: int
     seed: int | None  # None, or -1 (random), when the job's seed is not a fixed one
+    init: Path | None = None  # img2img: the input image this request starts from
 
 
 def units(job: Job, prompt: str) -> list[Unit]:
-    """The requests for one prompt, with the seeds the web UI's own batch count would give."""
+    """The requests for one prompt, with the seeds the web UI's own batch count would give;
+    img2img repeats them for each input image in turn (the same seeds for each)."""
     base = job.values.get("seed")
     size = int(job.values.get("batch_size") or 1)
-    if not (isinstance(base, int) and base >= 0):
-        return [Unit(prompt, n + 1, job.batches, base) for n in range(job.batches)]
-    return [Unit(prompt, n + 1, job.batches, base + n * size) for n in range(job.batches)]
+    inits: tuple[Path | None, ...] = job.inputs if job.mode == "img2img" else (None,)
+    if isinstance(base, int) and base >= 0:
+        seeds: list[int | None] = [base + n * size for n in range(job.batches)]
+    else:
+        seeds = [base] * job.batches
+    return [
+        Unit(prompt, n + 1, job.batches, seed, init)
+        for init in inits
+        for n, seed in enumerate(seeds)
+    ]
 
 
 def unit_values(job: Job, unit: Unit) -> dict[str, Any]:

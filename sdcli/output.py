@@ -46,6 +46,7 @@ NAME_FIELDS: Final[dict[str, str]] = {
     "cfg_scale": "CFG scale",
     "width": "image width",
     "height": "image height",
+    "init": "the init image's file name without extension (img2img)",
 }
 """Fields a `--name` template may use, with a line of help for each."""
 
@@ -92,6 +93,7 @@ _SAMPLE_FIELDS: Final[dict[str, Any]] = {
     "cfg_scale": 7.0,
     "width": 512,
     "height": 512,
+    "init": "photo",
 }
 
 

@@ -23,6 +23,19 @@ DIRECT_FIELDS = {
     "seed": "seed",
     "batch_size": "batch_size",
     "denoising_strength": "denoising_strength",
+    "mask_blur": "mask_blur",
+    "mask_padding": "inpaint_full_res_padding",
+    "restore_faces": "restore_faces",
+    "tiling": "tiling",
+    "variation_seed": "subseed",
+    "variation_strength": "subseed_strength",
+}
+# user-facing words -> the numbers (or booleans) the img2img request takes
+CHOICE_FIELDS: dict[str, tuple[str, dict[Any, Any]]] = {
+    "resize_mode": ("resize_mode", {"just": 0, "crop": 1, "fill": 2, "latent": 3}),
+    "inpaint_fill": ("inpainting_fill", {"fill": 0, "original": 1, "noise": 2, "nothing": 3}),
+    "inpaint_area": ("inpaint_full_res", {"whole": False, "masked": True}),
+    "invert_mask": ("inpainting_mask_invert", {False: 0, True: 1}),
 }
 
 
@@ -134,6 +147,9 @@ def build_payload(
     for key, wire in DIRECT_FIELDS.items():
         if values.get(key) is not None:
             body[wire] = values[key]
+    for key, (wire, table) in CHOICE_FIELDS.items():
+        if values.get(key) in table:
+            body[wire] = table[values[key]]
     if sampler_name:
         body["sampler_name"] = sampler_name
     if scheduler:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sdcli.errors import SdcliError, UsageError
-from sdcli.job import Job, Mode
+from sdcli.job import Job, Mode, Unit
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
@@ -39,6 +39,8 @@ class JobRequest:
     keep_going: bool = False
     retries: int = 0
     flag_labels: Mapping[str, str] = field(default_factory=dict)  # key -> the flag typed
+    inputs: Sequence[Path] = ()  # img2img: init images, files or directories
+    mask: Path | None = None  # img2img: an inpainting mask of the init images' size
     retry_backoff: float | None = None  # None: SDCLI_RETRY_BACKOFF, else 1 s
 
 
@@ -60,8 +62,11 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
         raise UsageError('give a prompt, "-" to read prompts from stdin, or --prompts-file')
     if words and request.prompts_file is not None:
         raise UsageError("give prompt words or --prompts-file, not both")
-    if request.mode != "txt2img":
+    if request.mode not in ("txt2img", "img2img"):
         raise UsageError(f"{request.mode} is not supported yet")
+    inputs: tuple[Path, ...] = ()
+    if request.mode == "img2img":
+        inputs = check_init_images(request.inputs, request.mask)
     from sdcli.output import DEFAULT_NAME_TEMPLATE, check_name_template
     from sdcli.payload import merge_values, parse_set
     from sdcli.presets import load_preset, validate_values
@@ -73,7 +78,8 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
         names = [settings.default_preset]
     presets = [load_preset(n) for n in names]
     values = merge_values([image_values, *(p.values for p in presets), given])
-    template = request.name_template or DEFAULT_NAME_TEMPLATE
+    default_template = IMG2IMG_NAME_TEMPLATE if request.mode == "img2img" else DEFAULT_NAME_TEMPLATE
+    template = request.name_template or default_template
     check_name_template(template)
     if request.retry_backoff is None:
         from sdcli.config import retry_backoff
@@ -87,6 +93,8 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
         sets=sets,
         prompts=_prompts(words, request.prompts_file, stdin),
         preset_names=tuple(p.name for p in presets),
+        inputs=inputs,
+        mask=request.mask,
         output_dir=request.output_dir if request.output_dir is not None else settings.output_dir,
         name_template=template,
         overwrite=request.overwrite,
@@ -97,6 +105,30 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
     )
     check_job(job)
     return job
+
+
+IMG2IMG_NAME_TEMPLATE = "{date}-{time}-{index}-{init}-{seed}"
+"""img2img's default file names say which input each image came from."""
+
+
+def check_init_images(paths: Sequence[Path], mask: Path | None) -> tuple[Path, ...]:
+    """The init image files (directories expanded), each read and checked, and the mask of the
+    same size as every one of them: the web UI would silently stretch a mask of another size."""
+    from sdcli.inputs import read_image, read_images
+
+    if not paths:
+        raise UsageError("img2img needs --init IMAGE (a file, several, or a directory)")
+    images = read_images(paths, what="init image")
+    if mask is not None:
+        shape = read_image(mask)
+        for image in images:
+            if (image.width, image.height) != (shape.width, shape.height):
+                raise UsageError(
+                    f"the mask {mask} is {shape.width}x{shape.height}, but the init image "
+                    f"{image.path} is {image.width}x{image.height}",
+                    hint="a mask must have the size of the image it masks",
+                )
+    return tuple(image.path for image in images)
 
 
 def preset_from_flags(
@@ -159,12 +191,22 @@ def check_job(job: Job) -> None:
 
 
 def job_body(
-    job: Job, values: Mapping[str, Any], prompt: str, resolved: Resolved | None = None
+    job: Job,
+    values: Mapping[str, Any],
+    prompt: str,
+    resolved: Resolved | None = None,
+    unit: Unit | None = None,
 ) -> dict[str, Any]:
     """The checked request body: with the names the server spells and the defaults sdcli fills in
-    (`resolved`), else the names as typed."""
+    (`resolved`), else the names as typed; img2img's with the unit's init image (and mask)."""
     from sdcli.payload import build_payload
+    from sdcli.preset_schema import PRESET_KEYS
     from sdcli.requestcheck import check_body
+
+    if job.mode != "img2img":  # a preset's img2img keys mean nothing to txt2img
+        values = {k: v for k, v in values.items() if not _img2img_only(k, PRESET_KEYS)}
+    elif unit is not None and unit.init is not None:
+        values = {**values, **_init_size(values, job.sets, unit.init)}
 
     if resolved is None:
         body = build_payload(
@@ -188,7 +230,42 @@ def job_body(
             defaults=resolved.defaults,
         )
     check_body(body)
+    if job.mode == "img2img" and unit is not None and unit.init is not None:
+        body.update(_init_fields(job, unit.init, body))
     return body
+
+
+def _img2img_only(key: str, keys: Mapping[str, Any]) -> bool:
+    spec = keys.get(key)
+    return bool(spec is not None and spec.img2img_only)
+
+
+def _init_size(values: Mapping[str, Any], sets: Mapping[str, Any], init: Path) -> dict[str, Any]:
+    """No size given: the init image's, each side rounded to a multiple of 8 (the web UI
+    would make a 512x512 image of any init image)."""
+    if "width" in values or "height" in values or "width" in sets or "height" in sets:
+        return {}
+    from sdcli.inputs import read_image
+
+    image = read_image(init)
+    return {"width": round_to_8(image.width), "height": round_to_8(image.height)}
+
+
+def round_to_8(side: int) -> int:
+    return max(64, min(2048, (side + 4) // 8 * 8))
+
+
+def _init_fields(job: Job, init: Path, body: Mapping[str, Any]) -> dict[str, Any]:
+    """init_images (and mask) as the files are, base64; a mask repaints the whole picture
+    unless asked otherwise (the API's own default is "only masked", unlike the web UI's)."""
+    from sdcli.apiparse import encode_image
+
+    fields: dict[str, Any] = {"init_images": [encode_image(init.read_bytes())]}
+    if job.mask is not None:
+        fields["mask"] = encode_image(job.mask.read_bytes())
+        if "inpaint_full_res" not in body:
+            fields["inpaint_full_res"] = False
+    return fields
 
 
 def resolve_for_dry_run(client: WebUIClient, job: Job) -> tuple[Resolved | None, SdcliError | None]:

@@ -28,6 +28,8 @@ class KeySpec:
     flag: str | None = None  # "--cfg": a value flag of generate and presets new; None: none
     short: str | None = None  # "-n"
     complete: Literal["model", "sampler"] | None = None  # names the server completes on Tab
+    choices: tuple[str, ...] = ()  # the words a string key accepts (sent as the server's value)
+    img2img_only: bool = False  # a flag of `img2img` (and `presets new`), not of `generate`
 
 
 # Upper bounds are the web UI's own (v1.10.1): its API takes any number, but its sliders stop at
@@ -111,7 +113,55 @@ PRESET_KEYS: Final[dict[str, KeySpec]] = {
         flag="--model",
         complete="model",
     ),
-    "denoising_strength": KeySpec(float, "0 keeps the input image, 1 ignores it", 0, 1),
+    "denoising_strength": KeySpec(
+        float, "0 keeps the input image, 1 ignores it (img2img, hires fix)", 0, 1, flag="--denoise"
+    ),
+    "resize_mode": KeySpec(
+        str,
+        "img2img: how an init image of another size is fitted: just (stretch), crop, fill, latent",
+        choices=("just", "crop", "fill", "latent"),
+        flag="--resize-mode",
+        img2img_only=True,
+    ),
+    "mask_blur": KeySpec(
+        int, "inpainting: mask blur in pixels", 0, 64, flag="--mask-blur", img2img_only=True
+    ),
+    "inpaint_fill": KeySpec(
+        str,
+        "inpainting: what the masked area starts from: fill, original, noise, nothing",
+        choices=("fill", "original", "noise", "nothing"),
+        flag="--inpaint-fill",
+        img2img_only=True,
+    ),
+    "inpaint_area": KeySpec(
+        str,
+        "inpainting: repaint the whole picture or only the masked area, at full resolution",
+        choices=("whole", "masked"),
+        flag="--inpaint-area",
+        img2img_only=True,
+    ),
+    "mask_padding": KeySpec(
+        int,
+        "inpainting, --inpaint-area masked: pixels around the mask",
+        0,
+        256,
+        flag="--mask-padding",
+        img2img_only=True,
+    ),
+    "invert_mask": KeySpec(
+        bool,
+        "inpainting: repaint what the mask leaves black",
+        flag="--invert-mask",
+        img2img_only=True,
+    ),
+    "restore_faces": KeySpec(bool, "run the server's face restorer", flag="--restore-faces"),
+    "tiling": KeySpec(bool, "make a seamless, tileable image", flag="--tiling"),
+    "variation_seed": KeySpec(
+        int, "variation seed; -1 for a random one", -1, MAX_SEED, flag="--variation-seed"
+    ),
+    "variation_strength": KeySpec(
+        float, "how far toward the variation seed", 0, 1, flag="--variation-strength"
+    ),
     "params": KeySpec(dict, "any other web UI request fields, sent as they are"),
 }
 
@@ -148,6 +198,7 @@ _ALIASES: Final[dict[str, str]] = {
 }
 
 _TYPE_WORDS: Final[dict[type, str]] = {
+    bool: "true or false",
     str: "a string",
     int: "an integer",
     float: "a number",
@@ -244,11 +295,17 @@ def _check_value(key: str, value: Any, spec: KeySpec) -> str | None:
     ok = isinstance(value, spec.type) and not isinstance(value, bool)
     if spec.type is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if spec.type is bool:
+        ok = isinstance(value, bool)
     if not ok:
         return f"'{key}' must be {_TYPE_WORDS[spec.type]}, got {_describe(value)}"
     if isinstance(value, str):
         if spec.non_empty and not value.strip():
             return f"'{key}' must not be empty"
+        if spec.choices and value not in spec.choices:
+            return f"'{key}' must be one of {', '.join(spec.choices)}, got {value!r}"
+        return None
+    if isinstance(value, bool):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return f"'{key}' must be a finite number, got {value}"

@@ -128,8 +128,22 @@ class Runner:
         return self._resolved
 
     def body(self, job: Job, unit: Unit) -> dict[str, Any]:
-        """The unit's request body, with this server's names."""
-        return job_body(job, unit_values(job, unit), unit.prompt, self._resolved_for(job))
+        """The unit's request body, with this server's names; its `<lora:…>` names checked
+        (the web UI ignores an unknown one, with a line in its console only)."""
+        body = job_body(job, unit_values(job, unit), unit.prompt, self._resolved_for(job), unit)
+        self._check_loras(body)
+        return body
+
+    def _check_loras(self, body: dict[str, Any]) -> None:
+        from sdcli.names.listed import check_loras, lora_names
+
+        prompts = [str(body.get("prompt", "")), str(body.get("negative_prompt", ""))]
+        if not any(lora_names(p) for p in prompts):
+            return
+        known = self.catalog.loras()
+        if known is None:
+            return
+        check_loras(prompts, known)
 
     def _pin_options(self, job: Job, resolved: Resolved) -> None:
         """Make the server restore every key this run overrides (see sdcli.pinning)."""
@@ -238,7 +252,14 @@ class Runner:
         saved: list[SavedImage] = []
         try:
             saver.save_all(
-                payload, result, stamp, unit.batch, saved, interrupted=interrupted, warn=self.warn
+                payload,
+                result,
+                stamp,
+                unit.batch,
+                saved,
+                interrupted=interrupted,
+                warn=self.warn,
+                init=unit.init,
             )
         finally:
             kept.extend(saved)

@@ -113,6 +113,7 @@ class Saver:
         *,
         interrupted: bool = False,
         warn: Callable[[str], None] = _ignore,
+        init: Path | None = None,
     ) -> None:
         """Save every usable image of one answer into `into`, then raise any problem.
 
@@ -123,7 +124,8 @@ class Saver:
         problems = [ApiError(text) for text in result.problems]
         for n, image in enumerate(result.images):
             try:
-                into.append(self.save(payload, result, image, stamp, batch, interrupted, warn))
+                saved = self.save(payload, result, image, stamp, batch, interrupted, warn, init)
+                into.append(saved)
             except ApiError as exc:
                 problems.append(exc)
             except OutputError as exc:
@@ -140,6 +142,7 @@ class Saver:
         batch: int,
         interrupted: bool = False,
         warn: Callable[[str], None] = _ignore,
+        init: Path | None = None,
     ) -> SavedImage:
         """Write one image (its infotext in the PNG) under the next free name."""
         from sdcli.output import render_name, slugify, write_new_file
@@ -175,6 +178,7 @@ class Saver:
             "width": info.get("width", payload.get("width")),
             "height": info.get("height", payload.get("height")),
             "steps": info.get("steps", payload.get("steps")),
+            "init": init.stem if init is not None else None,
         }
         name = render_name(self.name_template, fields, ext=EXTENSIONS[kind])
         path = write_new_file(self.output_dir, name, data, overwrite=self.overwrite)

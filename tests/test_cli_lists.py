@@ -187,3 +187,32 @@ def test_a_list_on_a_terminal_is_a_table(fake_webui: FakeWebUI, command: str) ->
     row = next(line for line in screen.lines if first in line)
     assert "\t" not in row  # a table's columns, not tab-separated fields
     assert ("alias" in text) if command == "loras" else ("negative prompt" in text)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ("<lora:add_detial:0.8> a cat", "no LoRA 'add_detial' (in <lora:add_detial:…>) "
+         "(did you mean 'add_detail'?)"),
+        ("a cat <lora:Add-Detail>", "no LoRA 'Add-Detail'; it is spelled 'add_detail'"),
+    ],
+)  # fmt: skip
+def test_an_unknown_lora_in_a_prompt_stops_before_sending(
+    fake_webui: FakeWebUI, tmp_path: Any, prompt: str, message: str
+) -> None:
+    fake_webui.serve_list("loras", LORAS)
+    result = run_sdcli("--url", fake_webui.url, "generate", "--steps", "2", "-o", str(tmp_path),
+                       prompt)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("sdcli: error: the server has ")
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert fake_webui.requests_to(f"{V1}/txt2img") == []
+
+
+def test_a_known_lora_goes_as_typed(fake_webui: FakeWebUI, tmp_path: Any) -> None:
+    fake_webui.serve_list("loras", LORAS)
+    prompt = "a cat <lora:film grain v2:0.5>"
+    result = sdcli(fake_webui, "generate", "--steps", "2", "-o", str(tmp_path), prompt)
+    assert result.exit_code == 0, result.stderr
+    (request,) = fake_webui.requests_to(f"{V1}/txt2img")
+    assert request.json["prompt"] == prompt

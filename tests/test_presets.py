@@ -209,6 +209,16 @@ def test_preset_keys_are_the_documented_ones() -> None:
         "batch_count",
         "model",
         "denoising_strength",
+        "resize_mode",
+        "mask_blur",
+        "inpaint_fill",
+        "inpaint_area",
+        "mask_padding",
+        "invert_mask",
+        "restore_faces",
+        "tiling",
+        "variation_seed",
+        "variation_strength",
         "params",
     }
 

@@ -19,6 +19,7 @@ from sdcli.errors import ExitCode, SdcliError
 
 if TYPE_CHECKING:
     from sdcli.job import Job
+    from sdcli.plan import JobRequest
     from sdcli.run import RunSummary
 
 HELP = """\
@@ -39,6 +40,23 @@ one prompt per line from stdin; with --from-image and no PROMPT, the image's pro
 """
 
 
+IMG2IMG_HELP = """\
+Generate images from images (img2img, inpainting with --mask); print each saved path on stdout.
+
+Every flag and preset of `generate` works here too, plus --denoise (how much of the init image
+changes, 0 to 1), --resize-mode, and the inpainting flags (--mask-blur, --inpaint-fill,
+--inpaint-area, --mask-padding, --invert-mask). --init takes a file, several (repeat it) or a
+directory: each image in turn, every prompt. The size defaults to the init image's, rounded to
+a multiple of 8. File names say which init image each came from ({init}).
+
+[bold]Examples[/]
+
+  sdcli img2img --init photo.png --denoise 0.4 -o out/ "oil painting"
+  sdcli img2img -i shots/ -p sd15 -o out/ "watercolor"          [dim]# every image in shots/[/]
+  sdcli img2img -i room.png --mask window.png --inpaint-fill original -o out/ "a red curtain"
+"""
+
+
 TYPING_HINT = "type one prompt per line; Ctrl-D on an empty line to finish"
 
 
@@ -50,100 +68,105 @@ def _stdin_bytes() -> BinaryIO:
     return io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))  # a text-only stand-in
 
 
+Preset = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--preset",
+        "-p",
+        help="Preset name or .toml path; repeatable.",
+        autocompletion=complete_preset,
+    ),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Any request field: KEY=VALUE (VALUE as JSON, else text)."),
+]
+OutputDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir",
+        "-o",
+        help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .].",
+        readable=False,  # saving needs write and search permission, never read (mode 733)
+    ),
+]
+PromptsFile = Annotated[
+    Path | None,
+    typer.Option("--prompts-file", help="Read prompts from FILE, one per line (UTF-8, 1 MiB max)."),
+]
+JsonLines = Annotated[
+    bool, typer.Option("--json", help="One JSON object per saved image on stdout.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the request body as JSON, names resolved with the server's lists "
+        "(read only; as typed if it cannot be reached); generate nothing.",
+    ),
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
+]
+KeepGoing = Annotated[
+    bool,
+    typer.Option(
+        "--keep-going",
+        help="With many prompts: go on after a failed one (but stop, exit 3, after 3 "
+        "in a row cannot reach the server).",
+    ),
+]
+Retries = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Retry connection errors and 502/503/504 this many times, list calls "
+        "included (never a 4xx or a timeout), waiting 1 s, 2 s, 4 s… between tries "
+        "(env SDCLI_RETRY_BACKOFF: the first wait in seconds).",
+    ),
+]
+NAME_FIELDS_HELP = (
+    "File name template: {date} {time} {seed} {index} {batch} {preset} "
+    "{prompt_slug} {model} {sampler} {steps} {width} {height}"
+)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP, no_args_is_help=False)
-    @opts.with_value_flags
+    @opts.with_txt2img_flags
     def generate(
         ctx: typer.Context,
         prompt: Annotated[
             list[str] | None,
             typer.Argument(help='Prompt words (joined with spaces), or "-" to read stdin.'),
         ] = None,
-        preset: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--preset",
-                "-p",
-                help="Preset name or .toml path; repeatable.",
-                autocompletion=complete_preset,
-            ),
-        ] = None,
+        preset: Preset = None,
         *,
         flags: dict[str, Any],  # the value flags (--steps, --cfg…): see options.with_value_flags
         from_image: opts.FromImage = None,
-        set_: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="Any request field: KEY=VALUE (VALUE as JSON, else text)."),
-        ] = None,
-        output_dir: Annotated[
-            Path | None,
-            typer.Option(
-                "--output-dir",
-                "-o",
-                help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .].",
-                readable=False,  # saving needs write and search permission, never read (mode 733)
-            ),
-        ] = None,
+        set_: Sets = None,
+        output_dir: OutputDir = None,
         name: Annotated[
             str | None,
             typer.Option(
-                "--name",
-                help="File name template: {date} {time} {seed} {index} {batch} {preset} "
-                "{prompt_slug} {model} {sampler} {steps} {width} {height} "
-                "\\[default: {date}-{time}-{index}-{seed}].",
+                "--name", help=NAME_FIELDS_HELP + " \\[default: {date}-{time}-{index}-{seed}]."
             ),
         ] = None,
-        prompts_file: Annotated[
-            Path | None,
-            typer.Option(
-                "--prompts-file", help="Read prompts from FILE, one per line (UTF-8, 1 MiB max)."
-            ),
-        ] = None,
-        json_lines: Annotated[
-            bool, typer.Option("--json", help="One JSON object per saved image on stdout.")
-        ] = False,
-        quiet: Annotated[
-            bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")
-        ] = False,
-        no_progress: Annotated[
-            bool, typer.Option("--no-progress", help="No progress bar.")
-        ] = False,
-        dry_run: Annotated[
-            bool,
-            typer.Option(
-                "--dry-run",
-                help="Print the request body as JSON, names resolved with the server's lists "
-                "(read only; as typed if it cannot be reached); generate nothing.",
-            ),
-        ] = False,
-        overwrite: Annotated[
-            bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
-        ] = False,
-        keep_going: Annotated[
-            bool,
-            typer.Option(
-                "--keep-going",
-                help="With many prompts: go on after a failed one (but stop, exit 3, after 3 "
-                "in a row cannot reach the server).",
-            ),
-        ] = False,
-        retries: Annotated[
-            int,
-            typer.Option(
-                min=0,
-                help="Retry connection errors and 502/503/504 this many times, list calls "
-                "included (never a 4xx or a timeout), waiting 1 s, 2 s, 4 s… between tries "
-                "(env SDCLI_RETRY_BACKOFF: the first wait in seconds).",
-            ),
-        ] = 0,
+        prompts_file: PromptsFile = None,
+        json_lines: JsonLines = False,
+        quiet: Quiet = False,
+        no_progress: NoProgress = False,
+        dry_run: DryRun = False,
+        overwrite: Overwrite = False,
+        keep_going: KeepGoing = False,
+        retries: Retries = 0,
     ) -> None:
-        state: AppState = ctx.obj
-        words = list(prompt or [])
-        from sdcli.plan import JobRequest, plan_job
-        from sdcli.preset_schema import FLAG_LABELS
+        from sdcli.plan import JobRequest
 
         request = JobRequest(
-            words=words,
+            words=list(prompt or []),
             prompts_file=prompts_file,
             presets=list(preset or []),
             flags=flags,
@@ -154,20 +177,119 @@ def register(app: typer.Typer) -> None:
             overwrite=overwrite,
             keep_going=keep_going,
             retries=retries,
-            flag_labels=FLAG_LABELS,
         )
-        job = plan_job(request, state.settings, stdin=_stdin_bytes())
-        # Prompts typed at a terminal: say how, and how to stop. They are never waited for just
-        # to be listed as not done (see _gave_up).
-        typed = prompts_file is None and words == ["-"] and sys.stdin.isatty()
-        if typed and not quiet:
-            render.note(TYPING_HINT)
-        if dry_run:
-            _dry_run(state, job)
-            return
-        many = words == ["-"] or prompts_file is not None
-        show = not (quiet or no_progress) and render.stderr_is_tty()
-        _run(state, job, show, json_lines=json_lines, quiet=quiet, typed=typed, many=many)
+        _main(ctx.obj, request, json_lines=json_lines, quiet=quiet, no_progress=no_progress,
+              dry_run=dry_run)  # fmt: skip
+
+    @app.command("img2img", help=IMG2IMG_HELP, no_args_is_help=False)
+    @opts.with_value_flags
+    def img2img(
+        ctx: typer.Context,
+        prompt: Annotated[
+            list[str] | None,
+            typer.Argument(help='Prompt words (joined with spaces), or "-" to read stdin.'),
+        ] = None,
+        init: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--init",
+                "-i",
+                help="Init image: a file or a directory; repeatable.",
+            ),
+        ] = None,
+        mask: Annotated[
+            Path | None,
+            typer.Option("--mask", help="Inpainting mask, the init image's size (white: repaint)."),
+        ] = None,
+        preset: Preset = None,
+        *,
+        flags: dict[str, Any],
+        from_image: opts.FromImage = None,
+        set_: Sets = None,
+        output_dir: OutputDir = None,
+        name: Annotated[
+            str | None,
+            typer.Option(
+                "--name",
+                help=NAME_FIELDS_HELP + " {init} \\[default: {date}-{time}-{index}-{init}-{seed}].",
+            ),
+        ] = None,
+        prompts_file: PromptsFile = None,
+        json_lines: JsonLines = False,
+        quiet: Quiet = False,
+        no_progress: NoProgress = False,
+        dry_run: DryRun = False,
+        overwrite: Overwrite = False,
+        keep_going: KeepGoing = False,
+        retries: Retries = 0,
+    ) -> None:
+        from sdcli.plan import JobRequest
+
+        request = JobRequest(
+            words=list(prompt or []),
+            prompts_file=prompts_file,
+            presets=list(preset or []),
+            flags=flags,
+            sets=list(set_ or []),
+            from_image=from_image,
+            mode="img2img",
+            output_dir=output_dir,
+            name_template=name,
+            overwrite=overwrite,
+            keep_going=keep_going,
+            retries=retries,
+            inputs=list(init or []),
+            mask=mask,
+        )
+        _main(ctx.obj, request, json_lines=json_lines, quiet=quiet, no_progress=no_progress,
+              dry_run=dry_run)  # fmt: skip
+
+
+def _main(
+    state: AppState,
+    request: JobRequest,
+    *,
+    json_lines: bool,
+    quiet: bool,
+    no_progress: bool,
+    dry_run: bool,
+) -> None:
+    """What generate and img2img share: plan the job, then a dry run or the run."""
+    from dataclasses import replace
+
+    from sdcli.plan import plan_job
+    from sdcli.preset_schema import FLAG_LABELS
+
+    words = list(request.words)
+    request = replace(request, flag_labels=FLAG_LABELS)
+    job = plan_job(request, state.settings, stdin=_stdin_bytes())
+    if job.mode == "img2img" and not quiet:
+        _size_notes(job)
+    # Prompts typed at a terminal: say how, and how to stop. They are never waited for just
+    # to be listed as not done (see _gave_up).
+    typed = request.prompts_file is None and words == ["-"] and sys.stdin.isatty()
+    if typed and not quiet:
+        render.note(TYPING_HINT)
+    if dry_run:
+        _dry_run(state, job)
+        return
+    many = words == ["-"] or request.prompts_file is not None
+    show = not (quiet or no_progress) and render.stderr_is_tty()
+    _run(state, job, show, json_lines=json_lines, quiet=quiet, typed=typed, many=many)
+
+
+def _size_notes(job: Job) -> None:
+    """img2img with no size given: each init image's own, rounded to a multiple of 8."""
+    if "width" in job.values or "height" in job.values or "width" in job.sets:
+        return
+    from sdcli.inputs import read_image
+    from sdcli.plan import round_to_8
+
+    for path in job.inputs:
+        image = read_image(path)
+        w, h = round_to_8(image.width), round_to_8(image.height)
+        rounded = "" if (w, h) == (image.width, image.height) else " (rounded to a multiple of 8)"
+        render.note(f"{path.name}: size {w}x{h} from the init image{rounded}")
 
 
 def _dry_run(state: AppState, job: Job) -> None:

@@ -34,6 +34,8 @@ def flag_help(spec: KeySpec) -> str:
     """The schema's help as a flag's: `Sampling steps (1 to 150).`"""
     text = spec.help[:1].upper() + spec.help[1:]
     limits = []
+    if spec.choices:
+        limits.append(" | ".join(spec.choices))
     if spec.minimum is not None and spec.maximum is not None:
         limits.append(f"{_num(spec.minimum)} to {_num(spec.maximum)}")
     if spec.multiple_of:
@@ -45,11 +47,12 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _value_names() -> list[str]:
-    """The parameters the value flags add: one per flagged preset key, plus `size`."""
+def _value_names(img2img: bool = True) -> list[str]:
+    """The parameters the value flags add: one per flagged preset key, plus `size`; without
+    `img2img`, not the keys only img2img uses."""
     names = []
     for key, spec in PRESET_KEYS.items():
-        if spec.flag:
+        if spec.flag and (img2img or not spec.img2img_only):
             names += [key, "size"] if key == SIZE_AFTER else [key]
     return names
 
@@ -60,6 +63,15 @@ def _value_parameter(name: str) -> inspect.Parameter:
             name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Size
         )
     spec = PRESET_KEYS[name]
+    if spec.type is bool:  # --tiling / --no-tiling: unset unless one is given
+        flag = spec.flag or ""
+        switch = typer.Option(f"{flag}/--no-{flag[2:]}", help=flag_help(spec))
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[bool | None, switch],
+        )
     option = typer.Option(
         *(spec.flag, spec.short) if spec.short else (spec.flag,),
         help=flag_help(spec),
@@ -77,23 +89,32 @@ def with_value_flags(command: Callable[..., None]) -> Callable[..., None]:
     typer reads a command's options from `inspect.signature`, so the wrapper shows the flags
     there; it calls `command` with `flags`: the values given, under preset key names.
     """
+    return _with_value_flags(command, img2img=True)
+
+
+def with_txt2img_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """`with_value_flags` without the flags only img2img uses (masks, resize mode)."""
+    return _with_value_flags(command, img2img=False)
+
+
+def _with_value_flags(command: Callable[..., None], *, img2img: bool) -> Callable[..., None]:
     own = inspect.signature(command).parameters  # names only: the annotations stay unread
     if "flags" not in own or own["flags"].kind is not inspect.Parameter.KEYWORD_ONLY:
         raise TypeError(f"{command.__name__} needs a keyword-only `flags` parameter")
-    clash = sorted(set(_value_names()) & set(own))
+    clash = sorted(set(_value_names(img2img)) & set(own))
     if clash:
         raise TypeError(f"{command.__name__}: a value flag's parameter is taken: {clash}")
-    return _WithValueFlags(command)
+    return _WithValueFlags(command, img2img)
 
 
 class _WithValueFlags:
     """A command with the value flags in its signature, built when typer first asks for it:
     typer builds only the command being run, so the others never pay for theirs."""
 
-    def __init__(self, command: Callable[..., None]) -> None:
+    def __init__(self, command: Callable[..., None], img2img: bool = True) -> None:
         functools.update_wrapper(self, command)
         self._command = command
-        self._names = _value_names()
+        self._names = _value_names(img2img)
 
     @functools.cached_property
     def __signature__(self) -> inspect.Signature:
