@@ -209,3 +209,21 @@ def test_tiling_restore_faces_and_variation_flags(fake_webui: FakeWebUI, tmp_pat
     infotext = parameters(result.stdout.strip())
     assert "Variation seed: 9, Variation seed strength: 0.5" in infotext
     assert "Tiling: True" in infotext
+
+
+def test_on_a_terminal_the_note_the_path_and_the_summary_stand_alone(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    from terminal_helpers import leftover_bar, run_on_terminal
+
+    image(tmp_path / "photo.png", (100, 60))
+    screen = run_on_terminal(
+        "--url", fake_webui.url, "img2img", "-i", "photo.png", *FAST, "-o", "out", "a cat",
+        cwd=tmp_path, columns=100,
+    )  # fmt: skip
+    assert screen.exit_code == 0, screen.text
+    (saved,) = [p.name for p in (tmp_path / "out").iterdir()]
+    assert f"out/{saved}" in screen.lines
+    assert any("photo.png: size 104x64 from the init image" in line for line in screen.lines)
+    assert any(line.startswith("'a cat': saved 1 image") for line in screen.lines)
+    assert leftover_bar(screen.lines) == []
