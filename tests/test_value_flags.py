@@ -19,7 +19,7 @@ from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import invoke
 
-PARAM_TYPES = {str: "str", int: "int", float: "float"}  # the parser's name for each type
+PARAM_TYPES = {str: "str", int: "int", float: "float", bool: "boolean"}  # the parser's names
 
 
 def command_options(*path: str) -> dict[str, Any]:
@@ -31,7 +31,8 @@ def command_options(*path: str) -> dict[str, Any]:
 
 
 FLAGGED = {key: spec for key, spec in PRESET_KEYS.items() if spec.flag}
-COMMANDS = [("generate",), ("presets", "new")]
+TXT2IMG_FLAGGED = {key: spec for key, spec in FLAGGED.items() if not spec.img2img_only}
+COMMANDS = [("generate",), ("img2img",), ("presets", "new")]
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
@@ -39,10 +40,12 @@ def test_every_flagged_key_is_an_option_named_and_typed_by_the_schema(
     path: tuple[str, ...],
 ) -> None:
     found = command_options(*path)
-    for key, spec in FLAGGED.items():
+    for key, spec in (TXT2IMG_FLAGGED if path == ("generate",) else FLAGGED).items():
         assert key in found, f"{key} has no flag in {' '.join(path)}"
         param = found[key]
         assert param.opts == [spec.flag, *([spec.short] if spec.short else [])]
+        if spec.type is bool:  # a switch: --tiling / --no-tiling, unset unless given
+            assert param.secondary_opts == ["--no-" + str(spec.flag)[2:]]
         assert param.type.name == PARAM_TYPES[spec.type]
         assert param.help == options.flag_help(spec)
         assert not param.required and param.default is None
@@ -52,8 +55,10 @@ def test_both_commands_share_exactly_the_schema_flags_and_size() -> None:
     generate, new = command_options("generate"), command_options("presets", "new")
     shared = {name for name in generate if name in new and generate[name].opts == new[name].opts}
     own = {"from_image", "set_"}  # in both, but with each command's own meaning and help
-    assert shared - own == {*FLAGGED, "size"}
-    assert len(FLAGGED) == 12  # today's flags; a new one is one schema entry
+    assert shared - own == {*TXT2IMG_FLAGGED, "size"}
+    img2img_only = set(FLAGGED) - set(TXT2IMG_FLAGGED)
+    assert img2img_only <= set(new) and not img2img_only & set(generate)
+    assert len(FLAGGED) == 23  # today's flags; a new one is one schema entry
 
 
 def test_a_new_schema_entry_is_a_new_flag(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,7 +77,8 @@ def test_a_new_schema_entry_is_a_new_flag(monkeypatch: pytest.MonkeyPatch) -> No
     result = runner.invoke(probe, ["-S", "1.5", "--steps", "3", "--size", "512x768"])
     assert result.exit_code == 0, result.output
     assert received == [{"steps": 3, "width": 512, "height": 768, "something": 1.5}]
-    assert "How much of something (0 to 2)." in runner.invoke(probe, ["--help"]).output
+    wide = runner.invoke(probe, ["--help"], env={"COLUMNS": "200"}).output  # help unwrapped
+    assert "How much of something (0 to 2)." in wide
     bad = runner.invoke(probe, ["--something", "lots"])
     assert bad.exit_code == 2 and "'lots' is not a valid float" in bad.output
 
