@@ -27,8 +27,11 @@ ENV_VARS = {
     "timeout": "SDCLI_TIMEOUT",
     "output_dir": "SDCLI_OUTPUT_DIR",
     "default_preset": "SDCLI_PRESET",
+    "images": "SDCLI_IMAGES",
 }
-FILE_KEYS = frozenset({*ENV_VARS, "connect_timeout"})
+FILE_KEYS = frozenset({*ENV_VARS, "connect_timeout", "thumbnails", "live_preview"})
+# How pictures are drawn: auto picks from the terminal (sdcli/cli/pictures.py), none draws none.
+IMAGE_MODES = ("auto", "kitty", "iterm", "sixel", "blocks", "none")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class Settings:
     output_dir: Path = Path(".")
     default_preset: str | None = None
     debug: bool = False
+    images: str = "auto"  # one of IMAGE_MODES
+    thumbnails: bool = True  # a picture of each saved image under its path (config only)
+    live_preview: bool = True  # the server's preview beside the progress bar (config only)
     url_source: str = "default"  # flag, env, config or default: shown by `sdcli info`
     warnings: tuple[str, ...] = ()
 
@@ -202,6 +208,8 @@ def load_settings(
 
     raw_out, _ = pick("output_dir", output_dir)
     preset, _ = pick("default_preset", None)
+    raw_images, images_source = pick("images", None)
+    images = parse_images(raw_images, where=_where("images", images_source))
 
     if credentials and urlsplit(base_url).scheme == "http" and not _is_loopback(base_url):
         warnings.append(
@@ -214,6 +222,9 @@ def load_settings(
         connect_timeout=connect or DEFAULT_CONNECT_TIMEOUT,  # never None: allow_none=False
         output_dir=Path(str(raw_out)).expanduser() if raw_out else Path("."),
         default_preset=str(preset) if preset else None,
+        images=images,
+        thumbnails=_flag(file_data, "thumbnails"),
+        live_preview=_flag(file_data, "live_preview"),
         debug=debug or environ.get("SDCLI_DEBUG", "") not in ("", "0"),
         url_source=url_source,
         warnings=tuple(warnings),
@@ -238,6 +249,24 @@ def preset_path_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
     """The directories of SDCLI_PRESETS_PATH, searched before the user presets directory."""
     raw = (os.environ if env is None else env).get("SDCLI_PRESETS_PATH", "")
     return [Path(entry).expanduser() for entry in raw.split(os.pathsep) if entry.strip()]
+
+
+def parse_images(value: Any, *, where: str) -> str:
+    """An image mode, any case; the default `auto` when unset."""
+    if value is None:
+        return "auto"
+    mode = str(value).strip().lower()
+    if mode not in IMAGE_MODES:
+        raise UsageError(f"{where} must be one of {', '.join(IMAGE_MODES)}, got {str(value)!r}")
+    return mode
+
+
+def _flag(file_data: Mapping[str, Any], key: str) -> bool:
+    """A true/false config key (on by default)."""
+    value = file_data.get(key, True)
+    if not isinstance(value, bool):
+        raise UsageError(f"config key {key!r} must be true or false, got {value!r}")
+    return value
 
 
 def _where(key: str, source: str) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "image_size",
     "is_png",
     "iter_chunks",
+    "parameters_from_bytes",
     "png_size",
     "read_parameters_from_file",
     "read_text_chunks",
@@ -291,15 +292,20 @@ def read_parameters_from_file(path: Path) -> str | None:
         data = path.read_bytes()
     except OSError as exc:
         raise NotPngError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return parameters_from_bytes(data, str(path))
+
+
+def parameters_from_bytes(data: bytes, name: str) -> str | None:
+    """The infotext of an image file's bytes (`name` is for messages), or None."""
     fmt = sniff_image_format(data)
     if fmt is None:
-        raise NotPngError(f"{path} is not a PNG, JPEG, WebP or GIF image")
+        raise NotPngError(f"{name} is not a PNG, JPEG, WebP or GIF image")
     if fmt == "png":
         try:
             return get_parameters(data)
         except NotPngError as exc:
-            raise NotPngError(f"{path}: {exc.message}") from exc
+            raise NotPngError(f"{name}: {exc.message}") from exc
     try:
         return _read_with_pillow(data, fmt)
     except Exception as exc:  # Pillow signals corrupt files with many exception types
-        raise NotPngError(f"{path}: unreadable {fmt.upper()} image ({exc})") from exc
+        raise NotPngError(f"{name}: unreadable {fmt.upper()} image ({exc})") from exc

@@ -23,6 +23,12 @@ _CLEARED_ENV = (
     "SDCLI_PRESET",
     "SDCLI_DEBUG",
     "VISUAL",  # the user's own $VISUAL would win over the $EDITOR tests set
+    "SDCLI_IMAGES",
+    # what picks the way pictures are drawn: tests choose their terminal themselves
+    "TMUX",
+    "TERM_PROGRAM",
+    "KITTY_WINDOW_ID",
+    "LC_TERMINAL",
 )
 
 

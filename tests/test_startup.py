@@ -105,3 +105,22 @@ def test_the_extras_commands_import_nothing_heavy_until_they_run() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["show", "--help"], ["generate", "--help"]],
+)
+def test_no_image_library_is_imported_unless_something_is_drawn(argv: list[str]) -> None:
+    import subprocess
+
+    code = (
+        "import sys; from sdcli.__main__ import main; sys.argv = ['sdcli', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "found = sorted(m for m in ('PIL', 'sdcli.cli.pictures', 'textual_image') if m in sys.modules)\n"
+        "print('IMPORTED', found, file=sys.stderr)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False
+    )
+    assert "IMPORTED []" in r.stderr, r.stderr

@@ -12,6 +12,7 @@ from sdcli.cli import (
     lists_cmd,
     models_cmd,
     presets_cmd,
+    show_cmd,
     upscale_cmd,
 )
 
@@ -24,4 +25,5 @@ def register(app: typer.Typer) -> None:
     lists_cmd.register(app)
     describe_cmd.register(app)
     upscale_cmd.register(app)
+    show_cmd.register(app)
     app.add_typer(presets_cmd.app, name="presets")

@@ -1,0 +1,262 @@
+"""Pictures in the terminal: which way to draw (detection), and drawing it.
+
+Four ways, best first. Kitty's graphics protocol and iTerm2's inline images carry the image
+file itself (base64 of the bytes the server encoded: nothing is re-encoded); Sixel needs a
+palette encoder, taken from the optional `textual-image` package; everywhere else, and in
+tmux, coloured half-blocks: `▀` with the upper pixel as foreground and the lower one as
+background, plain SGR text any terminal with 24-bit colour shows (and any pipe of `less -R`).
+The mode comes from the environment only (TERM, TERM_PROGRAM, KITTY_WINDOW_ID, TMUX), never
+from a query to the terminal: a query costs a round trip, eats typed-ahead keys and hangs on
+terminals that do not answer. Pillow is imported only here, and only when something is drawn.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+Mode = Literal["kitty", "iterm", "sixel", "blocks", "none"]
+UPPER_HALF = "▀"
+RESET = "\x1b[0m"
+KITTY_CHUNK = 4096  # the protocol's limit for one escape code's payload
+SIXEL_TERMS = ("foot", "mlterm", "contour")  # TERM prefixes of terminals known to draw Sixel
+
+
+def detect_mode(env: Mapping[str, str], setting: str = "auto") -> Mode:
+    """The best way `env`'s terminal can show a picture; `setting` (not "auto") wins.
+
+    tmux (and screen) get half-blocks: an image escape reaches the outer terminal only with
+    tmux's passthrough switched on, and even then it does not move with the pane's scrolling.
+    """
+    if setting != "auto":
+        return setting  # type: ignore[return-value]  # checked against MODES by config
+    term = env.get("TERM", "")
+    program = env.get("TERM_PROGRAM", "")
+    if term == "dumb":
+        return "none"
+    if env.get("TMUX") or term.startswith(("tmux", "screen")) or program == "tmux":
+        return "blocks"
+    if (
+        env.get("KITTY_WINDOW_ID")
+        or term in ("xterm-kitty", "xterm-ghostty")
+        or program
+        in (
+            "kitty",
+            "ghostty",
+        )
+    ):
+        return "kitty"
+    if program in ("iTerm.app", "WezTerm") or env.get("LC_TERMINAL") == "iTerm2":
+        return "iterm"
+    if term.startswith(SIXEL_TERMS):
+        return "sixel"
+    return "blocks"
+
+
+def fit_cells(width: int, height: int, max_columns: int, max_rows: int) -> tuple[int, int]:
+    """(columns, rows) of the largest box of `width`:`height` within the bounds.
+
+    A terminal cell is about twice as tall as wide, so one cell holds two square pixels of a
+    half-block picture: a 512x768 image at 20 columns is 30 pixel rows, 15 cell rows.
+    """
+    width, height = max(width, 1), max(height, 1)
+    columns = max(1, max_columns)
+    rows = math.ceil(columns * height / width / 2)
+    if rows > max_rows:
+        rows = max(1, max_rows)
+        columns = max(1, min(columns, round(rows * 2 * width / height)))
+    return columns, rows
+
+
+def open_image(data: bytes) -> Image:
+    """Decode `data` (PNG, JPEG, WebP…) with Pillow; raises ValueError for anything else."""
+    import warnings
+
+    from PIL import Image as PILImage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            image = PILImage.open(io.BytesIO(data))
+            image.load()
+    except Exception as exc:  # Pillow has many ways to say "not an image"
+        raise ValueError(f"not an image Pillow can read ({exc})") from exc
+    return image
+
+
+def scaled_rgb(image: Image, width: int, height: int) -> Image:
+    """`image` at `width` x `height` pixels, RGB (transparency over black)."""
+    from PIL import Image as PILImage
+
+    if image.mode != "RGB":
+        image = image.convert("RGBA").convert("RGB") if "A" in image.mode else image.convert("RGB")
+    if image.size == (width, height):
+        return image
+    # BOX averages each source block: right for shrinking, and reducing_gap keeps it cheap.
+    return image.resize((width, height), PILImage.Resampling.BOX, reducing_gap=2.0)
+
+
+def halfblock_lines(image: Image, columns: int, rows: int) -> list[str]:
+    """`rows` lines of `columns` cells; a cell's fg is its upper pixel, its bg the lower one."""
+    small = scaled_rgb(image, columns, rows * 2)
+    data = small.tobytes()
+    stride = columns * 3
+    lines = []
+    for row in range(rows):
+        top = data[2 * row * stride : (2 * row + 1) * stride]
+        bottom = data[(2 * row + 1) * stride : (2 * row + 2) * stride]
+        parts = []
+        last: tuple[bytes, bytes] | None = None
+        for x in range(0, stride, 3):
+            cell = (top[x : x + 3], bottom[x : x + 3])
+            if cell != last:  # a run of one colour needs its SGR once
+                (r, g, b), (r2, g2, b2) = cell
+                parts.append(f"\x1b[38;2;{r};{g};{b};48;2;{r2};{g2};{b2}m")
+                last = cell
+            parts.append(UPPER_HALF)
+        parts.append(RESET)
+        lines.append("".join(parts))
+    return lines
+
+
+def kitty_sequence(data: bytes, image: Image, columns: int, rows: int) -> str:
+    """Kitty's graphics protocol: the PNG as sent by the server (JPEG and others as raw RGB).
+
+    `q=2` keeps the terminal from answering on stdin; `C=1` leaves the cursor where it was, so
+    the caller places the picture in space it reserved.
+    """
+    from sdcli.pngmeta import is_png
+
+    if is_png(data):
+        head, payload = f"a=T,f=100,q=2,C=1,c={columns},r={rows}", data
+    else:
+        import zlib
+
+        # a picture `columns` x `rows` cells never needs more than ~20x10 pixels a cell
+        w, h = min(image.width, columns * 20), min(image.height, rows * 40)
+        rgb = scaled_rgb(image, w, h)
+        head = f"a=T,f=24,o=z,s={w},v={h},q=2,C=1,c={columns},r={rows}"
+        payload = zlib.compress(rgb.tobytes(), 1)
+    encoded = base64.standard_b64encode(payload).decode("ascii")
+    chunks = [encoded[i : i + KITTY_CHUNK] for i in range(0, len(encoded), KITTY_CHUNK)] or [""]
+    out = []
+    for i, chunk in enumerate(chunks):
+        more = 1 if i < len(chunks) - 1 else 0
+        control = f"{head},m={more}" if i == 0 else f"m={more}"
+        out.append(f"\x1b_G{control};{chunk}\x1b\\")
+    return "".join(out)
+
+
+def iterm_sequence(data: bytes, columns: int, rows: int) -> str:
+    """iTerm2's inline image (also WezTerm, VS Code with images on): the file's own bytes."""
+    encoded = base64.standard_b64encode(data).decode("ascii")
+    args = f"inline=1;size={len(data)};width={columns};height={rows};preserveAspectRatio=1"
+    return f"\x1b]1337;File={args}:{encoded}\x07"
+
+
+def sixel_sequence(image: Image, columns: int, rows: int) -> str | None:
+    """Sixel from the optional `textual-image` package (`pip install 'sdcli[sixel]'`); None
+    without it. Assumes 10x20-pixel cells, the VT340's, when the terminal does not say."""
+    try:
+        from rich.console import Console
+        from textual_image.renderable.sixel import (  # type: ignore[import-not-found,unused-ignore]
+            Image as SixelImage,
+        )
+    except ImportError:
+        return None
+    console = Console(file=io.StringIO(), force_terminal=True, width=columns + 1, color_system=None)
+    with console.capture() as capture:
+        console.print(SixelImage(image, width=columns, height=rows), end="")
+    text = capture.get()
+    start = text.find("\x1bP")
+    end = text.find("\x1b\\", start)
+    return text[start : end + 2] if start >= 0 and end > start else None
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One picture to draw: its file bytes, decoded, and the caption lines under it."""
+
+    data: bytes
+    image: Image
+    caption: Sequence[str] = ()
+
+
+def draw_tiles(
+    tiles: Sequence[Tile],
+    mode: Mode,
+    *,
+    columns: int,
+    tile_columns: int,
+    tile_rows: int,
+    gap: int = 2,
+) -> str:
+    """A contact sheet: as many tiles a row as fit in `columns`, each caption under its tile.
+
+    Every row of the sheet is first reserved as blank lines (so drawing never scrolls the
+    screen under a picture), then each picture is placed with the cursor saved and restored.
+    """
+    if mode == "none" or not tiles:
+        return ""
+    per_row = max(1, (columns + gap) // (tile_columns + gap))
+    if mode == "sixel":
+        per_row = 1  # a Sixel moves the cursor by pixels: side by side is not reliable
+    out: list[str] = []
+    for start in range(0, len(tiles), per_row):
+        row_tiles = tiles[start : start + per_row]
+        sized = [
+            (t, *fit_cells(t.image.width, t.image.height, tile_columns, tile_rows))
+            for t in row_tiles
+        ]
+        height = max(r for _, _, r in sized)
+        if mode == "blocks":
+            blocks = [halfblock_lines(t.image, c, r) for t, c, r in sized]
+            for line in range(height):
+                cells = []
+                for (_, c, _), lines in zip(sized, blocks, strict=True):
+                    cells.append(lines[line] if line < len(lines) else " " * c)
+                    cells.append(" " * (tile_columns - c + gap))
+                out.append("".join(cells).rstrip() + "\n")
+        else:
+            out.append("\n" * height + f"\x1b[{height}A")
+            for i, (tile, c, r) in enumerate(sized):
+                x = i * (tile_columns + gap)
+                seq = _protocol(mode, tile, c, r)
+                out.append("\r" + (f"\x1b[{x}C" if x else "") + "\x1b7" + seq + "\x1b8")
+            out.append(f"\r\x1b[{height}B")
+        out.extend(_captions([t.caption for t in row_tiles], tile_columns, gap))
+    return "".join(out)
+
+
+def _protocol(mode: Mode, tile: Tile, columns: int, rows: int) -> str:
+    if mode == "kitty":
+        return kitty_sequence(tile.data, tile.image, columns, rows)
+    if mode == "iterm":
+        return iterm_sequence(tile.data, columns, rows)
+    sixel = sixel_sequence(tile.image, columns, rows)
+    if sixel is None:  # no encoder installed: draw the blocks in the space reserved
+        lines = halfblock_lines(tile.image, columns, rows)
+        return "".join(line + f"\x1b[{columns}D\x1b[1B" for line in lines)
+    return sixel
+
+
+def _captions(captions: Sequence[Sequence[str]], width: int, gap: int) -> list[str]:
+    from rich.cells import cell_len, set_cell_size
+
+    lines = []
+    for i in range(max((len(c) for c in captions), default=0)):
+        parts = []
+        for caption in captions:
+            text = caption[i] if i < len(caption) else ""
+            if cell_len(text) > width:
+                text = set_cell_size(text, width - 1) + "…"
+            parts.append(set_cell_size(text, width) + " " * gap)
+        lines.append("".join(parts).rstrip() + "\n")
+    return lines
