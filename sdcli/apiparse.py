@@ -139,7 +139,19 @@ def parse_progress(body: Any) -> Progress:
         job=str(state.get("job") or ""),
         textinfo=body.get("textinfo") if isinstance(body.get("textinfo"), str) else None,
         interrupted=bool(state.get("interrupted")),
+        current_image=parse_preview(body.get("current_image")),
     )
+
+
+def parse_preview(value: Any) -> bytes | None:
+    """A live preview: `data:image/png;base64,…` (/internal/progress) or bare base64
+    (/sdapi/v1/progress: a PNG on A1111, a JPEG on SD.Next). Unusable data is no preview."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return decode_image(value, what="the live preview")
+    except ApiError:
+        return None
 
 
 def parse_model(item: Mapping[str, Any]) -> SdModel:
@@ -168,7 +180,13 @@ def parse_task_progress(body: Any) -> TaskProgress | None:
         progress=opt_float(body.get("progress")),
         eta=opt_float(body.get("eta")),
         textinfo=body.get("textinfo") if isinstance(body.get("textinfo"), str) else None,
+        live_preview=parse_preview(body.get("live_preview")),
+        id_live_preview=_int_or(body.get("id_live_preview"), -1),
     )
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def parse_samplers(body: Any) -> list[Sampler]:

@@ -75,6 +75,7 @@ class Progress:
     job: str = ""
     textinfo: str | None = None
     interrupted: bool = False
+    current_image: bytes | None = field(default=None, repr=False)  # asked for: the live preview
 
     @property
     def idle(self) -> bool:
@@ -91,6 +92,9 @@ class TaskProgress:
     progress: float | None = None
     eta: float | None = None
     textinfo: str | None = None
+    # A new preview only (None while the one with `id_live_preview` is still the newest)
+    live_preview: bytes | None = field(default=None, repr=False)
+    id_live_preview: int = -1
 
 
 @dataclass(frozen=True)

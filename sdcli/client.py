@@ -345,12 +345,21 @@ class WebUIClient:
         )
         return parse_progress(body)
 
-    def task_progress(self, task_id: str) -> TaskProgress | None:
-        """Our own task's state; None where /internal/progress does not exist (--nowebui, forks)."""
+    def task_progress(
+        self, task_id: str, *, live_preview: bool = False, id_live_preview: int = -1
+    ) -> TaskProgress | None:
+        """Our own task's state; None where /internal/progress does not exist (--nowebui, forks).
+
+        With `live_preview`, a preview newer than `id_live_preview` comes along (once per new id).
+        """
         try:
             body = self.post(
                 "/internal/progress",
-                {"id_task": task_id, "id_live_preview": -1, "live_preview": False},
+                {
+                    "id_task": task_id,
+                    "id_live_preview": id_live_preview,
+                    "live_preview": live_preview,
+                },
                 read_timeout=POLL_READ_TIMEOUT,
             )
         except ApiError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -38,29 +38,39 @@ def terminal_columns(stream: TextIO) -> int:
 
 
 class StatusLine:
-    """The row the bar lives on; `suspended()` lets another line pass above it."""
+    """The row the bar lives on, and the rows of a picture above it (the live preview);
+    `suspended()` lets another line pass above them all."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.lock = threading.RLock()  # --debug lines come from the request thread
         self._text = ""
+        self._above: list[str] = []  # drawn above the bar; the cursor waits on the bar's row
         self._shown = False
 
-    def show(self, text: str) -> None:
+    def show(self, text: str, above: Sequence[str] | None = None) -> None:
+        """Draw the bar; `above` replaces the rows over it (None keeps them as they are)."""
         with self.lock:
-            self._text = text
+            if above is not None and list(above) != self._above:
+                self._erase()
+                self._above = list(above)
+                self._text = text
+                self._draw()
+            else:  # only the bar's row changes: rewrite it, not the picture
+                self._text = text
+                self.stream.write(ERASE_LINE + text + ERASE_LINE[1:] + "\r")
             self._shown = True
-            self.stream.write(ERASE_LINE + text + ERASE_LINE[1:] + "\r")
             self.stream.flush()
 
     def hide(self) -> None:
-        """Erase the bar and forget it: nothing redraws it until the next show()."""
+        """Erase the bar (and any rows above it) and forget them until the next show()."""
         with self.lock:
             if self._shown:
-                self.stream.write(ERASE_LINE)
+                self._erase()
                 self.stream.flush()
             self._shown = False
             self._text = ""
+            self._above = []
 
     @contextmanager
     def suspended(self) -> Iterator[None]:
@@ -68,14 +78,24 @@ class StatusLine:
         with self.lock:
             shown = self._shown
             if shown:
-                self.stream.write(ERASE_LINE)
+                self._erase()
                 self.stream.flush()
             try:
                 yield
             finally:
                 if shown:
-                    self.stream.write(self._text + ERASE_LINE[1:] + "\r")
+                    self._draw()
                     self.stream.flush()
+
+    def _erase(self) -> None:
+        """From the bar's row: up to the first row above it, and clear to the screen's end."""
+        up = len(self._above)
+        self.stream.write("\r" + (f"\x1b[{up}A" if up else "") + "\x1b[J")
+
+    def _draw(self) -> None:
+        """At the start of an empty row: the rows above, then the bar; the cursor stays on it."""
+        rows = "".join(line + "\x1b[K\r\n" for line in self._above)
+        self.stream.write(rows + self._text + ERASE_LINE[1:] + "\r")
 
 
 def fit_label(prompt: str, suffix: str, width: int) -> str:
