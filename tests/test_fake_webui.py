@@ -1505,3 +1505,54 @@ def test_cli_detach_reports_a_port_in_use() -> None:
         )
     assert r.returncode == 1
     assert "cannot listen" in r.stderr and r.stdout == ""
+
+
+def test_live_previews_follow_the_capture_every_n_steps(
+    fake_webui: FakeWebUI, pool: ThreadPoolExecutor
+) -> None:
+    """more/live-preview.json: show_progress_every_n_steps=2, a 6-step 64x64 job: none at step
+    1, a 16x16 PNG at step 2 (id 1), a data URI once per id from /internal/progress (then the
+    id sent is echoed), bare base64 from /sdapi/v1/progress."""
+    captured = json.loads((FIXTURES / "more" / "live-preview.json").read_text(encoding="utf-8"))
+    polls = captured[
+        "A: 6-step txt2img with force_task_id, POST /internal/progress polled every 0.5 s"
+    ]["polls"]
+    previews = [p["body"] for p in polls if p["body"]["live_preview"]]
+    assert [p["id_live_preview"] for p in previews] == [1, 2]
+    api_polls = captured["B: 6-step txt2img, GET /sdapi/v1/progress polled every 0.5 s"]["polls"]
+    bare = next(p["body"]["current_image"] for p in api_polls if p["body"]["current_image"])
+    assert post(fake_webui, f"{V1}/options", {"show_progress_every_n_steps": 2}).ok
+    request = captured[next(k for k in captured if k.startswith("A:"))]["request"]
+
+    def at_step(step: int, sent_id: int) -> dict[str, Any]:
+        body = {
+            "id_task": request["force_task_id"],
+            "id_live_preview": sent_id,
+            "live_preview": True,
+        }
+        return post(fake_webui, "/internal/progress", body).json()
+
+    fake_webui.pause_at_step(1)
+    job = in_background(pool, fake_webui, request)
+    assert fake_webui.wait_paused()
+    assert at_step(1, -1)["live_preview"] is None  # step 1 of "every 2": none yet
+    fake_webui.resume()
+    assert job.result(timeout=30).ok
+    fake_webui.pause_at_step(2)
+    job = in_background(pool, fake_webui, request)
+    assert fake_webui.wait_paused()
+    first = at_step(2, -1)
+    prefix = "data:image/png;base64,"
+    assert first["live_preview"].startswith(prefix) and previews[0]["live_preview"].startswith(
+        prefix
+    )
+    ours = base64.b64decode(first["live_preview"][len(prefix) :])
+    assert chunks(ours)[0] == chunks_head(previews[0]["live_preview"][len(prefix) :])  # 16x16
+    assert first["id_live_preview"] == 1
+    again = at_step(2, 1)
+    assert (again["live_preview"], again["id_live_preview"]) == (None, 1)  # once per id
+    api = get(fake_webui, f"{V1}/progress", params={"skip_current_image": "false"}).json()
+    assert not api["current_image"].startswith("data:")  # bare base64 here
+    assert chunks(base64.b64decode(api["current_image"]))[0] == chunks_head(bare)
+    fake_webui.resume()
+    assert job.result(timeout=30).ok

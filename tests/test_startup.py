@@ -117,7 +117,8 @@ def test_no_image_library_is_imported_unless_something_is_drawn(argv: list[str])
     code = (
         "import sys; from sdcli.__main__ import main; sys.argv = ['sdcli', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "found = sorted(m for m in ('PIL', 'sdcli.cli.pictures', 'textual_image') if m in sys.modules)\n"
+        "lazy = ('PIL', 'sdcli.cli.pictures', 'textual_image')\n"
+        "found = sorted(m for m in lazy if m in sys.modules)\n"
         "print('IMPORTED', found, file=sys.stderr)"
     )
     r = subprocess.run(
