@@ -589,6 +589,47 @@ def figure_e(ctx: Context, rounds: int, step_delay: float, report: Report) -> No
     report.target("e", "≤ 4 progress requests a second", f"{median:.2f}/s", median <= 4)
 
 
+def figure_f(ctx: Context, rounds: int, count: int, report: Report) -> None:
+    """Thumbnails: `sdcli generate -` with stderr on a pseudo-terminal, pictures on and off."""
+    lines = ("\n".join(prompts(count)) + "\n").encode()
+    env = {**ctx.env, "TERM": "xterm-256color", "COLUMNS": "100"}
+    env.pop("NO_COLOR", None)
+
+    def on_a_terminal(*extra: str) -> Callable[[], Run]:
+        def contender() -> Run:
+            out = ctx.fresh_dir()
+            with pseudo_terminal() as (tty, drawn):
+                argv = [*ctx.sdcli_generate(out), "--no-preview", *extra, "-"]
+                run = check(run_child(argv, env, cwd=out, stdin=lines, stderr_fd=tty), "f")
+            pngs_in(out, count, "sdcli generate on a pty")
+            shutil.rmtree(out)
+            if (b"\xe2\x96\x80" in drawn) == ("--no-show" in extra):  # "▀": a thumbnail
+                raise SystemExit(f"bench: thumbnails {'drawn' if extra else 'missing'} in f")
+            return run
+
+        return contender
+
+    contenders = [
+        (f"thumbnails (half-blocks), {count} prompts", on_a_terminal()),
+        (f"`--no-show`, {count} prompts", on_a_terminal("--no-show")),
+    ]
+    runs = alternate(rounds, contenders, "f")
+    cpu = series(contenders, runs, lambda r: r.cpu / count)
+    wall = series(contenders, runs, lambda r: r.seconds / count)
+    report.add(
+        f"### f. Thumbnails after each image ({rounds} rounds, {count} prompts, stderr on a "
+        "pseudo-terminal)\n\nPer image: CPU time of the client ÷ prompts:\n\n"
+        + table(cpu, "ms", cpu[1], scale=1000)
+        + "\n\nPer image: wall time ÷ prompts:\n\n"
+        + table(wall, "ms", wall[1], scale=1000)
+        + "\n"
+    )
+    ratio = cpu[0].median / cpu[1].median
+    report.target(
+        "f", "thumbnails cost ≤ 5 % more client CPU an image", f"{ratio:.3f}×", ratio <= 1.05
+    )
+
+
 # --- the machine and the run --------------------------------------------------------------------
 
 
@@ -613,7 +654,7 @@ def machine() -> str:
     )
 
 
-FIGURES = "abcde"
+FIGURES = "abcdef"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -629,6 +670,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--step-delay", type=float, default=0.1, help="seconds a step in e (default 0.1)"
     )
+    p.add_argument("--thumb-rounds", type=int, default=3, help="rounds for f (default 3)")
+    p.add_argument("--thumb-prompts", type=int, default=20, help="prompts in f (default 20)")
     p.add_argument("--size", type=int, default=1024, help="image side in pixels (default 1024)")
     p.add_argument("--steps", type=int, default=27, help="sampling steps (default 27, the seed's)")
     p.add_argument("--no-compile", action="store_true", help="skip compileall")
@@ -663,6 +706,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             figure_d(ctx, args.memory_rounds, args.memory_batch, report)
         if "e" in only:
             figure_e(ctx, args.poll_runs, args.step_delay, report)
+        if "f" in only:
+            figure_f(ctx, args.thumb_rounds, args.thumb_prompts, report)
     rows = ["| figure | target | measured | result |", "| --- | --- | --- | --- |"]
     for t in report.targets:
         rows.append(f"| {t.figure} | {t.text} | {t.measured} | {'pass' if t.ok else 'FAIL'} |")

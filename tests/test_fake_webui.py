@@ -1530,7 +1530,8 @@ def test_live_previews_follow_the_capture_every_n_steps(
             "id_live_preview": sent_id,
             "live_preview": True,
         }
-        return post(fake_webui, "/internal/progress", body).json()
+        answer: dict[str, Any] = post(fake_webui, "/internal/progress", body).json()
+        return answer
 
     fake_webui.pause_at_step(1)
     job = in_background(pool, fake_webui, request)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
+
+from sdcli.pngmeta import image_size, is_png
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -75,8 +76,12 @@ def fit_cells(width: int, height: int, max_columns: int, max_rows: int) -> tuple
     return columns, rows
 
 
-def open_image(data: bytes) -> Image:
-    """Decode `data` (PNG, JPEG, WebP…) with Pillow; raises ValueError for anything else."""
+def open_image(data: bytes, *, fit: tuple[int, int] | None = None) -> Image:
+    """Decode `data` (PNG, JPEG, WebP…) with Pillow; raises ValueError for anything else.
+
+    With `fit` (pixels), a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 that still covers it
+    (Pillow's draft mode): a thumbnail of SD.Next's JPEGs costs a fraction of a full decode.
+    """
     import warnings
 
     from PIL import Image as PILImage
@@ -85,6 +90,8 @@ def open_image(data: bytes) -> Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
             image = PILImage.open(io.BytesIO(data))
+            if fit is not None:
+                image.draft("RGB", fit)
             image.load()
     except Exception as exc:  # Pillow has many ways to say "not an image"
         raise ValueError(f"not an image Pillow can read ({exc})") from exc
@@ -126,22 +133,21 @@ def halfblock_lines(image: Image, columns: int, rows: int) -> list[str]:
     return lines
 
 
-def kitty_sequence(data: bytes, image: Image, columns: int, rows: int) -> str:
+def kitty_sequence(data: bytes, image: Callable[[], Image], columns: int, rows: int) -> str:
     """Kitty's graphics protocol: the PNG as sent by the server (JPEG and others as raw RGB).
 
     `q=2` keeps the terminal from answering on stdin; `C=1` leaves the cursor where it was, so
     the caller places the picture in space it reserved.
     """
-    from sdcli.pngmeta import is_png
-
     if is_png(data):
         head, payload = f"a=T,f=100,q=2,C=1,c={columns},r={rows}", data
     else:
         import zlib
 
         # a picture `columns` x `rows` cells never needs more than ~20x10 pixels a cell
-        w, h = min(image.width, columns * 20), min(image.height, rows * 40)
-        rgb = scaled_rgb(image, w, h)
+        pixels = image()
+        w, h = min(pixels.width, columns * 20), min(pixels.height, rows * 40)
+        rgb = scaled_rgb(pixels, w, h)
         head = f"a=T,f=24,o=z,s={w},v={h},q=2,C=1,c={columns},r={rows}"
         payload = zlib.compress(rgb.tobytes(), 1)
     encoded = base64.standard_b64encode(payload).decode("ascii")
@@ -180,13 +186,40 @@ def sixel_sequence(image: Image, columns: int, rows: int) -> str | None:
     return text[start : end + 2] if start >= 0 and end > start else None
 
 
-@dataclass(frozen=True)
 class Tile:
-    """One picture to draw: its file bytes, decoded, and the caption lines under it."""
+    """One picture to draw: its file bytes, its size, the caption lines under it; decoded only
+    when a mode needs the pixels (half-blocks, Sixel, a non-PNG for Kitty)."""
 
-    data: bytes
-    image: Image
-    caption: Sequence[str] = ()
+    def __init__(self, data: bytes, caption: Sequence[str] = (), image: Image | None = None):
+        self.data = data
+        self.caption = caption
+        self._image = image
+        size = image.size if image is not None else image_size(data)
+        if size is None:  # WebP, GIF, a JPEG without a frame header: ask Pillow
+            size = self.image.size
+        self.width, self.height = size
+
+    @property
+    def image(self) -> Image:
+        if self._image is None:
+            self._image = open_image(self.data)
+        return self._image
+
+    def pixels(self, columns: int, rows: int) -> Image:
+        """Decoded for a picture of `columns` x `rows` cells (a JPEG at a reduced scale)."""
+        if self._image is None:
+            self._image = open_image(self.data, fit=(columns, rows * 2))
+        return self._image
+
+
+def thumbnail(data: bytes, mode: Mode, *, columns: int, rows: int) -> str:
+    """One picture of `data` within `columns` x `rows`, no caption: what follows a saved path.
+    Empty when the bytes cannot be shown (a picture is never worth an error)."""
+    try:
+        tile = Tile(data)
+        return draw_tiles([tile], mode, columns=columns, tile_columns=columns, tile_rows=rows)
+    except ValueError:
+        return ""
 
 
 def draw_tiles(
@@ -211,13 +244,10 @@ def draw_tiles(
     out: list[str] = []
     for start in range(0, len(tiles), per_row):
         row_tiles = tiles[start : start + per_row]
-        sized = [
-            (t, *fit_cells(t.image.width, t.image.height, tile_columns, tile_rows))
-            for t in row_tiles
-        ]
+        sized = [(t, *fit_cells(t.width, t.height, tile_columns, tile_rows)) for t in row_tiles]
         height = max(r for _, _, r in sized)
         if mode == "blocks":
-            blocks = [halfblock_lines(t.image, c, r) for t, c, r in sized]
+            blocks = [halfblock_lines(t.pixels(c, r), c, r) for t, c, r in sized]
             for line in range(height):
                 cells = []
                 for (_, c, _), lines in zip(sized, blocks, strict=True):
@@ -237,12 +267,12 @@ def draw_tiles(
 
 def _protocol(mode: Mode, tile: Tile, columns: int, rows: int) -> str:
     if mode == "kitty":
-        return kitty_sequence(tile.data, tile.image, columns, rows)
+        return kitty_sequence(tile.data, lambda: tile.image, columns, rows)
     if mode == "iterm":
         return iterm_sequence(tile.data, columns, rows)
     sixel = sixel_sequence(tile.image, columns, rows)
     if sixel is None:  # no encoder installed: draw the blocks in the space reserved
-        lines = halfblock_lines(tile.image, columns, rows)
+        lines = halfblock_lines(tile.pixels(columns, rows), columns, rows)
         return "".join(line + f"\x1b[{columns}D\x1b[1B" for line in lines)
     return sixel
 

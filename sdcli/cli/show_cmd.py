@@ -64,16 +64,18 @@ def _show(paths: list[Path], setting: str, *, width: int | None, height: int | N
             failed += 1
             continue
         try:
-            image = open_image(data)
+            # Kitty and iTerm2 get the file itself: only half-blocks and Sixel need the pixels
+            image = open_image(data) if mode in ("blocks", "sixel", "none") else None
+            tile = Tile(data, image=image)
         except ValueError as exc:
             render.error(f"{path}: {exc}")
             failed += 1
             continue
-        caption = _caption(path, data, image.width, image.height)
+        tile.caption = _caption(path, data, tile.width, tile.height)
         if mode == "none":
-            render.note(" · ".join(caption))
+            render.note(" · ".join(tile.caption))
         else:
-            tiles.append(Tile(data, image, caption))
+            tiles.append(tile)
     if tiles:
         columns, lines = _terminal_size()
         if len(tiles) == 1:
