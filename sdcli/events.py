@@ -10,7 +10,7 @@ must not raise (an exception from a sink ends the run like any other error).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sdcli.errors import SdcliError
 from sdcli.job import Unit
@@ -30,6 +30,8 @@ class ProgressSnapshot:
     eta: float | None = None
     elapsed: float = 0.0
     textinfo: str | None = None
+    # A new live preview (the server's PNG or JPEG bytes), only when asked for and changed.
+    preview: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,13 @@ class Progressed:
 
 @dataclass(frozen=True)
 class ImageSaved:
-    """One image is on disk (emitted after every image of the answer is written)."""
+    """One image is on disk (emitted after every image of the answer is written); `data` is
+    what was written, so a picture of it needs no second read of the file."""
 
     unit: Unit
     server: str
     image: SavedImage
+    data: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)

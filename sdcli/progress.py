@@ -1,9 +1,12 @@
-"""Polling the server's progress for the request a Runner is waiting on."""
+"""Polling the server's progress for the request a Runner is waiting on, and its live previews."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from sdcli.catalog import Catalog
 from sdcli.client import WebUIClient
@@ -11,29 +14,83 @@ from sdcli.errors import SdcliError
 from sdcli.events import ProgressSnapshot
 
 POLL_INTERVAL = 0.3  # seconds: at most ~3 progress requests a second
+PREVIEW_INTERVAL = 1.0  # seconds: a live preview is asked for at most this often
+
+log = logging.getLogger("sdcli.progress")
 
 
 class Poller:
-    """Asks how far our task is; knows whether the server can tell about one task."""
+    """Asks how far our task is; knows whether the server can tell about one task.
+
+    With `preview`, a poll now and then also asks for the newest live preview instead (UI mode:
+    `POST /internal/progress` with the id of the preview we have, so each comes once; else
+    `current_image` from `GET /sdapi/v1/progress`): still one request a poll.
+    """
 
     def __init__(
-        self, client: WebUIClient, catalog: Catalog, emit: Callable[[ProgressSnapshot], None]
+        self,
+        client: WebUIClient,
+        catalog: Catalog,
+        emit: Callable[[ProgressSnapshot], None],
+        *,
+        preview: bool = False,
     ) -> None:
         self.client = client
         self.catalog = catalog
         self.emit = emit
+        self.preview = preview
         self._internal_progress: bool | None = None  # None: not probed yet
         self._running_task: str | None = None  # ours, seen active: it holds the queue until done
+        self._previews_checked = False
+        self._preview_id = -1  # the id of the newest preview we have (per task)
+        self._preview_asked = 0.0  # monotonic time of the last ask
+        self._last_preview: bytes | None = None
+        self._last = ProgressSnapshot(queued=False, fraction=0.0)
 
     def start(self) -> None:
         """Before a request: SD.Next has no force_task_id, its /internal/progress would never
-        know our task."""
+        know our task. Preview ids start again with every task."""
         if self._internal_progress is None and self.catalog.is_sdnext():
             self._internal_progress = False
+        self._preview_id, self._last_preview, self._preview_asked = -1, None, 0.0
+        self._last = ProgressSnapshot(queued=False, fraction=0.0)
+
+    def _server_makes_previews(self) -> bool:
+        """False when the server's settings make no preview while sampling (said under --debug)."""
+        try:
+            options: dict[str, Any] = self.catalog.options()
+        except SdcliError:
+            return True  # cannot tell: ask, and show what comes
+        if options.get("live_previews_enable") is False:
+            log.debug("the server's live previews are off (live_previews_enable): the bar alone")
+            return False
+        every = options.get("show_progress_every_n_steps")
+        if isinstance(every, int | float) and not isinstance(every, bool) and every < 0:
+            log.debug(
+                "the server shows no preview while sampling (show_progress_every_n_steps = %g):"
+                " the bar alone",
+                every,
+            )
+            return False
+        if isinstance(every, int | float) and every > 1:
+            log.debug("the server makes a live preview every %g sampling steps", every)
+        return True
+
+    def _preview_due(self) -> bool:
+        if not self.preview:
+            return False
+        now = time.monotonic()
+        if now - self._preview_asked < PREVIEW_INTERVAL:
+            return False
+        self._preview_asked = now
+        return True
 
     def poll(self, task_id: str, started: float) -> None:
         """One progress request; any failure here is cosmetic and ignored."""
         elapsed = time.monotonic() - started
+        if self.preview and not self._previews_checked:  # once, while the first job runs
+            self._previews_checked = True
+            self.preview = self._server_makes_previews()
         try:
             # Once our task runs, the global job stays ours until our answer comes: one request a
             # poll from then on, not two (issue 7: at most ~3 progress requests a second).
@@ -55,22 +112,34 @@ class Poller:
                             )
                         )
                         return
+            due = self._preview_due()
+            if due and self._internal_progress:
+                # This poll asks for the preview only; the bar keeps its last numbers.
+                task = self.client.task_progress(
+                    task_id, live_preview=True, id_live_preview=self._preview_id
+                )
+                if task is not None and task.live_preview is not None:
+                    self._preview_id = task.id_live_preview
+                    self.emit(replace(self._last, elapsed=elapsed, preview=task.live_preview))
+                return
             # Our task is running (or the server cannot tell): the global job is ours.
-            p = self.client.progress(skip_current_image=True)
+            p = self.client.progress(skip_current_image=not due)
         except SdcliError:
             return
         if p.idle:
             return
-        self.emit(
-            ProgressSnapshot(
-                queued=False,
-                fraction=max(0.0, min(1.0, p.progress)),
-                step=p.sampling_step,
-                steps=p.sampling_steps,
-                image=p.job_no + 1 if p.job_count > 0 else 0,
-                images=max(p.job_count, 0),
-                eta=p.eta_relative if p.progress > 0.011 else None,
-                elapsed=elapsed,
-                textinfo=p.textinfo,
-            )
+        preview = None
+        if p.current_image is not None and p.current_image != self._last_preview:
+            preview = self._last_preview = p.current_image  # the same one comes until a new
+        self._last = ProgressSnapshot(
+            queued=False,
+            fraction=max(0.0, min(1.0, p.progress)),
+            step=p.sampling_step,
+            steps=p.sampling_steps,
+            image=p.job_no + 1 if p.job_count > 0 else 0,
+            images=max(p.job_count, 0),
+            eta=p.eta_relative if p.progress > 0.011 else None,
+            elapsed=elapsed,
+            textinfo=p.textinfo,
         )
+        self.emit(replace(self._last, preview=preview) if preview else self._last)

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -75,7 +75,8 @@ class RunSummary:
 class Runner:
     """Runs units one after another over one client; tells `sink` what happens.
 
-    `progress=False`: no progress requests at all (nobody would see them).
+    `progress=False`: no progress requests at all (nobody would see them). `preview=True`: the
+    progress events carry the server's live previews (only for a front end that draws them).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class Runner:
         sink: Sink,
         *,
         progress: bool = True,
+        preview: bool = False,
         poll_interval: float = POLL_INTERVAL,
         interrupt_grace: float = INTERRUPT_GRACE,
     ) -> None:
@@ -95,7 +97,7 @@ class Runner:
         self.poll_interval = poll_interval
         self.interrupt_grace = interrupt_grace
         self._unit: Unit | None = None  # the unit being run: progress events name it
-        self.poller = Poller(client, self.catalog, self._progressed)
+        self.poller = Poller(client, self.catalog, self._progressed, preview=progress and preview)
         self._job: Job | None = None
         self._resolved: Resolved | None = None
 
@@ -262,10 +264,12 @@ class Runner:
                 init=unit.init,
             )
         finally:
-            kept.extend(saved)
-            for item in saved:
-                self.emit(ImageSaved(unit, self.server, item))
-        return saved
+            # A run keeps its images' paths, never their bytes: only the event carries them.
+            light = [replace(item, data=b"") for item in saved]
+            kept.extend(light)
+            for item, full in zip(light, saved, strict=True):
+                self.emit(ImageSaved(unit, self.server, item, data=full.data))
+        return light
 
     def _explain_forge_failure(self, exc: ApiError, resolved: Resolved) -> None:
         """Forge loads a selected checkpoint only when a job starts: a broken one fails the job.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,9 @@ class SavedImage:
     index: int
     batch: int
     interrupted: bool = False  # from a job stopped by Ctrl-C: fewer steps than asked for
+    # The bytes written, for a front end that shows the picture without reading the file back.
+    # Only the ImageSaved event carries them: what a run keeps has them dropped (see run.py).
+    data: bytes = field(default=b"", repr=False, compare=False)
 
     def as_json(self) -> dict[str, Any]:
         """One `--json` line: typed values, the usual settings at the top (README "JSON output")."""
@@ -192,6 +195,7 @@ class Saver:
             index=index,
             batch=batch,
             interrupted=interrupted,
+            data=data,
         )
 
 

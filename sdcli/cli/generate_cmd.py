@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from sdcli.cli.state import AppState
 from sdcli.errors import ExitCode, SdcliError
 
 if TYPE_CHECKING:
+    from sdcli.cli.pictures import Mode
     from sdcli.job import Job
     from sdcli.plan import JobRequest
     from sdcli.run import RunSummary
@@ -99,6 +101,12 @@ JsonLines = Annotated[
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+NoShow = Annotated[
+    bool, typer.Option("--no-show", help="No thumbnail under each saved path (on a terminal).")
+]
+NoPreview = Annotated[
+    bool, typer.Option("--no-preview", help="No live preview above the progress bar.")
+]
 DryRun = Annotated[
     bool,
     typer.Option(
@@ -158,6 +166,8 @@ def register(app: typer.Typer) -> None:
         json_lines: JsonLines = False,
         quiet: Quiet = False,
         no_progress: NoProgress = False,
+        no_show: NoShow = False,
+        no_preview: NoPreview = False,
         dry_run: DryRun = False,
         overwrite: Overwrite = False,
         keep_going: KeepGoing = False,
@@ -179,7 +189,7 @@ def register(app: typer.Typer) -> None:
             retries=retries,
         )
         _main(ctx.obj, request, json_lines=json_lines, quiet=quiet, no_progress=no_progress,
-              dry_run=dry_run)  # fmt: skip
+              dry_run=dry_run, no_show=no_show, no_preview=no_preview)  # fmt: skip
 
     @app.command("img2img", help=IMG2IMG_HELP, no_args_is_help=False)
     @opts.with_value_flags
@@ -218,6 +228,8 @@ def register(app: typer.Typer) -> None:
         json_lines: JsonLines = False,
         quiet: Quiet = False,
         no_progress: NoProgress = False,
+        no_show: NoShow = False,
+        no_preview: NoPreview = False,
         dry_run: DryRun = False,
         overwrite: Overwrite = False,
         keep_going: KeepGoing = False,
@@ -242,7 +254,7 @@ def register(app: typer.Typer) -> None:
             mask=mask,
         )
         _main(ctx.obj, request, json_lines=json_lines, quiet=quiet, no_progress=no_progress,
-              dry_run=dry_run)  # fmt: skip
+              dry_run=dry_run, no_show=no_show, no_preview=no_preview)  # fmt: skip
 
 
 def _main(
@@ -253,6 +265,8 @@ def _main(
     quiet: bool,
     no_progress: bool,
     dry_run: bool,
+    no_show: bool = False,
+    no_preview: bool = False,
 ) -> None:
     """What generate and img2img share: plan the job, then a dry run or the run."""
     from dataclasses import replace
@@ -275,7 +289,30 @@ def _main(
         return
     many = words == ["-"] or request.prompts_file is not None
     show = not (quiet or no_progress) and render.stderr_is_tty()
-    _run(state, job, show, json_lines=json_lines, quiet=quiet, typed=typed, many=many)
+    pictures = _picture_mode(state, quiet=quiet)
+    thumbnails = pictures if not no_show and state.settings.thumbnails else None
+    preview = show and pictures is not None and not no_preview and state.settings.live_preview
+    _run(
+        state,
+        job,
+        show,
+        json_lines=json_lines,
+        quiet=quiet,
+        typed=typed,
+        many=many,
+        thumbnails=thumbnails,
+        preview=preview,
+    )
+
+
+def _picture_mode(state: AppState, *, quiet: bool) -> Mode | None:
+    """How pictures are drawn on stderr; None when they are not (no terminal, -q, `none`)."""
+    if quiet or not render.stderr_is_tty():
+        return None
+    from sdcli.cli.pictures import detect_mode
+
+    mode = detect_mode(os.environ, state.settings.images)
+    return None if mode == "none" else mode
 
 
 def _size_notes(job: Job) -> None:
@@ -317,17 +354,26 @@ def _run(
     quiet: bool,
     typed: bool = False,
     many: bool = False,
+    thumbnails: Mode | None = None,
+    preview: bool = False,
 ) -> None:
     import time
 
     from sdcli.cli.reporter import CliReporter, LiveReporter
-    from sdcli.events import fanout
+    from sdcli.events import Sink, fanout
     from sdcli.heap import KeepHeap
     from sdcli.run import Runner, RunSummary, run_job
 
     reporter_cls = LiveReporter if show_progress else CliReporter
     reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
-    runner = Runner(state.client, fanout(KeepHeap(), reporter), progress=show_progress)
+    sinks: list[Sink] = [KeepHeap(), reporter]
+    if thumbnails is not None:
+        from sdcli.cli.thumbnails import Thumbnails
+
+        sinks.append(Thumbnails(thumbnails))  # after the reporter: the path comes first
+    runner = Runner(
+        state.client, fanout(*sinks), progress=show_progress, preview=show_progress and preview
+    )
     summary = RunSummary()
     started = time.monotonic()
     try:

@@ -115,6 +115,11 @@ def note(message: str) -> None:
     _write(sys.stderr, printable(message) + "\n")
 
 
+def picture(text: str) -> None:
+    """A picture's rows (escape codes and all) on stderr, above a live bar if one is up."""
+    _write(sys.stderr, text)
+
+
 def _write(stream: TextIO, text: str) -> None:
     """Write and flush; with a live bar up, the line goes above it (both share one screen)."""
     status = _status

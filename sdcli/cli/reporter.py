@@ -101,6 +101,10 @@ class CliReporter:
         pass
 
 
+PREVIEW_COLUMNS = 32  # the live preview's size at most, in cells
+PREVIEW_ROWS = 10
+
+
 class LiveReporter(CliReporter):
     """The live bar on stderr (queued state, step n/N, image i/k, elapsed, ETA), one row that
     every other line passes above and that is gone once the images are saved."""
@@ -111,14 +115,18 @@ class LiveReporter(CliReporter):
         self._color = render.use_color()
         self._prompt = ""
         self._suffix = ""
+        self._preview: list[str] = []  # the live preview's rows, drawn above the bar
 
     def batch_started(self, prompt: str, batch: int, batches: int) -> None:
         super().batch_started(prompt, batch, batches)
         self._prompt = prompt
         self._suffix = f"batch {batch}/{batches}" if batches > 1 else ""
+        self._preview = []
         self._draw(0.0, "starting", "", 0.0)
 
     def progress(self, snapshot: ProgressSnapshot) -> None:
+        if snapshot.preview is not None:
+            self._preview = self._preview_rows(snapshot.preview)
         if snapshot.queued:
             detail = f"queued {render.printable(snapshot.textinfo or '')}".strip()
             self._draw(0.0, detail, "", snapshot.elapsed)
@@ -145,7 +153,24 @@ class LiveReporter(CliReporter):
         columns = terminal_columns(self._status.stream)
         label, cells, tail = layout(self._prompt, self._suffix, tails, columns)
         bar = bar_cells(fraction, cells, color=self._color) if cells else ""
-        self._status.show(" ".join(p for p in (label, bar, tail) if p))
+        self._status.show(" ".join(p for p in (label, bar, tail) if p), above=self._preview)
+
+    def _preview_rows(self, data: bytes) -> list[str]:
+        """The preview in half-blocks: they are text, erased with the bar like any other row
+        (a placed Kitty or Sixel image would stay behind). A bad preview keeps the last one."""
+        from sdcli.cli.pictures import Tile, fit_cells, halfblock_lines
+        from sdcli.cli.statusline import terminal_columns, terminal_lines
+
+        room = min(PREVIEW_ROWS, terminal_lines(self._status.stream) - 4)
+        if room < 2:
+            return []
+        try:
+            tile = Tile(data)
+            c, r = fit_cells(tile.width, tile.height, PREVIEW_COLUMNS, room)
+            c = min(c, terminal_columns(self._status.stream) - 1)
+            return halfblock_lines(tile.pixels(c, r), c, r)
+        except ValueError:
+            return self._preview
 
     def image_saved(self, image: SavedImage) -> None:
         self._status.hide()  # the request is over: its bar must not come back between paths

@@ -37,6 +37,15 @@ def terminal_columns(stream: TextIO) -> int:
     return columns if columns > 0 else 80
 
 
+def terminal_lines(stream: TextIO) -> int:
+    """The height of the terminal `stream` is on (24 when it cannot be told)."""
+    try:
+        lines = os.get_terminal_size(stream.fileno()).lines
+    except (OSError, ValueError, AttributeError):
+        lines = 0
+    return lines if lines > 0 else 24
+
+
 class StatusLine:
     """The row the bar lives on, and the rows of a picture above it (the live preview);
     `suspended()` lets another line pass above them all."""
