@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from sdcli.apitypes import TaskProgress
 from sdcli.catalog import Catalog
 from sdcli.client import WebUIClient
 from sdcli.errors import SdcliError
@@ -85,24 +86,31 @@ class Poller:
         self._preview_asked = now
         return True
 
+    def _new_preview(self, task: TaskProgress | None, elapsed: float) -> None:
+        """/internal/progress gives a preview once, with its id; we send the id back."""
+        if task is not None and task.live_preview is not None:
+            self._preview_id = task.id_live_preview
+            self.emit(replace(self._last, elapsed=elapsed, preview=task.live_preview))
+
     def poll(self, task_id: str, started: float) -> None:
         """One progress request; any failure here is cosmetic and ignored."""
         elapsed = time.monotonic() - started
         if self.preview and not self._previews_checked:  # once, while the first job runs
             self._previews_checked = True
             self.preview = self._server_makes_previews()
+        due = self._preview_due()
         try:
             # Once our task runs, the global job stays ours until our answer comes: one request a
             # poll from then on, not two (issue 7: at most ~3 progress requests a second).
             if self._internal_progress is not False and self._running_task != task_id:
-                task = self.client.task_progress(task_id)
+                task = self.client.task_progress(
+                    task_id, live_preview=due, id_live_preview=self._preview_id
+                )
                 if task is None:
                     self._internal_progress = False
                 else:
                     self._internal_progress = True
-                    if task.active or task.completed:
-                        self._running_task = task_id
-                    else:
+                    if not (task.active or task.completed):
                         self.emit(
                             ProgressSnapshot(
                                 queued=True,
@@ -112,15 +120,16 @@ class Poller:
                             )
                         )
                         return
-            due = self._preview_due()
+                    self._running_task = task_id
+                    if due:  # this request was the preview's: the numbers come next poll
+                        self._new_preview(task, elapsed)
+                        return
             if due and self._internal_progress:
                 # This poll asks for the preview only; the bar keeps its last numbers.
                 task = self.client.task_progress(
                     task_id, live_preview=True, id_live_preview=self._preview_id
                 )
-                if task is not None and task.live_preview is not None:
-                    self._preview_id = task.id_live_preview
-                    self.emit(replace(self._last, elapsed=elapsed, preview=task.live_preview))
+                self._new_preview(task, elapsed)
                 return
             # Our task is running (or the server cannot tell): the global job is ours.
             p = self.client.progress(skip_current_image=not due)

@@ -6,9 +6,11 @@ import os
 import pty
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyte
+import pytest
 import requests
 from PIL import Image
 
@@ -171,3 +173,88 @@ def test_no_preview_draws_the_bar_alone_and_asks_for_no_preview(
     )
     progress = fake_webui.requests_to("/sdapi/v1/progress")
     assert progress and all(q.query.get("skip_current_image") == "true" for q in progress)
+
+
+@pytest.mark.parametrize("profile", ["a1111-nowebui", "sdnext"])
+def test_without_internal_progress_the_preview_is_the_current_image(
+    make_fake_webui: Callable[..., FakeWebUI], tmp_path: Path, profile: str
+) -> None:
+    """API-only A1111 (a bare base64 PNG) and SD.Next (a JPEG at every step): current_image."""
+    fake = make_fake_webui(profile=profile)
+    if profile != "sdnext":
+        _previews_every_step(fake)
+    fake.pause_at_step(3)
+    term = Terminal(*_generate(fake, "--no-show", "a cat"), columns=90, rows=30, cwd=tmp_path)
+    try:
+        term.wait_for(lambda t: "step 3/6" in t.text() and HALF in t.text())
+        bar = next(i for i, line in enumerate(term.lines()) if "step 3/6" in line)
+        assert term.lines()[bar - 1].startswith(HALF)
+        fake.resume()
+        assert term.wait_exit() == 0
+        assert HALF not in term.text()
+    finally:
+        term.close()
+    assert len(fake.requests_to("/internal/progress")) <= 1  # the probe that finds none (404)
+    asked = fake.requests_to("/sdapi/v1/progress")
+    assert any(q.query.get("skip_current_image") == "false" for q in asked)
+
+
+def test_previews_off_on_the_server_are_said_once_under_debug(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    r = requests.post(f"{fake_webui.url}/sdapi/v1/options", json={"live_previews_enable": False})
+    assert r.ok
+    fake_webui.pause_at_step(3)
+    args = ["--debug", *_generate(fake_webui, "--no-show", "a cat")]
+    term = Terminal(*args, columns=120, rows=40, cwd=tmp_path)
+    try:
+        term.wait_for("step 3/6")
+        fake_webui.resume()
+        assert term.wait_exit() == 0
+        said = "the server's live previews are off (live_previews_enable): the bar alone"
+        assert term.text().count(said) == 1
+        assert HALF not in term.text()
+    finally:
+        term.close()
+    assert all(
+        not (q.json or {}).get("live_preview") for q in fake_webui.requests_to("/internal/progress")
+    )
+
+
+def test_a_preview_is_asked_for_at_most_once_a_second_in_place_of_a_poll(
+    fake_webui: FakeWebUI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UI mode: one request a poll; every ~1 s it is POST /internal/progress with live_preview
+    and the id of the preview already drawn, which the server then does not send again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sdcli import progress
+    from sdcli.catalog import Catalog
+    from sdcli.client import WebUIClient
+    from sdcli.events import ProgressSnapshot
+
+    _previews_every_step(fake_webui)
+    fake_webui.pause_at_step(3)
+    body = {"prompt": "a cat", "steps": 6, "width": 64, "height": 64, "force_task_id": "task(p)"}
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    seen: list[ProgressSnapshot] = []
+    with WebUIClient(fake_webui.url) as client, ThreadPoolExecutor(1) as pool:
+        job = pool.submit(client.generate, "txt2img", body)
+        assert fake_webui.wait_paused()
+        fake_webui.clear_requests()
+        poller = progress.Poller(client, Catalog(client), seen.append, preview=True)
+        poller.start()
+        for _ in range(8):  # 2.4 s of polls, 0.3 s apart
+            poller.poll("task(p)", 99.0)
+            now[0] += 0.3
+        fake_webui.resume()
+        assert job.result(timeout=30).images
+    internal = fake_webui.requests_to("/internal/progress")
+    polled = fake_webui.requests_to("/sdapi/v1/progress")
+    assert len(internal) + len(polled) == 8  # one request a poll
+    asked = [q.json for q in internal if q.json and q.json["live_preview"]]
+    assert [a["id_live_preview"] for a in asked] == [-1, 1]  # at 0 s and 1.2 s; the id sent back
+    previews = [s.preview for s in seen if s.preview is not None]
+    assert len(previews) == 1 and previews[0][:8] == b"\x89PNG\r\n\x1a\n"  # sent once
+    assert all(q.query["skip_current_image"] == "true" for q in polled)
