@@ -19,6 +19,13 @@ WIDTHS = (60, 80, 120)
 LONG_PROMPT = "a cat on a mat, watercolor, soft morning light, highly detailed, masterpiece"
 
 
+@pytest.fixture(autouse=True)
+def no_pictures(isolated_sdcli_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These screens are read row by row for paths, bars and summaries; the thumbnails and the
+    live preview drawn between them have their own tests (test_pictures_run.py)."""
+    monkeypatch.setenv("SDCLI_IMAGES", "none")
+
+
 def saved_names(out: Path) -> list[str]:
     return sorted(f"out/{p.name}" for p in out.iterdir())
 
