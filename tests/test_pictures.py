@@ -202,3 +202,46 @@ def test_a_bad_images_setting_is_refused() -> None:
     r = run_sdcli("show", str(FIXTURES / "sample.png"), env={"SDCLI_IMAGES": "png"})
     assert r.returncode == 2
     assert "SDCLI_IMAGES must be one of auto, kitty, iterm, sixel, blocks, none" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "start"),
+    [
+        ({"TERM": "xterm-kitty"}, b"\x1b_Ga=T,f=100,q=2,C=1,"),
+        ({"TERM_PROGRAM": "iTerm.app"}, b"\x1b]1337;File=inline=1;size="),
+        ({"TERM": "xterm-kitty", "SDCLI_IMAGES": "iterm"}, b"\x1b]1337;File=inline=1;size="),
+    ],
+)
+def test_show_sends_the_file_itself_to_kitty_and_iterm2(
+    tmp_path: Path, env: dict[str, str], start: bytes
+) -> None:
+    path, _ = _sample_with_colour(tmp_path)
+    term = Terminal("show", str(path), env=env, columns=80, rows=30)
+    try:
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+    assert start in term.raw
+    encoded = base64.b64encode(path.read_bytes())
+    assert encoded[:3000] in term.raw.replace(b"\x1b\\\x1b_Gm=0;", b"").replace(
+        b"\x1b\\\x1b_Gm=1;", b""
+    )
+    assert "▀".encode() not in term.raw
+
+
+def test_sixel_without_its_encoder_draws_half_blocks_in_the_same_place(tmp_path: Path) -> None:
+    import importlib.util
+
+    path, colour = _sample_with_colour(tmp_path)
+    term = Terminal("show", str(path), "--width", "8", env={"SDCLI_IMAGES": "sixel"})
+    try:
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+    if importlib.util.find_spec("textual_image") is not None:  # the extra is installed
+        assert b"\x1bP" in term.raw and b"\x1b\\" in term.raw
+        return
+    assert term.lines()[:4] == ["▀" * 8] * 4
+    cell = term.screen.buffer[0][0]
+    assert (cell.fg, cell.bg) == (_hex(colour), _hex(colour))
+    assert term.lines()[5] == "a cat"

@@ -64,8 +64,9 @@ def _show(paths: list[Path], setting: str, *, width: int | None, height: int | N
             failed += 1
             continue
         try:
-            # Kitty and iTerm2 get the file itself: only half-blocks and Sixel need the pixels
-            image = open_image(data) if mode in ("blocks", "sixel", "none") else None
+            # Kitty and iTerm2 get the file itself, a caption line only its size: only
+            # half-blocks and Sixel need the pixels
+            image = open_image(data) if mode in ("blocks", "sixel") else None
             tile = Tile(data, image=image)
         except ValueError as exc:
             render.error(f"{path}: {exc}")
