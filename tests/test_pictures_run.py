@@ -237,7 +237,7 @@ def test_a_preview_is_asked_for_at_most_once_a_second_in_place_of_a_poll(
     fake_webui.pause_at_step(3)
     body = {"prompt": "a cat", "steps": 6, "width": 64, "height": 64, "force_task_id": "task(p)"}
     now = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("sdcli.progress.time.monotonic", lambda: now[0])
     seen: list[ProgressSnapshot] = []
     with WebUIClient(fake_webui.url) as client, ThreadPoolExecutor(1) as pool:
         job = pool.submit(client.generate, "txt2img", body)
