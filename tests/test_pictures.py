@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 
 import pyte
@@ -245,3 +246,20 @@ def test_sixel_without_its_encoder_draws_half_blocks_in_the_same_place(tmp_path:
     cell = term.screen.buffer[0][0]
     assert (cell.fg, cell.bg) == (_hex(colour), _hex(colour))
     assert term.lines()[5] == "a cat"
+
+
+def test_kitty_gets_a_jpeg_as_raw_rgb_at_most_20x40_pixels_a_cell() -> None:
+    import zlib
+
+    image = Image.new("RGB", (400, 600), (10, 20, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG")
+    seq = kitty_sequence(buffer.getvalue(), lambda: image, 5, 3)
+    head, _, rest = seq.partition(";")
+    assert head.startswith("\x1b_Ga=T,f=24,o=z,s=80,v=120,q=2,C=1,c=5,r=3,")  # 400x600 scaled
+    payload = "".join(
+        part.partition(";")[2] for part in (head + ";" + rest).split("\x1b\\") if part
+    )
+    pixels = zlib.decompress(base64.b64decode(payload))
+    assert len(pixels) == 80 * 120 * 3
+    assert all(abs(a - b) <= 3 for a, b in zip(pixels[:3], (10, 20, 30), strict=True))  # JPEG

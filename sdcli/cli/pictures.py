@@ -146,7 +146,8 @@ def kitty_sequence(data: bytes, image: Callable[[], Image], columns: int, rows: 
 
         # a picture `columns` x `rows` cells never needs more than ~20x10 pixels a cell
         pixels = image()
-        w, h = min(pixels.width, columns * 20), min(pixels.height, rows * 40)
+        scale = min(1.0, columns * 20 / pixels.width, rows * 40 / pixels.height)
+        w, h = max(1, round(pixels.width * scale)), max(1, round(pixels.height * scale))
         rgb = scaled_rgb(pixels, w, h)
         head = f"a=T,f=24,o=z,s={w},v={h},q=2,C=1,c={columns},r={rows}"
         payload = zlib.compress(rgb.tobytes(), 1)
