@@ -30,6 +30,7 @@ class Catalog:
         self._sdnext: bool | None = None
         self._loras: list[str] | None = None
         self._loras_known = False
+        self._named: dict[str, list[str] | None] = {}  # vaes, styles
         self.broken: dict[str, ApiError] = {}  # list endpoints that failed (5xx): not checked
 
     def samplers(self) -> list[Sampler]:
@@ -89,6 +90,21 @@ class Catalog:
             self._loras = None if found is None else [lora.name for lora in found]
             self._loras_known = True
         return self._loras
+
+    def vaes(self) -> list[str] | None:
+        """VAE names a request may ask for (with Automatic and None); None where there is no
+        /sd-vae (Forge): then the name goes as typed."""
+        if "vaes" not in self._named:
+            found = self.fetch(self.client.sd_vaes)
+            self._named["vaes"] = (
+                None if found is None else ["Automatic", "None", *(v.name for v in found)]
+            )
+        return self._named["vaes"]
+
+    def styles(self) -> list[str]:
+        if "styles" not in self._named:
+            self._named["styles"] = [s.name for s in self.fetch(self.client.prompt_styles)]
+        return self._named["styles"] or []
 
     def options(self) -> dict[str, Any]:
         """GET /options as the process first saw it: asked only for hires fix or an override."""

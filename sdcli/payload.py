@@ -29,6 +29,13 @@ DIRECT_FIELDS = {
     "tiling": "tiling",
     "variation_seed": "subseed",
     "variation_strength": "subseed_strength",
+    "hires": "enable_hr",
+    "hr_scale": "hr_scale",
+    "hr_upscaler": "hr_upscaler",
+    "hr_steps": "hr_second_pass_steps",
+    "styles": "styles",
+    "refiner": "refiner_checkpoint",
+    "refiner_switch": "refiner_switch_at",
 }
 # user-facing words -> the numbers (or booleans) the img2img request takes
 CHOICE_FIELDS: dict[str, tuple[str, dict[Any, Any]]] = {
@@ -37,6 +44,14 @@ CHOICE_FIELDS: dict[str, tuple[str, dict[Any, Any]]] = {
     "inpaint_area": ("inpaint_full_res", {"whole": False, "masked": True}),
     "invert_mask": ("inpainting_mask_invert", {False: 0, True: 1}),
 }
+
+
+def parse_size(text: str, label: str = "--size") -> tuple[int, int]:
+    """`WIDTHxHEIGHT` as two integers (UsageError otherwise)."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
+        raise UsageError(f"{label} {text!r} must look like WIDTHxHEIGHT, e.g. 512x768")
+    return int(w), int(h)
 
 
 def merge_values(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -150,6 +165,8 @@ def build_payload(
     for key, (wire, table) in CHOICE_FIELDS.items():
         if values.get(key) in table:
             body[wire] = table[values[key]]
+    if values.get("hr_size") is not None:
+        body["hr_resize_x"], body["hr_resize_y"] = parse_size(str(values["hr_size"]), "--hr-size")
     if sampler_name:
         body["sampler_name"] = sampler_name
     if scheduler:
@@ -164,6 +181,8 @@ def build_payload(
             overrides["CLIP_stop_at_last_layers"] = values["clip_skip"]
     if model_title:
         overrides["sd_model_checkpoint"] = model_title
+    if values.get("vae"):
+        overrides["sd_vae"] = values["vae"]
     if overrides:
         body["override_settings"] = _deep_merge(body.get("override_settings") or {}, overrides)
     if sets:

@@ -154,6 +154,43 @@ PRESET_KEYS: Final[dict[str, KeySpec]] = {
         flag="--invert-mask",
         img2img_only=True,
     ),
+    "hires": KeySpec(bool, "hires fix: a second, larger pass", flag="--hires"),
+    "hr_scale": KeySpec(
+        float, "hires fix: size factor of the second pass", 1, 4, flag="--hr-scale"
+    ),
+    "hr_size": KeySpec(
+        str,
+        "hires fix: the second pass's size, WIDTHxHEIGHT (instead of --hr-scale)",
+        non_empty=True,
+        flag="--hr-size",
+    ),
+    "hr_upscaler": KeySpec(
+        str,
+        "hires fix: upscaler (`sdcli upscalers`), resolved like samplers",
+        non_empty=True,
+        flag="--hr-upscaler",
+    ),
+    "hr_steps": KeySpec(
+        int,
+        "hires fix: steps of the second pass; 0: as many as the first",
+        0,
+        150,
+        flag="--hr-steps",
+    ),
+    "vae": KeySpec(
+        str, "VAE for this request (`sdcli vaes`; Automatic, None)", non_empty=True, flag="--vae"
+    ),
+    "styles": KeySpec(list, "prompt styles to apply (`sdcli styles`); repeatable", flag="--style"),
+    "refiner": KeySpec(
+        str, "refiner checkpoint, resolved like --model", non_empty=True, flag="--refiner"
+    ),
+    "refiner_switch": KeySpec(
+        float,
+        "when the refiner takes over, as a share of the steps",
+        0,
+        1,
+        flag="--refiner-switch",
+    ),
     "restore_faces": KeySpec(bool, "run the server's face restorer", flag="--restore-faces"),
     "tiling": KeySpec(bool, "make a seamless, tileable image", flag="--tiling"),
     "variation_seed": KeySpec(
@@ -199,6 +236,7 @@ _ALIASES: Final[dict[str, str]] = {
 
 _TYPE_WORDS: Final[dict[type, str]] = {
     bool: "true or false",
+    list: "an array of strings",
     str: "a string",
     int: "an integer",
     float: "a number",
@@ -297,6 +335,8 @@ def _check_value(key: str, value: Any, spec: KeySpec) -> str | None:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     if spec.type is bool:
         ok = isinstance(value, bool)
+    if spec.type is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
     if not ok:
         return f"'{key}' must be {_TYPE_WORDS[spec.type]}, got {_describe(value)}"
     if isinstance(value, str):
@@ -305,7 +345,7 @@ def _check_value(key: str, value: Any, spec: KeySpec) -> str | None:
         if spec.choices and value not in spec.choices:
             return f"'{key}' must be one of {', '.join(spec.choices)}, got {value!r}"
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool | list):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return f"'{key}' must be a finite number, got {value}"

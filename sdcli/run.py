@@ -134,7 +134,29 @@ class Runner:
         (the web UI ignores an unknown one, with a line in its console only)."""
         body = job_body(job, unit_values(job, unit), unit.prompt, self._resolved_for(job), unit)
         self._check_loras(body)
+        self._resolve_listed(job, body)
         return body
+
+    def _resolve_listed(self, job: Job, body: dict[str, Any]) -> None:
+        """VAE, styles and refiner as the server spells them: it ignores names it does not
+        know (a style, a VAE) or fails late (a refiner). `--set` fields go as they are."""
+        from sdcli.names.listed import resolve_listed
+
+        overrides = body.get("override_settings") or {}
+        vae = overrides.get("sd_vae") if job.values.get("vae") else None
+        if isinstance(vae, str):
+            vaes = self.catalog.vaes()
+            if vaes is not None:
+                overrides["sd_vae"] = resolve_listed(vae, vaes, "VAE")
+        styles = body.get("styles") if job.values.get("styles") else None
+        if isinstance(styles, list) and styles:
+            known = self.catalog.styles()
+            body["styles"] = [resolve_listed(str(s), known, "prompt style") for s in styles]
+        refiner = body.get("refiner_checkpoint") if job.values.get("refiner") else None
+        if isinstance(refiner, str):
+            from sdcli.names.lookup import resolve_model
+
+            body["refiner_checkpoint"] = resolve_model(refiner, self.catalog.models()).title
 
     def _check_loras(self, body: dict[str, Any]) -> None:
         from sdcli.names.listed import check_loras, lora_names

@@ -72,6 +72,14 @@ def _value_parameter(name: str) -> inspect.Parameter:
             default=None,
             annotation=Annotated[bool | None, switch],
         )
+    if spec.type is list:  # --style A --style B
+        many = typer.Option(spec.flag or "", help=flag_help(spec))
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[list[str] | None, many],
+        )
     option = typer.Option(
         *(spec.flag, spec.short) if spec.short else (spec.flag,),
         help=flag_help(spec),
@@ -142,7 +150,7 @@ def parse_size(size: str) -> tuple[int, int]:
 def value_flags(given: dict[str, Any]) -> dict[str, Any]:
     """The flags a user gave, under preset key names (None: not given); --size split."""
     size = given.pop("size", None)
-    flags = {key: value for key, value in given.items() if value is not None}
+    flags = {key: value for key, value in given.items() if value is not None and value != []}
     if size is not None:
         flags["width"], flags["height"] = parse_size(size)
     return flags
