@@ -19,7 +19,8 @@ from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import invoke
 
-PARAM_TYPES = {str: "str", int: "int", float: "float", bool: "boolean", list: "str"}  # the parser's names
+# the parser's name for each type
+PARAM_TYPES = {str: "str", int: "int", float: "float", bool: "boolean", list: "str"}
 
 
 def command_options(*path: str) -> dict[str, Any]:
