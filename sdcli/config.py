@@ -1,4 +1,5 @@
-"""Settings resolved once per process: flag > environment > config file > built-in default."""
+"""Settings resolved once per process: flag > environment > config file > built-in default; and
+where sdcli keeps its files. The one module below the CLI that reads the environment."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from sdcli import paths
 from sdcli.errors import UsageError
 
 DEFAULT_URL = "http://127.0.0.1:7860"
@@ -32,6 +32,41 @@ ENV_VARS = {
 FILE_KEYS = frozenset({*ENV_VARS, "connect_timeout", "thumbnails", "live_preview"})
 # How pictures are drawn: auto picks from the terminal (sdcli/cli/pictures.py), none draws none.
 IMAGE_MODES = ("auto", "kitty", "iterm", "sixel", "blocks", "none")
+
+
+def config_dir() -> Path:
+    """The user config directory: `SDCLI_HOME`, else the platform's usual place.
+
+    Mirrors what typer.get_app_dir("sdcli") answers, without importing typer below the CLI layer.
+    """
+    home = os.environ.get("SDCLI_HOME")
+    if home:
+        return Path(home)
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / "sdcli"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "sdcli"
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return Path(xdg or Path.home() / ".config") / "sdcli"
+
+
+def config_file() -> Path:
+    """The TOML settings file: `SDCLI_CONFIG`, else `config.toml` in the config directory."""
+    explicit = os.environ.get("SDCLI_CONFIG")
+    return Path(explicit) if explicit else config_dir() / "config.toml"
+
+
+def user_presets_dir() -> Path:
+    """Presets the user wrote (`sdcli presets new`); searched after `SDCLI_PRESETS_PATH`."""
+    return config_dir() / "presets"
+
+
+def builtin_presets_dir() -> Path:
+    """The presets shipped with sdcli: inside the wheel, or `presets/` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "builtin_presets"
+    return packaged if packaged.is_dir() else here.parent / "presets"
 
 
 @dataclass(frozen=True)
@@ -176,7 +211,7 @@ def load_settings(
 ) -> Settings:
     """Resolve each setting from the first place that has it: flag, environment, file, default."""
     environ = os.environ if env is None else env
-    file_data, warnings = read_config_file(paths.config_file())
+    file_data, warnings = read_config_file(config_file())
 
     def pick(key: str, flag: Any) -> tuple[Any, str]:
         if flag is not None:

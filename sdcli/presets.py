@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from sdcli.config import builtin_presets_dir, user_presets_dir
 from sdcli.errors import OutputError, PresetError, UnknownPresetError
-from sdcli.paths import builtin_presets_dir, user_presets_dir
 from sdcli.preset_schema import PRESET_KEYS as PRESET_KEYS  # re-exported: the CLI and tests use it
 from sdcli.preset_schema import (
     check_values,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sdcli.cli import presets_cmd
 from sdcli.cli.app import app
 from sdcli.cli.completion import complete_preset
-from sdcli.paths import builtin_presets_dir, user_presets_dir
+from sdcli.config import builtin_presets_dir, user_presets_dir
 
 from cli_helpers import run_sdcli
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from sdcli.config import builtin_presets_dir, user_presets_dir
 from sdcli.errors import OutputError, PresetError
-from sdcli.paths import builtin_presets_dir, user_presets_dir
 from sdcli.presets import (
     PRESET_KEYS,
     Preset,

@@ -15,7 +15,7 @@ import pexpect
 import pyte
 import pytest
 
-from sdcli.paths import user_presets_dir
+from sdcli.config import user_presets_dir
 from sdcli.presets import load_preset
 from sdcli.testing.fake_webui import FakeWebUI
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sdcli.cli import options
 from sdcli.cli.app import app
-from sdcli.paths import user_presets_dir
+from sdcli.config import user_presets_dir
 from sdcli.preset_schema import PRESET_KEYS, KeySpec
 from sdcli.testing.fake_webui import FakeWebUI
 

@@ -264,7 +264,7 @@ def _editable_copy(name: str, source: PresetSource, path: Path) -> tuple[Path, b
     """The file to edit: a built-in is copied to the user directory first (returns its bytes)."""
     if source != "built-in":
         return path, None
-    from sdcli.paths import user_presets_dir
+    from sdcli.config import user_presets_dir
 
     target = user_presets_dir() / path.name
     original = path.read_bytes()
