@@ -1,0 +1,46 @@
+"""A second front end: one generation through the core alone, in a dozen lines, without Typer or
+Rich (issue 12). Interactive mode and the queue build on these same calls."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sdcli.testing.fake_webui import FakeWebUI
+
+FRONT_END = """
+import sys
+from pathlib import Path
+from sdcli.client import WebUIClient
+from sdcli.config import load_settings
+from sdcli.events import ImageSaved
+from sdcli.plan import JobRequest, plan_job
+from sdcli.run import Runner, run_job
+settings = load_settings(url=sys.argv[1])
+job = plan_job(JobRequest(words=["a cat"], presets=["draft"], flags={"steps": 3},
+                          output_dir=Path(sys.argv[2])), settings)
+show = lambda e: isinstance(e, ImageSaved) and print(e.image.path)  # a sink: any callable
+with WebUIClient.from_settings(settings) as client:
+    summary = run_job(job, Runner(client, show))
+assert not summary.failures and "typer" not in sys.modules and "rich" not in sys.modules
+"""
+
+
+def test_a_front_end_without_typer_runs_a_generation_with_core_calls(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-c", FRONT_END, fake_webui.url, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a safety net against a hung test, not a timing assertion
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stdout.splitlines()
+    assert Path(line).parent == out and Path(line).is_file()
+    (request,) = fake_webui.requests_to("/sdapi/v1/txt2img")
+    assert request.json["steps"] == 3
+    assert request.json["prompt"].startswith("a cat")
