@@ -1,18 +1,23 @@
 """Ways to run sdcli in tests, and what to read from them: a real process (the scripting
-contract), a process a test talks to while it runs, or the Typer app in process."""
+contract), a process a test talks to while it runs, the Typer app in process, or the core's
+run_job in a thread with a sink that records what it is told."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from typer.testing import CliRunner
 
 if TYPE_CHECKING:
+    from sdcli.events import Event, ProgressSnapshot
+    from sdcli.run import RunSummary
+    from sdcli.save import SavedImage
     from sdcli.testing.fake_webui import FakeWebUI
 
 ANSI = "\x1b["
@@ -151,3 +156,56 @@ def error_line(stderr: str, *, alone: bool = False) -> str:
 def warnings(stderr: str) -> list[str]:
     """The `sdcli: warning:` lines."""
     return [line for line in stderr.splitlines() if line.startswith("sdcli: warning:")]
+
+
+class Recorder:
+    """A sink that keeps the snapshots and images it is told of; `seen` is set at the first
+    snapshot `until` accepts."""
+
+    def __init__(self, until: Callable[[ProgressSnapshot], bool]) -> None:
+        self.snapshots: list[ProgressSnapshot] = []
+        self.saved: list[SavedImage] = []
+        self.seen = threading.Event()
+        self.until = until
+
+    def __call__(self, event: Event) -> None:
+        from sdcli.events import ImageSaved, Progressed
+
+        if isinstance(event, Progressed):
+            self.snapshots.append(event.snapshot)
+            if self.until(event.snapshot):
+                self.seen.set()
+        elif isinstance(event, ImageSaved):
+            self.saved.append(event.image)
+
+
+def start_run(
+    fake: FakeWebUI, sink: Callable[[Event], None], out: Path, **values: object
+) -> tuple[threading.Thread, list[RunSummary]]:
+    """run_job of one prompt (6 steps of 64x64 unless `values` say otherwise) in a thread, with
+    progress polled every 20 ms; the summary lands in the list once the thread ends."""
+    from sdcli.client import WebUIClient
+    from sdcli.job import Job
+    from sdcli.run import Runner, run_job
+
+    job = Job(
+        mode="txt2img",
+        values={"steps": 6, "width": 64, "height": 64, **values},
+        sets={},
+        prompts=["a cat"],
+        output_dir=out,
+        name_template="{index}",
+    )
+    summaries: list[RunSummary] = []
+    client = WebUIClient(fake.url, timeout=30)
+    runner = Runner(client, sink, poll_interval=0.02)
+
+    def target() -> None:
+        try:
+            summaries.append(run_job(job, runner))
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, summaries

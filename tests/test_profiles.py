@@ -8,7 +8,6 @@ what a flavour must do differently is spelled out in the test, not hidden in the
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,15 +16,11 @@ from typing import Any
 import pytest
 import requests
 
-from sdcli.client import WebUIClient
-from sdcli.events import Event, Progressed, ProgressSnapshot
-from sdcli.job import Job
 from sdcli.pngmeta import get_parameters, read_parameters_from_file
-from sdcli.run import Runner, RunSummary, run_job
 from sdcli.testing.fake_validate import request_fields
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import error_line, sdcli, warnings
+from cli_helpers import Recorder, error_line, sdcli, start_run, warnings
 
 PROFILES = ["a1111", "a1111-nowebui", "a1111-1.8", "forge", "sdnext"]
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -332,44 +327,10 @@ def test_an_injected_500_in_this_flavours_shape_is_one_clean_line(
 # --- progress ----------------------------------------------------------------------------------
 
 
-class Recorder:
-    """A sink that keeps the progress snapshots and signals the first one at a given step."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-        self.snapshots: list[ProgressSnapshot] = []
-        self.seen = threading.Event()
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Progressed):
-            snapshot = event.snapshot
-            self.snapshots.append(snapshot)
-            if not snapshot.queued and snapshot.step == self.step:
-                self.seen.set()
-
-
 def test_progress_shows_our_steps_on_every_flavour(any_webui: FakeWebUI, tmp_path: Path) -> None:
     any_webui.pause_at_step(2)
-    recorder = Recorder(step=2)
-    job = Job(
-        mode="txt2img",
-        values={"steps": 5, "width": 64, "height": 64},
-        sets={},
-        prompts=["a cat"],
-        output_dir=tmp_path,
-        name_template="{index}",
-    )
-    out: list[RunSummary] = []
-    client = WebUIClient(any_webui.url, timeout=30)
-
-    def run() -> None:
-        try:
-            out.append(run_job(job, Runner(client, recorder, poll_interval=0.02)))
-        finally:
-            client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    recorder = Recorder(lambda s: not s.queued and s.step == 2)
+    thread, out = start_run(any_webui, recorder, tmp_path, steps=5)
     seen = recorder.seen.wait(10)
     any_webui.resume()
     thread.join(30)

@@ -8,56 +8,9 @@ from pathlib import Path
 
 import requests
 
-from sdcli.client import WebUIClient
-from sdcli.events import Event, ImageSaved, Progressed, ProgressSnapshot
-from sdcli.job import Job
-from sdcli.run import Runner, RunSummary, run_job
-from sdcli.save import SavedImage
 from sdcli.testing.fake_webui import FakeWebUI
 
-
-class Recorder:
-    """A sink that keeps what it is told and lets a test wait for a given snapshot."""
-
-    def __init__(self, until: Callable[[ProgressSnapshot], bool]) -> None:
-        self.snapshots: list[ProgressSnapshot] = []
-        self.saved: list[SavedImage] = []
-        self.seen = threading.Event()
-        self.until = until
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Progressed):
-            self.snapshots.append(event.snapshot)
-            if self.until(event.snapshot):
-                self.seen.set()
-        elif isinstance(event, ImageSaved):
-            self.saved.append(event.image)
-
-
-def start_run(
-    fake: FakeWebUI, recorder: Recorder, tmp_path: Path, **values: object
-) -> tuple[threading.Thread, list[RunSummary]]:
-    job = Job(
-        mode="txt2img",
-        values={"steps": 6, "width": 64, "height": 64, **values},
-        sets={},
-        prompts=["a cat"],
-        output_dir=tmp_path,
-        name_template="{index}",
-    )
-    out: list[RunSummary] = []
-    client = WebUIClient(fake.url, timeout=30)
-    runner = Runner(client, recorder, poll_interval=0.02)
-
-    def target() -> None:
-        try:
-            out.append(run_job(job, runner))
-        finally:
-            client.close()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, out
+from cli_helpers import Recorder, start_run
 
 
 def test_progress_reports_steps_of_our_job(fake_webui: FakeWebUI, tmp_path: Path) -> None:
