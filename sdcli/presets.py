@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from sdcli.config import builtin_presets_dir, user_presets_dir
+from sdcli.config import builtin_presets_dir, preset_path_dirs, user_presets_dir
 from sdcli.errors import OutputError, PresetError, UnknownPresetError
 from sdcli.preset_schema import PRESET_KEYS as PRESET_KEYS  # re-exported: the CLI and tests use it
 from sdcli.preset_schema import (
@@ -79,8 +79,6 @@ class PresetInfo:
 
 def search_path() -> list[tuple[PresetSource, Path]]:
     """Directories searched for NAME.toml, first hit wins (DESIGN.md "Presets")."""
-    from sdcli.config import preset_path_dirs
-
     dirs: list[tuple[PresetSource, Path]] = [("path", d) for d in preset_path_dirs()]
     dirs.append(("user", user_presets_dir()))
     dirs.append(("built-in", builtin_presets_dir()))
