@@ -411,27 +411,6 @@ class WebUIClient:
         latent = self.get_optional(f"{API}/latent-upscale-modes") or []
         return names + [str(item.get("name")) for item in list_of_dicts(latent, "latent modes")]
 
-    def vaes(self) -> list[str]:
-        """VAE file names (`sd_vae` values); none where the list does not exist (Forge: 404)."""
-        body = self.get_optional(f"{API}/sd-vae") or []
-        return [str(item.get("model_name")) for item in list_of_dicts(body, "sd-vae")]
-
-    def styles(self) -> list[str]:
-        """Prompt style names (the request's `styles`)."""
-        body = self.get_optional(f"{API}/prompt-styles") or []
-        return [str(item.get("name")) for item in list_of_dicts(body, "prompt-styles")]
-
-    def loras(self) -> list[str]:
-        """LoRA names as `<lora:NAME:1>` takes them; none without the Lora extension's API."""
-        body = self.get_optional(f"{API}/loras") or []
-        return [str(item.get("name")) for item in list_of_dicts(body, "loras")]
-
-    def embeddings(self) -> list[str]:
-        """Textual inversion names the prompt can use: `{"loaded": {NAME: {...}}, ...}`."""
-        body = self.get_optional(f"{API}/embeddings")
-        loaded = body.get("loaded") if isinstance(body, dict) else None
-        return [str(name) for name in loaded] if isinstance(loaded, dict) else []
-
     def png_info(self, png: bytes) -> PngInfo:
         body = self.post(f"{API}/png-info", {"image": encode_image(png)})
         return parse_png_info(body)

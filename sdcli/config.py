@@ -57,6 +57,21 @@ def config_file() -> Path:
     return Path(explicit) if explicit else config_dir() / "config.toml"
 
 
+def state_dir() -> Path:
+    """What sdcli keeps between runs that is not a setting (interactive mode's input history):
+    `SDCLI_HOME`, else the platform's place for state (XDG_STATE_HOME on Linux)."""
+    home = os.environ.get("SDCLI_HOME")
+    if home:
+        return Path(home)
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "sdcli"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "sdcli"
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return Path(xdg or Path.home() / ".local" / "state") / "sdcli"
+
+
 def user_presets_dir() -> Path:
     """Presets the user wrote (`sdcli presets new`); searched after `SDCLI_PRESETS_PATH`."""
     return config_dir() / "presets"

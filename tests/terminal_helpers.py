@@ -22,6 +22,7 @@ from typing import Any
 import pexpect
 import pyte
 
+CURSOR_POSITION_REQUEST = b"\x1b[6n"  # DSR 6: a terminal answers ESC [ row ; col R
 BAR_GLYPHS = ("━", "╸", "╺", "─", "%")  # what a progress bar leaves behind when it is not erased
 
 
@@ -86,6 +87,10 @@ class Terminal:
             return
         self.raw += data
         self._stream.feed(data)
+        for _ in range(data.count(CURSOR_POSITION_REQUEST)):
+            # answer as a terminal does (prompt_toolkit asks where its prompt is drawn)
+            cursor = self.screen.cursor
+            self.child.send(f"\x1b[{cursor.y + 1};{cursor.x + 1}R".encode())
 
     def wait_for(self, what: str | Callable[[Terminal], bool], timeout: float = 60) -> None:
         """Until the screen shows `what` (a text, or a test on this terminal); else fail."""
@@ -127,6 +132,10 @@ class Terminal:
 
     def ctrl_d(self) -> None:
         self.child.sendeof()
+
+    def send(self, keys: str) -> None:
+        """Keys as typed, e.g. "/pre\t" (Tab) or "\x03" (Ctrl-C)."""
+        self.child.send(keys.encode())
 
     def close(self) -> None:
         if self.child.isalive():

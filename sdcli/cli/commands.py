@@ -8,6 +8,7 @@ from sdcli.cli import (
     describe_cmd,
     generate_cmd,
     info_cmd,
+    interactive_cmd,
     jobs_cmd,
     lists_cmd,
     models_cmd,
@@ -26,4 +27,5 @@ def register(app: typer.Typer) -> None:
     describe_cmd.register(app)
     upscale_cmd.register(app)
     show_cmd.register(app)
+    interactive_cmd.register(app)
     app.add_typer(presets_cmd.app, name="presets")

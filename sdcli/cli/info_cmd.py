@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         if raw:
             raise UsageError("--raw needs IMAGE files")
         state: AppState = ctx.obj
-        _show_server(state, json_out=json_out)
+        show_server(state, json_out=json_out)
 
 
 def _show_images(paths: list[Path], *, json_out: bool, raw: bool) -> None:
@@ -110,7 +110,7 @@ def _image_table(params: ImageParameters, *, several: bool) -> None:
     render.table(None, [], [[*prefix, key, _escape(value)] for key, value in rows])
 
 
-def _show_server(state: AppState, *, json_out: bool) -> None:
+def show_server(state: AppState, *, json_out: bool) -> None:
     from sdcli.serverinfo import gather
 
     settings = state.settings

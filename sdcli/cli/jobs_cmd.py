@@ -28,14 +28,14 @@ batch count), and say whether a job was running. Exit 0 either way.
 def register(app: typer.Typer) -> None:
     @app.command("interrupt", help=INTERRUPT_HELP, short_help="Stop the server's running job.")
     def interrupt(ctx: typer.Context) -> None:
-        _stop(ctx.obj, "interrupt")
+        stop_server_job(ctx.obj, "interrupt")
 
     @app.command("skip", help=SKIP_HELP, short_help="Skip the image the server is making.")
     def skip(ctx: typer.Context) -> None:
-        _stop(ctx.obj, "skip")
+        stop_server_job(ctx.obj, "skip")
 
 
-def _stop(state: AppState, action: str) -> None:
+def stop_server_job(state: AppState, action: str) -> None:
     from sdcli.jobs import stop_job
 
     outcome = stop_job(state.client, "interrupt" if action == "interrupt" else "skip")

@@ -14,6 +14,7 @@ from sdcli.cli.state import AppState
 
 if TYPE_CHECKING:
     from sdcli.apitypes import Sampler, Scheduler
+    from sdcli.client import WebUIClient
 
 SET_MODEL_HELP = """\
 Switch the server's checkpoint and print the loaded title on stdout.
@@ -98,48 +99,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--refresh", help="Re-scan the server's model folder first."),
         ] = False,
     ) -> None:
-        from sdcli.catalog import is_forge_options, is_sdnext
-        from sdcli.errors import Interrupted, ServerTimeout
-        from sdcli.names.lookup import (
-            checkpoint_option,
-            is_same_model,
-            loaded_title,
-            resolve_model,
-        )
-        from sdcli.serverinfo import FORGE_SELECTED, current_checkpoint, switch_model
-
         state: AppState = ctx.obj
-        client = state.client
-        if refresh:
-            with spinner("re-scanning checkpoints…"):
-                client.refresh_checkpoints()
-        model = resolve_model(name, client.sd_models())
-        options = client.get_options()
-        before = checkpoint_option(options)
-        if is_sdnext(client):  # it keeps a name that failed to load: /checkpoint says what is
-            before = current_checkpoint(client)
-        lazy = is_forge_options(options)  # Forge only records the choice
-        if is_same_model(before, model):
-            render.note(f"{model.title} is already {'selected' if lazy else 'loaded'}")
-            render.result(loaded_title(before, model))
-            return
-        if model.title != name:
-            render.note(f"{name} -> {model.title}")
-        still = (
-            f"the server is still loading {model.title} (a load cannot be stopped; "
-            "`sdcli models` shows the model once it is loaded)"
-        )
-        try:
-            with spinner(f"{'selecting' if lazy else 'loading'} {model.title}…"):
-                title = switch_model(client, model)
-        except ServerTimeout as exc:
-            exc.message = f"{exc.message}; {still}"
-            raise
-        except KeyboardInterrupt:
-            raise Interrupted(f"interrupted; {still}") from None
-        if lazy:
-            render.note(f"{title}: {FORGE_SELECTED} (Forge)")
-        render.result(title)
+        render.result(switch_checkpoint(state.client, name, refresh=refresh))
 
     @app.command(
         "models",
@@ -226,6 +187,50 @@ def register(app: typer.Typer) -> None:
                 "this server has no /schedulers (web UI before 1.9.1): the schedule is part "
                 'of the sampler name, e.g. "DPM++ 2M Karras"'
             )
+
+
+def switch_checkpoint(client: WebUIClient, name: str, *, refresh: bool = False) -> str:
+    """`set-model` (and interactive mode's `/model`): resolve, switch with a spinner, verify;
+    the loaded title."""
+    from sdcli.catalog import is_forge_options, is_sdnext
+    from sdcli.errors import Interrupted, ServerTimeout
+    from sdcli.names.lookup import (
+        checkpoint_option,
+        is_same_model,
+        loaded_title,
+        resolve_model,
+    )
+    from sdcli.serverinfo import FORGE_SELECTED, current_checkpoint, switch_model
+
+    if refresh:
+        with spinner("re-scanning checkpoints…"):
+            client.refresh_checkpoints()
+    model = resolve_model(name, client.sd_models())
+    options = client.get_options()
+    before = checkpoint_option(options)
+    if is_sdnext(client):  # it keeps a name that failed to load: /checkpoint says what is
+        before = current_checkpoint(client)
+    lazy = is_forge_options(options)  # Forge only records the choice
+    if is_same_model(before, model):
+        render.note(f"{model.title} is already {'selected' if lazy else 'loaded'}")
+        return loaded_title(before, model)
+    if model.title != name:
+        render.note(f"{name} -> {model.title}")
+    still = (
+        f"the server is still loading {model.title} (a load cannot be stopped; "
+        "`sdcli models` shows the model once it is loaded)"
+    )
+    try:
+        with spinner(f"{'selecting' if lazy else 'loading'} {model.title}…"):
+            title = switch_model(client, model)
+    except ServerTimeout as exc:
+        exc.message = f"{exc.message}; {still}"
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {still}") from None
+    if lazy:
+        render.note(f"{title}: {FORGE_SELECTED} (Forge)")
+    return title
 
 
 def _default_schedule(sampler: Sampler, schedulers: Sequence[Scheduler] | None) -> str:

@@ -45,8 +45,10 @@ class ServerLists:
         lists.models = read("models", lambda: [m.model_name for m in client.sd_models()])
         lists.samplers = read("samplers", lambda: [s.name for s in client.samplers()])
         lists.schedulers = read("schedulers", lambda: [s.label for s in client.schedulers() or ()])
-        lists.vaes = read("VAEs", client.vaes)
-        lists.styles = read("styles", client.styles)
-        lists.loras = read("LoRAs", client.loras)
-        lists.embeddings = read("embeddings", client.embeddings)
+        lists.vaes = read("VAEs", lambda: [v.name for v in client.sd_vaes() or ()])
+        lists.styles = read("styles", lambda: [s.name for s in client.prompt_styles()])
+        lists.loras = read("LoRAs", lambda: [lora.name for lora in client.loras() or ()])
+        lists.embeddings = read(
+            "embeddings", lambda: [e.name for e in client.embeddings() if e.loaded]
+        )
         return lists

@@ -1,0 +1,118 @@
+"""`sdcli interactive` (`sdcli i`): the command line that opens interactive mode."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sdcli.cli import options as opts
+from sdcli.cli.completion import complete_preset
+from sdcli.cli.state import AppState
+
+HELP = """\
+Interactive mode: type a prompt, press Enter, get an image; adjust with / commands; again.
+
+Starts from the same settings as `generate` (presets, flags, --set); /help lists the commands
+(/preset, /set, /neg, /seed, /model, /size, /steps, /again, /vary, /settings, /quit…). At a
+terminal: completion with Tab, a toolbar, input history (Up, Down, Ctrl-R); Ctrl-C stops the
+server's job and returns to the prompt; Ctrl-D leaves. When stdin is not a terminal, each line
+(a prompt or a / command) runs in order, like a script: saved paths on stdout, and the first
+error ends the run with its exit code.
+
+[bold]Examples[/]
+
+  sdcli interactive -p chibi
+  sdcli i -p draft --seed 42 -o out/
+  printf '/seed 42\\na cat\\n/again\\n' | sdcli i -p draft -o out/
+"""
+
+
+def register(app: typer.Typer) -> None:
+    def interactive(
+        ctx: typer.Context,
+        preset: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--preset",
+                "-p",
+                help="Preset name or .toml path; repeatable.",
+                autocompletion=complete_preset,
+            ),
+        ] = None,
+        negative: opts.Negative = None,
+        steps: opts.Steps = None,
+        cfg: opts.Cfg = None,
+        sampler: opts.SamplerOpt = None,
+        scheduler: opts.SchedulerOpt = None,
+        clip_skip: opts.ClipSkip = None,
+        width: opts.Width = None,
+        height: opts.Height = None,
+        size: opts.Size = None,
+        seed: opts.Seed = None,
+        batch_size: opts.BatchSize = None,
+        count: opts.Count = None,
+        model: opts.Model = None,
+        from_image: opts.FromImage = None,
+        set_: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="Any request field: KEY=VALUE (VALUE as JSON, else text)."),
+        ] = None,
+        output_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--output-dir",
+                "-o",
+                help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .].",
+                readable=False,
+            ),
+        ] = None,
+        name: Annotated[
+            str | None,
+            typer.Option("--name", help="File name template, as for generate."),
+        ] = None,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
+        ] = False,
+        retries: Annotated[
+            int,
+            typer.Option(min=0, help="Retry connection errors and 502/503/504, as generate."),
+        ] = 0,
+    ) -> None:
+        from sdcli.interactive.session import RunOptions, Session
+
+        state: AppState = ctx.obj
+        flags = opts.value_flags(
+            negative=negative,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler,
+            scheduler=scheduler,
+            clip_skip=clip_skip,
+            width=width,
+            height=height,
+            size=size,
+            seed=seed,
+            batch_size=batch_size,
+            count=count,
+            model=model,
+        )
+        names = list(preset or [])
+        if not names and state.settings.default_preset:
+            names = [state.settings.default_preset]
+        options = RunOptions(
+            output_dir=state.output_dir(output_dir),
+            name_template=name,
+            overwrite=overwrite,
+            retries=retries,
+            from_image=from_image,
+        )
+        session = Session.start(names, flags, set_ or [], options, labels=opts.FLAG_LABELS)
+        from sdcli.interactive.main import run
+
+        run(state, session, terminal=sys.stdin.isatty() and sys.stderr.isatty())
+
+    app.command("interactive", help=HELP)(interactive)
+    app.command("i", help=HELP, hidden=True)(interactive)
