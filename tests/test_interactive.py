@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from prompt_toolkit.input import create_pipe_input
 import pyte
+import pytest
 from prompt_toolkit.data_structures import Size
+from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output.vt100 import Vt100_Output
 
 from sdcli.cli.state import AppState
@@ -145,12 +145,18 @@ def _type(engine: Engine, *steps: tuple[str, str | None]) -> EditorScreen:
         for keys, shown in steps:
             pipe.send_text(keys)
             if shown is not None:
-                _wait(lambda: shown in screen.text() or not thread.is_alive(), screen)
+                _wait(_shown_or_ended(screen, shown, thread), screen)
         thread.join(timeout=60)  # a safety net against a hung test
     assert not thread.is_alive(), screen.text()
     if failed:
         raise failed[0]
     return screen
+
+
+def _shown_or_ended(
+    screen: EditorScreen, text: str, thread: threading.Thread
+) -> Callable[[], bool]:
+    return lambda: text in screen.text() or not thread.is_alive()
 
 
 def _wait(done: Callable[[], bool], screen: EditorScreen) -> None:

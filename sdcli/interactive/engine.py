@@ -246,7 +246,7 @@ class Engine:
     def refresh(self) -> None:
         """Read the server's names (completion) and its checkpoint (toolbar)."""
         from sdcli.interactive.lists import ServerLists
-        from sdcli.serverinfo import checkpoint_option
+        from sdcli.names.lookup import checkpoint_option
 
         self.lists = ServerLists.fetch(self.state.client)
         if not self.lists.unreachable:
