@@ -194,6 +194,27 @@ def test_editor_completes_a_model_name_for_model(engine: Engine, fake_webui: Fak
     assert fake_webui.current_model.startswith("qteamixQ_gamma")
 
 
+def test_editor_toolbar_says_when_someone_else_keeps_the_server_busy(
+    engine: Engine, fake_webui: FakeWebUI
+) -> None:
+    import requests
+
+    fake_webui.pause_at_step(1)
+    other = threading.Thread(
+        target=requests.post,
+        args=(fake_webui.url + TXT2IMG,),
+        kwargs={"json": {"prompt": "another user's job", "steps": 5}, "timeout": 60},
+    )
+    other.start()
+    try:
+        assert fake_webui.wait_paused(timeout=60)
+        _type(engine, ("", "busy (another job)"), ("\x04", None))
+    finally:
+        fake_webui.resume()
+        other.join(timeout=60)
+    assert fake_webui.requests_to("/sdapi/v1/interrupt") == []  # somebody else's: left alone
+
+
 def test_editor_says_an_error_and_goes_on(
     engine: Engine, fake_webui: FakeWebUI, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -291,6 +312,13 @@ def test_terminal_input_history_survives_a_restart(fake_webui: FakeWebUI, tmp_pa
         second.send("\x03")  # Ctrl-C at the prompt clears the line: the next one stands alone
         second.send("/seed 9\r")
         second.wait_for("seed: 9")
+        second.wait_for(_at_prompt)
+        second.send("\x12steps")  # Ctrl-R searches the history
+        second.wait_for("(reverse-i-search)`steps': /steps 11")
+        second.send("\r")  # the search ends on the line found
+        second.wait_for(lambda t: "reverse-i-search" not in t.text())
+        second.send("\r")
+        second.wait_for("11 steps")  # and it ran
         second.wait_for(_at_prompt)
         second.ctrl_d()
         assert second.wait_exit() == 0

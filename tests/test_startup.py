@@ -125,3 +125,27 @@ def test_no_image_library_is_imported_unless_something_is_drawn(argv: list[str])
         [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False
     )
     assert "IMPORTED []" in r.stderr, r.stderr
+
+
+def _imported(*argv: str, input: str | None = None) -> set[str]:
+    """Top-level packages a run of `sdcli ARGV` imports (from -X importtime)."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sdcli", *argv],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    rows = [line.rpartition("|")[2].strip() for line in done.stderr.splitlines()]
+    return {row.split(".")[0] for row in rows if row and not row.startswith("import time")}
+
+
+def test_prompt_toolkit_is_imported_only_by_interactive_mode_at_a_terminal() -> None:
+    assert "sdcli" in _imported("--version")
+    assert "prompt_toolkit" not in _imported("--version")
+    assert "prompt_toolkit" not in _imported("generate", "--help")
+    # lines from a pipe need no line editor either
+    assert "prompt_toolkit" not in _imported("interactive", input="/quit\n")
