@@ -83,11 +83,16 @@ def toolbar_text(engine: Engine, busy: bool | None) -> str:
 
 
 def _without_hash(title: str | None) -> str:
-    """ "anime/x [cbfba64e66]" -> "anime/x": the toolbar has little room."""
+    """ "anime/x.safetensors [cbfba64e66]" -> "anime/x": the toolbar has little room."""
     if not title:
         return ""
     name, bracket, rest = title.rpartition(" [")
-    return name if bracket and rest.endswith("]") else title
+    name = name if bracket and rest.endswith("]") else title
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and ext.lower() in _MODEL_EXTENSIONS else name
+
+
+_MODEL_EXTENSIONS = {"safetensors", "ckpt", "pt", "pth", "bin", "gguf"}
 
 
 def history_for(path_dir: Any) -> History:
