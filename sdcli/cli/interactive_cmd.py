@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,6 +31,7 @@ error ends the run with its exit code.
 
 
 def register(app: typer.Typer) -> None:
+    @opts.with_value_flags
     def interactive(
         ctx: typer.Context,
         preset: Annotated[
@@ -42,19 +43,6 @@ def register(app: typer.Typer) -> None:
                 autocompletion=complete_preset,
             ),
         ] = None,
-        negative: opts.Negative = None,
-        steps: opts.Steps = None,
-        cfg: opts.Cfg = None,
-        sampler: opts.SamplerOpt = None,
-        scheduler: opts.SchedulerOpt = None,
-        clip_skip: opts.ClipSkip = None,
-        width: opts.Width = None,
-        height: opts.Height = None,
-        size: opts.Size = None,
-        seed: opts.Seed = None,
-        batch_size: opts.BatchSize = None,
-        count: opts.Count = None,
-        model: opts.Model = None,
         from_image: opts.FromImage = None,
         set_: Annotated[
             list[str] | None,
@@ -80,25 +68,13 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option(min=0, help="Retry connection errors and 502/503/504, as generate."),
         ] = 0,
+        *,
+        flags: dict[str, Any],  # the value flags (--steps, --cfg…): see options.with_value_flags
     ) -> None:
         from sdcli.interactive.session import RunOptions, Session
+        from sdcli.preset_schema import FLAG_LABELS
 
         state: AppState = ctx.obj
-        flags = opts.value_flags(
-            negative=negative,
-            steps=steps,
-            cfg=cfg,
-            sampler=sampler,
-            scheduler=scheduler,
-            clip_skip=clip_skip,
-            width=width,
-            height=height,
-            size=size,
-            seed=seed,
-            batch_size=batch_size,
-            count=count,
-            model=model,
-        )
         names = list(preset or [])
         if not names and state.settings.default_preset:
             names = [state.settings.default_preset]
@@ -109,7 +85,7 @@ def register(app: typer.Typer) -> None:
             retries=retries,
             from_image=from_image,
         )
-        session = Session.start(names, flags, set_ or [], options, labels=opts.FLAG_LABELS)
+        session = Session.start(names, flags, set_ or [], options, labels=FLAG_LABELS)
         from sdcli.interactive.main import run
 
         run(state, session, terminal=sys.stdin.isatty() and sys.stderr.isatty())
