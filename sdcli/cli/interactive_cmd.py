@@ -31,7 +31,7 @@ error ends the run with its exit code.
 
 
 def register(app: typer.Typer) -> None:
-    @opts.with_value_flags
+    @opts.with_txt2img_flags
     def interactive(
         ctx: typer.Context,
         preset: Annotated[
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(min=0, help="Retry connection errors and 502/503/504, as generate."),
         ] = 0,
         *,
-        flags: dict[str, Any],  # the value flags (--steps, --cfg…): see options.with_value_flags
+        flags: dict[str, Any],  # the value flags (--steps, --cfg…): see options.with_txt2img_flags
     ) -> None:
         from sdcli.interactive.session import RunOptions, Session
         from sdcli.preset_schema import FLAG_LABELS
