@@ -72,6 +72,14 @@ def test_again_with_nothing_to_repeat_is_a_usage_error(fake_webui: FakeWebUI) ->
     assert _bodies(fake_webui) == []
 
 
+def test_show_names_an_image_of_this_session(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    lines = "a cat\na dog\n/show 1\n/show 3\n"
+    r = run_sdcli("--url", fake_webui.url, "interactive", "-o", str(tmp_path), input=lines)
+    first = r.stdout.splitlines()[0]
+    assert f"1: {first} (pictures are drawn only on a terminal that can)" in r.stderr
+    assert r.returncode == 2 and "/show takes 1 to 2, not 3" in r.stderr
+
+
 def test_save_preset_writes_the_current_settings(fake_webui: FakeWebUI, tmp_path: Path) -> None:
     lines = "/preset chibi\n/steps 9\n/set enable_hr=true\n/save-preset mine\n"
     r = run_sdcli("--url", fake_webui.url, "interactive", input=lines)

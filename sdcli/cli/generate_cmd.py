@@ -289,7 +289,7 @@ def _main(
         return
     many = words == ["-"] or request.prompts_file is not None
     show = not (quiet or no_progress) and render.stderr_is_tty()
-    pictures = _picture_mode(state, quiet=quiet)
+    pictures = picture_mode(state, quiet=quiet)
     thumbnails = pictures if not no_show and state.settings.thumbnails else None
     preview = show and pictures is not None and not no_preview and state.settings.live_preview
     _run(
@@ -305,7 +305,7 @@ def _main(
     )
 
 
-def _picture_mode(state: AppState, *, quiet: bool) -> Mode | None:
+def picture_mode(state: AppState, *, quiet: bool) -> Mode | None:
     """How pictures are drawn on stderr; None when they are not (no terminal, -q, `none`)."""
     if quiet or not render.stderr_is_tty():
         return None

@@ -47,10 +47,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         state: AppState = ctx.obj
-        _show(images, state.settings.images, width=width, height=height)
+        show_images(images, state.settings.images, width=width, height=height)
 
 
-def _show(paths: list[Path], setting: str, *, width: int | None, height: int | None) -> None:
+def show_images(paths: list[Path], setting: str, *, width: int | None, height: int | None) -> None:
     from sdcli.cli.pictures import Tile, detect_mode, draw_tiles, open_image
 
     mode = detect_mode(os.environ, setting) if render.stderr_is_tty() else "none"

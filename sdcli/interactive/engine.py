@@ -15,6 +15,7 @@ from sdcli.interactive.commands import COMMANDS, Command, Prompt, parse_line
 from sdcli.interactive.session import RANDOM_SEED, Session
 
 if TYPE_CHECKING:
+    from sdcli.cli.pictures import Mode
     from sdcli.cli.state import AppState
     from sdcli.config import Settings
     from sdcli.events import Event
@@ -44,6 +45,9 @@ class Engine:
         self.session = session
         self.terminal = terminal  # the line editor: a Ctrl-C or an error returns to the prompt
         self.progress = progress  # a live bar on stderr
+        self.pictures: Mode | None = None  # thumbnails under saved paths, `/show` (a terminal)
+        self.preview = False  # the server's live preview above the bar
+        self.thumbnails = True  # one under each saved path (when pictures are drawn)
         self.lists: ServerLists | None = None
         self.model: str | None = None  # the server's checkpoint, for the toolbar
         self._summary: dict[str, Any] | None = None
@@ -97,7 +101,7 @@ class Engine:
     def generate(self, prompt: str, *, seed: int | None = None) -> None:
         """One prompt through plan_job/run_job, with the terminal's sinks and our own."""
         from sdcli.cli.reporter import CliReporter, LiveReporter
-        from sdcli.events import ImageSaved, fanout
+        from sdcli.events import ImageSaved, Sink, fanout
         from sdcli.heap import KeepHeap
         from sdcli.plan import plan_job
         from sdcli.run import Runner, run_job
@@ -111,8 +115,18 @@ class Engine:
                 saved.append(event.image)
 
         if self._runner is None:  # one Runner: the server's names are read once a session
-            self._runner = Runner(self.state.client, self._relay, progress=self.progress)
-        self._relay.target = fanout(reporter, record, KeepHeap())
+            self._runner = Runner(
+                self.state.client,
+                self._relay,
+                progress=self.progress,
+                preview=self.progress and self.preview,
+            )
+        sinks: list[Sink] = [KeepHeap(), reporter, record]
+        if self.pictures is not None and self.thumbnails:
+            from sdcli.cli.thumbnails import Thumbnails
+
+            sinks.append(Thumbnails(self.pictures))  # after the reporter: the path comes first
+        self._relay.target = fanout(*sinks)
         try:
             run_job(job, self._runner)
         except Interrupted as exc:
@@ -184,13 +198,19 @@ class Engine:
         return self.session.last_prompt
 
     def cmd_show(self, command: Command) -> None:
+        from sdcli.cli.show_cmd import show_images
+
         images = self.session.images
         if not images:
             raise UsageError("/show shows an image of this session: none yet")
         index = _number(command.arg, "/show N", default=len(images))
         if not 1 <= index <= len(images):
             raise UsageError(f"/show takes 1 to {len(images)}, not {index}")
-        render.note(f"{NOT_YET.format(what='showing a picture')}: it is {images[index - 1].path}")
+        path = images[index - 1].path
+        if self.pictures is None:
+            render.note(f"{index}: {path} (pictures are drawn only on a terminal that can)")
+            return
+        show_images([path], self.state.settings.images, width=None, height=None)
 
     def cmd_history(self, command: Command) -> None:
         raise UsageError(NOT_YET.format(what="/history (a history of generations)"))

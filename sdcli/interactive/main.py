@@ -18,6 +18,12 @@ def run(state: AppState, session: Session, *, terminal: bool) -> None:
 
     engine = Engine(state, session, terminal=terminal, progress=render.stderr_is_tty())
     if terminal:
+        from sdcli.cli.generate_cmd import picture_mode
+
+        engine.pictures = picture_mode(state, quiet=False)
+        engine.preview = engine.pictures is not None and state.settings.live_preview
+        engine.thumbnails = state.settings.thumbnails
+    if terminal:
         from sdcli.interactive.ui import run_terminal
 
         run_terminal(engine)
