@@ -116,8 +116,8 @@ def make_session(
     from prompt_toolkit import PromptSession
     from prompt_toolkit.output import create_output
 
-    from sdcli.interactive.completion import InteractiveCompleter
     from sdcli.config import state_dir
+    from sdcli.interactive.completion import InteractiveCompleter
 
     def preset_names() -> list[str]:
         from sdcli.presets import list_presets
