@@ -16,6 +16,7 @@ FRONT_ENDS, USE_CASES, FORMATS, INFRA = 4, 3, 2, 1
 LAYERS = {
     "sdcli.__main__": FRONT_ENDS,
     "sdcli.cli": FRONT_ENDS,
+    "sdcli.interactive": FRONT_ENDS,
     # the core a front end calls: parse -> plan -> run -> render
     "sdcli.plan": USE_CASES,
     "sdcli.job": USE_CASES,
