@@ -29,9 +29,13 @@ ENV_VARS = {
     "default_preset": "SDCLI_PRESET",
     "images": "SDCLI_IMAGES",
 }
-FILE_KEYS = frozenset({*ENV_VARS, "connect_timeout", "thumbnails", "live_preview"})
+FILE_KEYS = frozenset(
+    {*ENV_VARS, "connect_timeout", "thumbnails", "live_preview", "history", "history_file"}
+)
 # How pictures are drawn: auto picks from the terminal (sdcli/cli/pictures.py), none draws none.
 IMAGE_MODES = ("auto", "kitty", "iterm", "sixel", "blocks", "none")
+HISTORY_FILE_NAME = "history.db"
+_OFF_WORDS = ("off", "0", "false", "no")
 
 
 def config_dir() -> Path:
@@ -49,6 +53,21 @@ def config_dir() -> Path:
         return Path.home() / "Library" / "Application Support" / "sdcli"
     xdg = os.environ.get("XDG_CONFIG_HOME")
     return Path(xdg or Path.home() / ".config") / "sdcli"
+
+
+def data_dir() -> Path:
+    """Where sdcli keeps what it records (the history): `SDCLI_HOME`, else the platform's
+    user data directory (what platformdirs' user_data_dir answers, without the dependency)."""
+    home = os.environ.get("SDCLI_HOME")
+    if home:
+        return Path(home)
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "sdcli"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "sdcli"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return Path(xdg or Path.home() / ".local" / "share") / "sdcli"
 
 
 def config_file() -> Path:
@@ -102,6 +121,8 @@ class Settings:
     live_preview: bool = True  # the server's preview beside the progress bar (config only)
     url_source: str = "default"  # flag, env, config or default: shown by `sdcli info`
     warnings: tuple[str, ...] = ()
+    history: Path | None = None  # the history database; None: recording is off
+    history_path: Path | None = None  # where it is or would be, even when off
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -261,6 +282,7 @@ def load_settings(
     raw_images, images_source = pick("images", None)
     images = parse_images(raw_images, where=_where("images", images_source))
 
+    history_path, history_on = _history(environ, file_data)
     if credentials and urlsplit(base_url).scheme == "http" and not _is_loopback(base_url):
         warnings.append(
             f"sending the password unencrypted over http:// to {base_url} (use https:// if you can)"
@@ -278,6 +300,8 @@ def load_settings(
         debug=debug or environ.get("SDCLI_DEBUG", "") not in ("", "0"),
         url_source=url_source,
         warnings=tuple(warnings),
+        history=history_path if history_on else None,
+        history_path=history_path,
     )
 
 
@@ -317,6 +341,25 @@ def _flag(file_data: Mapping[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise UsageError(f"config key {key!r} must be true or false, got {value!r}")
     return value
+
+
+def _history(environ: Mapping[str, str], file_data: Mapping[str, Any]) -> tuple[Path, bool]:
+    """The history database and whether to record: `SDCLI_HISTORY` (a path, or `off`), else the
+    config keys `history_file` and `history` (true/false), else `history.db` in the data dir."""
+    switch = file_data.get("history", True)
+    if not isinstance(switch, bool):
+        raise UsageError(f"config key 'history' must be true or false, not {switch!r}")
+    raw = environ.get("SDCLI_HISTORY", "").strip()
+    if raw.lower() in _OFF_WORDS:
+        return data_dir() / HISTORY_FILE_NAME, False
+    if raw:
+        return Path(raw).expanduser(), True
+    configured = file_data.get("history_file")
+    if configured is not None:
+        if not isinstance(configured, str) or not configured.strip():
+            raise UsageError("config key 'history_file' must be a file path")
+        return Path(configured).expanduser(), switch
+    return data_dir() / HISTORY_FILE_NAME, switch
 
 
 def _where(key: str, source: str) -> str:

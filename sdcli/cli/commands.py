@@ -7,6 +7,7 @@ import typer
 from sdcli.cli import (
     describe_cmd,
     generate_cmd,
+    history_cmd,
     info_cmd,
     interactive_cmd,
     jobs_cmd,
@@ -29,3 +30,4 @@ def register(app: typer.Typer) -> None:
     show_cmd.register(app)
     interactive_cmd.register(app)
     app.add_typer(presets_cmd.app, name="presets")
+    app.add_typer(history_cmd.app, name="history", cls=history_cmd.HistoryGroup)

@@ -150,8 +150,17 @@ def end_status() -> None:
         _status = None
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    cut: str | None = None,
+) -> None:
     """A rich table on stderr for a person at a terminal; tab-separated lines on stdout for a pipe.
+
+    Cells wrap, never losing a character; only the column named `cut` (long free text such as
+    a prompt) is cut to the terminal's width with "…", so each row stays one line.
 
     The data are the same either way: decoration follows the TTY, never content (the pipe
     keeps empty columns, so a script's field numbers never move).
@@ -167,14 +176,19 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str
         keep = [i for i in range(len(columns)) if not rows or any(_cell(r, i) for r in rows)]
         t = Table(show_edge=False, header_style="bold")
         for i in keep:
-            t.add_column(columns[i], overflow="fold")  # long titles wrap, never lose characters
+            # with a `cut` column, only that one gives way when the terminal is too narrow
+            t.add_column(columns[i], overflow="fold", no_wrap=cut is not None and columns[i] != cut)
         for row in rows:
             # cells are data, not markup ("[hash]"), and never terminal commands
-            t.add_row(*(Text(printable(_cell(row, i))) for i in keep))
+            t.add_row(*(_text(Text, printable(_cell(row, i)), columns[i] == cut) for i in keep))
         console.print(t)
     else:
         for row in rows:
             result("\t".join(printable(cell) for cell in row))
+
+
+def _text(cls: Any, text: str, cut: bool) -> Any:
+    return cls(text, no_wrap=True, overflow="ellipsis") if cut else cls(text)
 
 
 def _cell(row: Sequence[str], index: int) -> str:
