@@ -9,8 +9,9 @@ must not raise (an exception from a sink ends the run like any other error).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sdcli.errors import SdcliError
 from sdcli.job import Unit
@@ -36,10 +37,11 @@ class ProgressSnapshot:
 
 @dataclass(frozen=True)
 class UnitStarted:
-    """A request is about to be sent."""
+    """A request is about to be sent; `body` is that request (what a history records)."""
 
     unit: Unit
     server: str
+    body: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sdcli.job import Job, Mode, Unit
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
     from sdcli.config import Settings
+    from sdcli.history.replay import Recorded
     from sdcli.names.request import Resolved
 
 
@@ -32,6 +33,9 @@ class JobRequest:
     flags: Mapping[str, Any] = field(default_factory=dict)
     sets: Sequence[str] = ()  # KEY=VALUE items of --set
     from_image: Path | None = None
+    # A request recorded in the history (`sdcli rerun`): its body is the bottom layer, its
+    # prompt the default one, and the configured default preset is not added on top.
+    recorded: Recorded | None = None
     mode: Mode = "txt2img"
     output_dir: Path | None = None  # None: the configured one
     name_template: str | None = None
@@ -58,6 +62,14 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
         image_values = from_png.values
         if not words and request.prompts_file is None:
             words = [from_png.prompt]
+    if request.recorded is not None:
+        if request.from_image is not None:
+            raise UsageError("give --from-image or a generation to re-run, not both")
+        from sdcli.history.replay import values_from_body
+
+        image_values = values_from_body(request.recorded)
+        if not words and request.prompts_file is None:
+            words = [str(request.recorded.body.get("prompt", ""))]
     if not words and request.prompts_file is None:
         raise UsageError('give a prompt, "-" to read prompts from stdin, or --prompts-file')
     if words and request.prompts_file is not None:
@@ -74,7 +86,7 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
     given = validate_values(request.flags, where="command line", labels=request.flag_labels)
     sets = parse_set(request.sets)
     names = list(request.presets)
-    if not names and settings.default_preset:
+    if not names and settings.default_preset and request.recorded is None:
         names = [settings.default_preset]
     presets = [load_preset(n) for n in names]
     values = merge_values([image_values, *(p.values for p in presets), given])

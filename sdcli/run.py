@@ -212,7 +212,7 @@ class Runner:
         resolved: Resolved,
         payload: dict[str, Any],
     ) -> list[SavedImage]:
-        self.emit(UnitStarted(unit, self.server))
+        self.emit(UnitStarted(unit, self.server, payload))
         started = time.monotonic()
         stamp = datetime.now()
         once = functools.partial(self._generate_once, job, payload)

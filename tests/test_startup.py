@@ -149,3 +149,32 @@ def test_prompt_toolkit_is_imported_only_by_interactive_mode_at_a_terminal() -> 
     assert "prompt_toolkit" not in _imported("generate", "--help")
     # lines from a pipe need no line editor either
     assert "prompt_toolkit" not in _imported("interactive", input="/quit\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["--help"], ["presets", "list"], ["generate", "--dry-run", "a cat"]],
+)
+def test_the_history_is_not_loaded_by_commands_that_do_not_use_it(argv: list[str]) -> None:
+    """sqlite3 and the history modules cost start-up time: only recording or reading loads them."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['sdcli', *{argv!r}]\n"
+        "try:\n"
+        "    runpy.run_module('sdcli', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('sqlite3', 'sdcli.history')))\n"
+        "sys.stderr.write(f'LOADED={loaded}\\n')\n"
+    )
+    import subprocess
+
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"SDCLI_URL": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=False,
+    )
+    assert "LOADED=[]" in r.stderr, r.stderr

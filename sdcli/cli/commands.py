@@ -21,6 +21,7 @@ from sdcli.cli import (
 
 def register(app: typer.Typer) -> None:
     generate_cmd.register(app)
+    history_cmd.register_rerun(app)
     models_cmd.register(app)
     info_cmd.register(app)
     jobs_cmd.register(app)

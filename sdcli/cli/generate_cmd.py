@@ -20,6 +20,7 @@ from sdcli.errors import ExitCode, SdcliError
 
 if TYPE_CHECKING:
     from sdcli.cli.pictures import Mode
+    from sdcli.history.recorder import HistoryRecorder
     from sdcli.job import Job
     from sdcli.plan import JobRequest
     from sdcli.run import RunSummary
@@ -135,6 +136,12 @@ Retries = Annotated[
         "(env SDCLI_RETRY_BACKOFF: the first wait in seconds).",
     ),
 ]
+NoHistory = Annotated[
+    bool,
+    typer.Option(
+        "--no-history", help="Do not record this run in the history (config: history = false)."
+    ),
+]
 NAME_FIELDS_HELP = (
     "File name template: {date} {time} {seed} {index} {batch} {preset} "
     "{prompt_slug} {model} {sampler} {steps} {width} {height}"
@@ -172,9 +179,24 @@ def register(app: typer.Typer) -> None:
         overwrite: Overwrite = False,
         keep_going: KeepGoing = False,
         retries: Retries = 0,
+        no_history: NoHistory = False,
+        rerun: Annotated[
+            int | None,
+            typer.Option("--rerun", metavar="ID", hidden=True, help="Start from generation ID."),
+        ] = None,
+        rerun_of: Annotated[
+            int | None,
+            typer.Option("--rerun-of", metavar="ID", hidden=True, help="Link to generation ID."),
+        ] = None,
     ) -> None:
         from sdcli.plan import JobRequest
 
+        recorded = None
+        if rerun is not None:  # `sdcli rerun ID`: the recorded request is the bottom layer
+            from sdcli.history.replay import load
+
+            recorded = load(_history_path(ctx.obj), rerun)
+            rerun_of = rerun
         request = JobRequest(
             words=list(prompt or []),
             prompts_file=prompts_file,
@@ -182,6 +204,7 @@ def register(app: typer.Typer) -> None:
             flags=flags,
             sets=list(set_ or []),
             from_image=from_image,
+            recorded=recorded,
             output_dir=output_dir,
             name_template=name,
             overwrite=overwrite,
@@ -189,7 +212,8 @@ def register(app: typer.Typer) -> None:
             retries=retries,
         )
         _main(ctx.obj, request, json_lines=json_lines, quiet=quiet, no_progress=no_progress,
-              dry_run=dry_run, no_show=no_show, no_preview=no_preview)  # fmt: skip
+              dry_run=dry_run, no_show=no_show, no_preview=no_preview,
+              history=not no_history, rerun_of=rerun_of)  # fmt: skip
 
     @app.command("img2img", help=IMG2IMG_HELP, no_args_is_help=False)
     @opts.with_value_flags
@@ -234,6 +258,7 @@ def register(app: typer.Typer) -> None:
         overwrite: Overwrite = False,
         keep_going: KeepGoing = False,
         retries: Retries = 0,
+        no_history: NoHistory = False,
     ) -> None:
         from sdcli.plan import JobRequest
 
@@ -254,7 +279,8 @@ def register(app: typer.Typer) -> None:
             mask=mask,
         )
         _main(ctx.obj, request, json_lines=json_lines, quiet=quiet, no_progress=no_progress,
-              dry_run=dry_run, no_show=no_show, no_preview=no_preview)  # fmt: skip
+              dry_run=dry_run, no_show=no_show, no_preview=no_preview,
+              history=not no_history)  # fmt: skip
 
 
 def _main(
@@ -267,6 +293,8 @@ def _main(
     dry_run: bool,
     no_show: bool = False,
     no_preview: bool = False,
+    history: bool = True,
+    rerun_of: int | None = None,
 ) -> None:
     """What generate and img2img share: plan the job, then a dry run or the run."""
     from dataclasses import replace
@@ -302,6 +330,29 @@ def _main(
         many=many,
         thumbnails=thumbnails,
         preview=preview,
+        history=_recorder(state, job, rerun_of) if history else None,
+    )
+
+
+def _history_path(state: AppState) -> Path:
+    path = state.settings.history_path
+    assert path is not None  # load_settings always sets it
+    return path
+
+
+def _recorder(state: AppState, job: Job, rerun_of: int | None) -> HistoryRecorder | None:
+    """The history sink, unless the config or SDCLI_HISTORY=off turned recording off."""
+    path = state.settings.history
+    if path is None:
+        return None
+    from sdcli.history.recorder import HistoryRecorder
+
+    return HistoryRecorder(
+        path,
+        mode=job.mode,
+        presets=job.preset_names,
+        command=["sdcli", *sys.argv[1:]],
+        rerun_of=rerun_of,
     )
 
 
@@ -356,6 +407,7 @@ def _run(
     many: bool = False,
     thumbnails: Mode | None = None,
     preview: bool = False,
+    history: HistoryRecorder | None = None,
 ) -> None:
     import time
 
@@ -371,15 +423,24 @@ def _run(
         from sdcli.cli.thumbnails import Thumbnails
 
         sinks.append(Thumbnails(thumbnails))  # after the reporter: the path comes first
+    if history is not None:
+        sinks.append(history)
     runner = Runner(
         state.client, fanout(*sinks), progress=show_progress, preview=show_progress and preview
     )
     summary = RunSummary()
     started = time.monotonic()
+    ended: BaseException | None = None
     try:
         run_job(job, runner, summary=summary)
+    except BaseException as exc:
+        ended = exc
+        raise
     finally:
         reporter.close()
+        problem = history.close(ended) if history is not None else None
+        if problem:
+            render.warn(problem)
         if many and not quiet and summary.prompts:
             render.note(_run_summary(summary, time.monotonic() - started))
     if summary.gave_up is not None:

@@ -261,3 +261,62 @@ def _bracket(text: str | None) -> str:
 @app.command("path", help=PATH_HELP)
 def path(ctx: typer.Context) -> None:
     render.result(str(_path(ctx)))
+
+
+RERUN_HELP = """\
+Send a recorded request again: `ID` from `sdcli history`, or an image file (its stored
+parameters, as `generate --from-image`; its history row is found by the file's sha256).
+
+The request is the one sent before, field for field, with the seed its first image got; any
+`generate` flag after the ID changes it (`--seed -1`, `--steps 40`, `-o DIR`, `--url` before
+the command for another server). The new run is recorded, linked to the old one.
+
+[bold]Examples[/]
+
+  sdcli rerun 12
+  sdcli rerun 12 --seed -1 -o out/           [dim]# same settings, a new seed[/]
+  sdcli --url http://gpu2:7860 rerun 12      [dim]# on another server[/]
+  sdcli rerun out/best.png --steps 40
+"""
+
+
+def register_rerun(root: typer.Typer) -> None:
+    @root.command(
+        "rerun",
+        help=RERUN_HELP,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def rerun(
+        ctx: typer.Context,
+        target: Annotated[
+            str, typer.Argument(help="A generation's ID, or an image file.", metavar="ID|IMAGE")
+        ],
+    ) -> None:
+        state: AppState = ctx.obj
+        extra = list(ctx.args)
+        if target.isdigit():
+            args = [*extra, "--rerun", target]
+        else:
+            from sdcli.history.replay import find_image
+
+            image = Path(target)
+            if not image.is_file():
+                raise UsageError(f"{target!r} is neither a generation ID nor an image file")
+            args = ["--from-image", target, *extra]
+            found = find_image(_path(ctx), image)
+            if found is not None:
+                args += ["--rerun-of", str(found)]
+        _generate_command().main(
+            args=args, prog_name="sdcli rerun", obj=state, standalone_mode=False
+        )
+
+
+def _generate_command() -> Any:
+    """`sdcli generate` as a click command, to run it with a rerun's arguments."""
+    from typer.main import get_command
+
+    from sdcli.cli import generate_cmd
+
+    single = typer.Typer()
+    generate_cmd.register(single)
+    return get_command(single)
