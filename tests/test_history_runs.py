@@ -156,6 +156,19 @@ def test_rerun_of_a_fixed_seed_is_the_same_body_exactly(
     assert again == before
 
 
+def test_a_rerun_that_fails_exits_as_generate_would(
+    fake_webui: FakeWebUI, isolated_sdcli_home: Path, tmp_path: Path
+) -> None:
+    args = ("--url", fake_webui.url)
+    assert run_sdcli(*args, "generate", "-q", *TINY, "-o", str(tmp_path), "a cat").returncode == 0
+    fake_webui.fail(TXT2IMG, status=500)
+    r = run_sdcli(*args, "rerun", "1", "-q", "--keep-going", "-o", str(tmp_path))
+    assert r.returncode == 1 and "1 prompt failed" in r.stderr
+    r = run_sdcli(*args, "rerun", "1", "--steps", "many")
+    assert r.returncode == 2 and "see 'sdcli rerun --help'" in r.stderr
+    assert [g["outcome"] for g in history(isolated_sdcli_home)] == ["ok", "failed"]
+
+
 def test_rerun_of_an_image_file_finds_its_generation(
     fake_webui: FakeWebUI, isolated_sdcli_home: Path, tmp_path: Path
 ) -> None:

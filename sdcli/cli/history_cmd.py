@@ -292,7 +292,6 @@ def register_rerun(root: typer.Typer) -> None:
             str, typer.Argument(help="A generation's ID, or an image file.", metavar="ID|IMAGE")
         ],
     ) -> None:
-        state: AppState = ctx.obj
         extra = list(ctx.args)
         if target.isdigit():
             args = [*extra, "--rerun", target]
@@ -306,9 +305,10 @@ def register_rerun(root: typer.Typer) -> None:
             found = find_image(_path(ctx), image)
             if found is not None:
                 args += ["--rerun-of", str(found)]
-        _generate_command().main(
-            args=args, prog_name="sdcli rerun", obj=state, standalone_mode=False
-        )
+        command = _generate_command()
+        # run in this process's context: exit codes, Ctrl-C and usage errors as generate's own
+        with command.make_context("rerun", args, parent=ctx.parent) as sub:
+            command.invoke(sub)
 
 
 def _generate_command() -> Any:
