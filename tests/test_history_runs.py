@@ -147,9 +147,12 @@ def test_rerun_of_a_fixed_seed_is_the_same_body_exactly(
     args = ("--url", fake_webui.url)
     r = run_sdcli(
         *args, "generate", "-q", *TINY, "--seed", "11", "--clip-skip", "2",
-        "--sampler", "DPM++ 2M Karras", "-o", str(tmp_path), "a cat",
+        "--sampler", "DPM++ 2M Karras", "--model", "counterfeit", "-o", str(tmp_path), "a cat",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    [gen] = history(isolated_sdcli_home)
+    assert gen["model"] == "anime/counterfeitV30_v30.safetensors [cbfba64e66]"  # the full title
+    assert gen["model_hash"] == "cbfba64e66"
     r = run_sdcli(*args, "rerun", "1", "-q", "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
     before, again = sent_bodies(fake_webui)

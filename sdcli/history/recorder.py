@@ -136,14 +136,18 @@ class HistoryRecorder:
         from sdcli.history.store import utc_text
 
         seed = body.get("seed")
+        # the checkpoint's title when the request names one (--model); else the images tell
+        overrides = body.get("override_settings")
+        title = overrides.get("sd_model_checkpoint") if isinstance(overrides, dict) else None
         cursor = self._db().execute(
-            """INSERT INTO generations (started, outcome, mode, server, prompt, negative_prompt,
-                seed, batch, batches, request, presets, command, rerun_of)
-            VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            """INSERT INTO generations (started, outcome, mode, server, model, prompt,
+                negative_prompt, seed, batch, batches, request, presets, command, rerun_of)
+            VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 utc_text(started),
                 self.mode,
                 scrub_url(event.server),
+                title if isinstance(title, str) else None,
                 str(body.get("prompt", event.unit.prompt)),
                 str(body.get("negative_prompt") or ""),
                 seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
