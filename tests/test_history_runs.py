@@ -16,7 +16,7 @@ from typing import Any
 from sdcli.history import store
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke, run_sdcli
+from cli_helpers import error_line, invoke, run_sdcli, start_sdcli, warnings
 
 TXT2IMG = "/sdapi/v1/txt2img"
 TINY = ("--size", "64x64", "--steps", "2")
@@ -102,10 +102,9 @@ def test_ctrl_c_is_recorded_as_interrupted_with_the_partial_image(
     fake_webui: FakeWebUI, isolated_sdcli_home: Path, tmp_path: Path
 ) -> None:
     fake_webui.pause_at_step(3)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sdcli", "--url", fake_webui.url, "generate", "-q",
-         "--size", "64x64", "--steps", "20", "-o", str(tmp_path), "a slow cat"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = start_sdcli(
+        "--url", fake_webui.url, "generate", "-q", "--size", "64x64", "--steps", "20",
+        "-o", str(tmp_path), "a slow cat", stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert fake_webui.wait_paused(30)
     proc.send_signal(signal.SIGINT)
@@ -183,12 +182,16 @@ def test_rerun_of_an_image_file_finds_its_generation(
     first, second = history(isolated_sdcli_home)
     assert second["rerun_of"] == first["id"] and second["prompt"] == "a cat"
     assert sent_bodies(fake_webui)[1]["seed"] == 5
-    stranger = tmp_path / "stranger.png"
-    stranger.write_bytes(Path(image).read_bytes() + b"")  # same bytes: found too
+    copy = tmp_path / "copy.png"  # another name, the same bytes: found by its sha256
+    copy.write_bytes(Path(image).read_bytes())
+    assert run_sdcli(*args, "rerun", str(copy), "-q", "-o", str(tmp_path)).returncode == 0
+    assert history(isolated_sdcli_home)[-1]["rerun_of"] == first["id"]
     other = tmp_path / "x.png"
     other.write_bytes(b"not a png")
     r = run_sdcli(*args, "rerun", str(other))
-    assert r.returncode == 2 and r.stderr.startswith("sdcli: error:")
+    assert r.returncode == 2 and "x.png" in error_line(r.stderr)
+    r = run_sdcli(*args, "rerun", str(tmp_path / "missing.png"))
+    assert r.returncode == 2 and "neither a generation ID nor an image" in error_line(r.stderr)
 
 
 def test_two_processes_at_once_are_both_recorded(
@@ -241,8 +244,8 @@ def test_an_unwritable_history_warns_once_and_the_run_goes_on(
     )  # fmt: skip
     assert r.returncode == 0
     assert len(r.stdout.splitlines()) == 2  # both images saved
-    warnings = [line for line in r.stderr.splitlines() if line.startswith("sdcli: warning:")]
-    assert len(warnings) == 1 and "not (fully) recorded" in warnings[0]
+    [warning] = warnings(r.stderr)
+    assert "not (fully) recorded" in warning
 
 
 def test_a_locked_history_warns_once_and_the_run_goes_on(
@@ -260,8 +263,8 @@ def test_a_locked_history_warns_once_and_the_run_goes_on(
         holder.execute("ROLLBACK")
         holder.close()
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 1
-    warnings = [line for line in r.stderr.splitlines() if line.startswith("sdcli: warning:")]
-    assert len(warnings) == 1 and "locked" in warnings[0]
+    [warning] = warnings(r.stderr)
+    assert "locked" in warning
 
 
 def test_a_read_only_history_directory_as_nobody(fake_webui: FakeWebUI, tmp_path: Path) -> None:
@@ -289,8 +292,8 @@ def test_a_read_only_history_directory_as_nobody(fake_webui: FakeWebUI, tmp_path
     assert (tmp_path / stdout.strip()).is_file()
     if os.geteuid() == 0:
         assert not (tmp_path / "home" / "history.db").exists()
-        warnings = [line for line in stderr.splitlines() if line.startswith("sdcli: warning:")]
-        assert len(warnings) == 1 and "history" in warnings[0]
+        [warning] = warnings(stderr)
+        assert "cannot open the history" in warning
 
 
 def test_no_history_and_history_off_record_nothing(

@@ -193,9 +193,10 @@ def images(conn: sqlite3.Connection, gen_ids: Sequence[int]) -> dict[int, list[s
 
 
 def by_sha256(conn: sqlite3.Connection, digest: str) -> int | None:
-    """The generation that saved an image with this content, the latest if several did."""
+    """The generation that saved an image with this content: the first, if several did (a
+    rerun of a fixed seed makes the same bytes again; the original is what it came from)."""
     row = conn.execute(
-        "SELECT generation_id FROM images WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (digest,)
+        "SELECT generation_id FROM images WHERE sha256 = ? ORDER BY id LIMIT 1", (digest,)
     ).fetchone()
     return None if row is None else int(row[0])
 
