@@ -317,6 +317,6 @@ def _generate_command() -> Any:
 
     from sdcli.cli import generate_cmd
 
-    single = typer.Typer()
-    generate_cmd.register(single)
-    return get_command(single)
+    commands = typer.Typer()
+    generate_cmd.register(commands)  # generate and its siblings (img2img)
+    return get_command(commands).commands["generate"]  # type: ignore[attr-defined]
