@@ -28,6 +28,7 @@ LAYERS = {
     "sdcli.jobs": USE_CASES,
     "sdcli.describe": USE_CASES,
     "sdcli.upscale": USE_CASES,
+    "sdcli.history": USE_CASES,  # the local history: store, migrations, the recording sink
     # what is read, written and sent; what the server has
     "sdcli.prompts": FORMATS,
     "sdcli.presets": FORMATS,
