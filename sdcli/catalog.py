@@ -1,5 +1,5 @@
-"""The server's lists, fetched once per process, and the hires fix fields its API leaves without
-a usable default (names are checked against the lists in `sdcli.names.request`).
+"""The server's lists, fetched once per process (or read from `sdcli.listcache`), and the hires
+fix fields its API leaves without a usable default (names are checked in `sdcli.names.request`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,20 @@ from sdcli.errors import ApiError
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
+    from sdcli.listcache import ListCache
 
 
 class Catalog:
-    """The server's lists, fetched at most once per process and only when a name needs them."""
+    """The server's lists, fetched at most once per process and only when a name needs them.
 
-    def __init__(self, client: WebUIClient) -> None:
+    With a `cache`, a list younger than its life on disk is not fetched at all; `refetch()`
+    forgets what came from the cache, so a name it lacks is looked up on the server first.
+    """
+
+    def __init__(self, client: WebUIClient, cache: ListCache | None = None) -> None:
         self.client = client
+        self.cache = cache
+        self.from_cache: set[str] = set()  # lists (and facts) this process took from the cache
         # How each list is fetched: a generator puts its --retries here.
         self.fetch: Callable[[Callable[[], Any]], Any] = _once
         self._samplers: list[Sampler] | None = None
@@ -31,11 +38,51 @@ class Catalog:
         self._loras: list[str] | None = None
         self._loras_known = False
         self._named: dict[str, list[str] | None] = {}  # vaes, styles
+        self._forge: bool | None = None
         self.broken: dict[str, ApiError] = {}  # list endpoints that failed (5xx): not checked
+
+    def _cached(self, key: str, fetch: Callable[[], Any]) -> Any:
+        """The cache's answer for `key` if fresh, else `fetch()` through `self.fetch`, kept."""
+        if self.cache is not None:
+            found, value = self.cache.get(key)
+            if found:
+                self.from_cache.add(key)
+                return value
+        value = self.fetch(fetch)
+        self.remember(key, value)
+        return value
+
+    def remember(self, key: str, value: Any) -> None:
+        if self.cache is not None:
+            self.cache.put(key, value)
+
+    def refetch(self) -> bool:
+        """Forget every list taken from the cache and read the server from now on; False when
+        nothing came from the cache (a fresh fetch would tell nothing new)."""
+        if not self.from_cache:
+            if self.cache is not None:
+                self.cache.read = False
+            return False
+        for key in self.from_cache:
+            if key in ("vaes", "styles"):
+                self._named.pop(key, None)
+            else:
+                setattr(self, "_" + key, None)
+        self._schedulers_known = self._schedulers_known and "schedulers" not in self.from_cache
+        self._loras_known = self._loras_known and "loras" not in self.from_cache
+        self.from_cache.clear()
+        if self.cache is not None:
+            self.cache.read = False
+        return True
+
+    def distrust(self) -> None:
+        """An answer differed from the request: the cached lists may be why, so drop them."""
+        if self.cache is not None:
+            self.cache.drop()
 
     def samplers(self) -> list[Sampler]:
         if self._samplers is None:
-            self._samplers = self.fetch(self.client.samplers)
+            self._samplers = self._cached("samplers", self.client.samplers)
         return self._samplers
 
     def samplers_or_none(self) -> list[Sampler] | None:
@@ -56,7 +103,7 @@ class Catalog:
                 self._schedulers = None
             else:
                 try:
-                    self._schedulers = self.fetch(self.client.schedulers)
+                    self._schedulers = self._cached("schedulers", self.client.schedulers)
                 except ApiError as exc:
                     if not _server_fault(exc):
                         raise
@@ -67,13 +114,13 @@ class Catalog:
 
     def models(self) -> list[SdModel]:
         if self._models is None:
-            self._models = self.fetch(self.client.sd_models)
+            self._models = self._cached("models", self.client.sd_models)
         return self._models
 
     def upscalers(self) -> list[str]:
         """Hires upscalers: /upscalers plus /latent-upscale-modes (absent on some forks)."""
         if self._upscalers is None:
-            self._upscalers = self.fetch(self.client.upscalers)
+            self._upscalers = self._cached("upscalers", self.client.upscalers)
         return self._upscalers
 
     def loras(self) -> list[str] | None:
@@ -81,47 +128,70 @@ class Catalog:
         or the server fails to list them (recorded in `broken`): then prompts go as typed."""
         if not self._loras_known:
             try:
-                found = self.fetch(self.client.loras)
+                self._loras = self._cached("loras", self._ask_loras)
             except ApiError as exc:
                 if not _server_fault(exc):
                     raise
                 self.broken["loras"] = exc
-                found = None
-            self._loras = None if found is None else [lora.name for lora in found]
+                self._loras = None
             self._loras_known = True
         return self._loras
+
+    def _ask_loras(self) -> list[str] | None:
+        found = self.client.loras()
+        return None if found is None else [lora.name for lora in found]
 
     def vaes(self) -> list[str] | None:
         """VAE names a request may ask for (with Automatic and None); None where there is no
         /sd-vae (Forge): then the name goes as typed."""
         if "vaes" not in self._named:
-            found = self.fetch(self.client.sd_vaes)
-            self._named["vaes"] = (
-                None if found is None else ["Automatic", "None", *(v.name for v in found)]
-            )
+            self._named["vaes"] = self._cached("vaes", self._ask_vaes)
         return self._named["vaes"]
+
+    def _ask_vaes(self) -> list[str] | None:
+        found = self.client.sd_vaes()
+        return None if found is None else ["Automatic", "None", *(v.name for v in found)]
 
     def styles(self) -> list[str]:
         if "styles" not in self._named:
-            self._named["styles"] = [s.name for s in self.fetch(self.client.prompt_styles)]
+            self._named["styles"] = self._cached(
+                "styles", lambda: [s.name for s in self.client.prompt_styles()]
+            )
         return self._named["styles"] or []
 
     def options(self) -> dict[str, Any]:
-        """GET /options as the process first saw it: asked only for hires fix or an override."""
+        """GET /options as the process first saw it: asked only for hires fix or an override.
+
+        Never cached: the loaded model and the values change under other clients."""
         if self._options is None:
             self._options = self.fetch(self.client.get_options)
         return self._options
 
     def is_forge(self) -> bool:
         """Forge: its own `forge_*` settings (webui-api.md §9)."""
-        return is_forge_options(self.options())
+        if self._forge is None:
+            self._forge = bool(self._cached("forge", lambda: is_forge_options(self.options())))
+        return self._forge
 
     def is_sdnext(self) -> bool:
         """SD.Next (by GET /sdapi/v1/version): clip skip is a request field; no per-request
         schedule, no task ids, its own hires fields."""
         if self._sdnext is None:
-            self._sdnext = bool(self.fetch(lambda: is_sdnext(self.client)))
+            self._sdnext = bool(self._cached("sdnext", lambda: is_sdnext(self.client)))
         return self._sdnext
+
+    def held_options(self) -> frozenset[str]:
+        """Options the server is known to hold (sdcli.pinning): they stay held, as the server
+        writes them into its config.json."""
+        if self.cache is not None:
+            found, value = self.cache.get("held")
+            if found:
+                return frozenset(value)
+        return frozenset()
+
+    def remember_held(self, keys: set[str]) -> None:
+        if keys and self.cache is not None:
+            self.remember("held", sorted(keys | self.held_options()))
 
     @property
     def known_sdnext(self) -> bool:

@@ -19,6 +19,9 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 # The longest wait sdcli accepts: a week is longer than any job a web UI runs, so anything
 # larger is a typo (1e10), and it stays far below what socket and thread timers can hold.
 MAX_TIMEOUT = 7 * 24 * 3600.0
+# How long the server's lists are trusted on disk: a shell loop's iterations share them, and a
+# list changed on the server is still noticed (sdcli.listcache has the rules that keep it right).
+DEFAULT_CACHE_TTL = 300.0
 
 # config file key -> environment variable
 ENV_VARS = {
@@ -28,6 +31,7 @@ ENV_VARS = {
     "output_dir": "SDCLI_OUTPUT_DIR",
     "default_preset": "SDCLI_PRESET",
     "images": "SDCLI_IMAGES",
+    "cache_ttl": "SDCLI_CACHE_TTL",
 }
 FILE_KEYS = frozenset(
     {*ENV_VARS, "connect_timeout", "thumbnails", "live_preview", "history", "history_file"}
@@ -120,6 +124,7 @@ class Settings:
     thumbnails: bool = True  # a picture of each saved image under its path (config only)
     live_preview: bool = True  # the server's preview beside the progress bar (config only)
     url_source: str = "default"  # flag, env, config or default: shown by `sdcli info`
+    cache_ttl: float = DEFAULT_CACHE_TTL  # seconds the server's lists are kept on disk; 0 = off
     warnings: tuple[str, ...] = ()
     history: Path | None = None  # the history database; None: recording is off
     history_path: Path | None = None  # where it is or would be, even when off
@@ -202,6 +207,33 @@ def parse_timeout(value: Any, *, where: str, allow_none: bool = True) -> float |
     return seconds
 
 
+def parse_cache_ttl(value: Any, *, where: str) -> float:
+    """Seconds the lists stay cached: 0 (off) up to a day; more would hide a changed server."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError, OverflowError):
+        seconds = float("nan")
+    if not 0 <= seconds <= 24 * 3600:
+        raise UsageError(
+            f"{where} must be a number of seconds from 0 (no cache) to 86400, not {value!r}"
+        )
+    return seconds
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the server's lists are cached: `SDCLI_HOME/cache`, else the platform's cache dir."""
+    environ = os.environ if env is None else env
+    home = environ.get("SDCLI_HOME")
+    if home:
+        return Path(home) / "cache"
+    if sys.platform == "win32":
+        base = environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "sdcli" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "sdcli"
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdcli"
+
+
 def read_config_file(path: Path) -> tuple[dict[str, Any], list[str]]:
     """The config file's table, plus warnings (e.g. credentials readable by others)."""
     try:
@@ -278,6 +310,12 @@ def load_settings(
     connect = parse_timeout(raw_connect, where="config key 'connect_timeout'", allow_none=False)
 
     raw_out, _ = pick("output_dir", output_dir)
+    raw_ttl, ttl_source = pick("cache_ttl", None)
+    cache_ttl = (
+        parse_cache_ttl(raw_ttl, where=_where("cache_ttl", ttl_source))
+        if raw_ttl is not None
+        else DEFAULT_CACHE_TTL
+    )
     preset, _ = pick("default_preset", None)
     raw_images, images_source = pick("images", None)
     images = parse_images(raw_images, where=_where("images", images_source))
@@ -299,6 +337,7 @@ def load_settings(
         live_preview=_flag(file_data, "live_preview"),
         debug=debug or environ.get("SDCLI_DEBUG", "") not in ("", "0"),
         url_source=url_source,
+        cache_ttl=cache_ttl,
         warnings=tuple(warnings),
         history=history_path if history_on else None,
         history_path=history_path,

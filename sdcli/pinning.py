@@ -48,6 +48,12 @@ def pins_needed(overrides: Mapping[str, Any], options: Mapping[str, Any]) -> dic
     return pins
 
 
+def known_held(overrides: Mapping[str, Any], options: Mapping[str, Any]) -> set[str]:
+    """The overridden keys `options` shows the server holds (worth remembering: a held key
+    stays held, as the server writes what it holds into its config.json)."""
+    return {key for key in overrides if key in INT_OPTIONS and isinstance(options.get(key), float)}
+
+
 def restore_after(body: Mapping[str, Any]) -> Mapping[str, Any]:
     """The overrides the request asks the server to undo after the job (none when told not to)."""
     overrides = body.get("override_settings")

@@ -25,6 +25,7 @@ from sdcli.errors import (
     AuthError,
     ConnectionFailed,
     Interrupted,
+    NotFoundError,
     SdcliError,
     ServerTimeout,
     UsageError,
@@ -44,6 +45,7 @@ from sdcli.events import (
     Warned,
 )
 from sdcli.job import Job, Unit, unit_values, units
+from sdcli.listcache import ListCache
 from sdcli.names.answer import check_result, check_size
 from sdcli.names.request import Resolved, resolve_names
 from sdcli.plan import check_job, first_prompt, job_body
@@ -77,6 +79,8 @@ class Runner:
 
     `progress=False`: no progress requests at all (nobody would see them). `preview=True`: the
     progress events carry the server's live previews (only for a front end that draws them).
+    `cache`: the server's lists on disk (sdcli.listcache); an answer that differs from the
+    request drops it.
     """
 
     def __init__(
@@ -88,11 +92,12 @@ class Runner:
         preview: bool = False,
         poll_interval: float = POLL_INTERVAL,
         interrupt_grace: float = INTERRUPT_GRACE,
+        cache: ListCache | None = None,
     ) -> None:
         self.client = client
         self.sink = sink
         self.server = client.base_url
-        self.catalog = Catalog(client)
+        self.catalog = Catalog(client, cache)
         self.progress = progress
         self.poll_interval = poll_interval
         self.interrupt_grace = interrupt_grace
@@ -132,9 +137,17 @@ class Runner:
     def body(self, job: Job, unit: Unit) -> dict[str, Any]:
         """The unit's request body, with this server's names; its `<lora:…>` names checked
         (the web UI ignores an unknown one, with a line in its console only)."""
-        body = job_body(job, unit_values(job, unit), unit.prompt, self._resolved_for(job), unit)
-        self._check_loras(body)
-        self._resolve_listed(job, body)
+        resolved = self._resolved_for(job)
+        body = job_body(job, unit_values(job, unit), unit.prompt, resolved, unit)
+        try:
+            self._check_loras(body)
+            self._resolve_listed(job, body)
+        except NotFoundError:
+            if not self.catalog.refetch():  # a cached list lacks it: ask the server once
+                raise
+            body = job_body(job, unit_values(job, unit), unit.prompt, resolved, unit)
+            self._check_loras(body)
+            self._resolve_listed(job, body)
         return body
 
     def _resolve_listed(self, job: Job, body: dict[str, Any]) -> None:
@@ -171,16 +184,20 @@ class Runner:
 
     def _pin_options(self, job: Job, resolved: Resolved) -> None:
         """Make the server restore every key this run overrides (see sdcli.pinning)."""
-        from sdcli.pinning import NEVER_PIN, pins_needed, restore_after
+        from sdcli.pinning import NEVER_PIN, known_held, pins_needed, restore_after
 
         body = job_body(job, job.values, "", resolved)
-        overrides = {k: v for k, v in restore_after(body).items() if k not in NEVER_PIN}
+        held = self.catalog.held_options()
+        overrides = {
+            k: v for k, v in restore_after(body).items() if k not in NEVER_PIN and k not in held
+        }
         if not overrides or self.catalog.is_sdnext():
             return
-        pins = pins_needed(overrides, self.catalog.options())
-        if not pins:
-            return
-        self.client.set_options(pins)
+        options = self.catalog.options()
+        pins = pins_needed(overrides, options)
+        if pins:
+            self.client.set_options(pins)
+        self.catalog.remember_held(set(pins) | known_held(overrides, options))
         for key, value in pins.items():
             log.debug(
                 "override_settings: pinned %s to its value %r, so the server restores it after "
@@ -255,7 +272,7 @@ class Runner:
             self.warn(warning)
         # Only warnings from here on, and only once the images are safely on disk.
         try:
-            check_result(payload, resolved, result, self.catalog, self.warn)
+            check_result(payload, resolved, result, self.catalog, self._differs)
         except (TypeError, ValueError, KeyError) as exc:
             self.warn(f"could not check the server's answer: {exc}")
         return saved
@@ -292,6 +309,11 @@ class Runner:
             for item, full in zip(light, saved, strict=True):
                 self.emit(ImageSaved(unit, self.server, item, data=full.data))
         return light
+
+    def _differs(self, message: str) -> None:
+        """The answer is not what was asked: say so, and trust no cached list next time."""
+        self.catalog.distrust()
+        self.warn(message)
 
     def _explain_forge_failure(self, exc: ApiError, resolved: Resolved) -> None:
         """Forge loads a selected checkpoint only when a job starts: a broken one fails the job.

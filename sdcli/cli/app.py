@@ -221,6 +221,14 @@ def main_callback(
         bool,
         typer.Option("--debug", help="Show tracebacks and HTTP details (env SDCLI_DEBUG=1)."),
     ] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Ask the server for its lists instead of using the ones cached for a few "
+            "minutes (env SDCLI_CACHE_TTL=0 turns the cache off).",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -229,7 +237,7 @@ def main_callback(
     ] = False,
 ) -> None:
     # Environment variables and the config file are resolved in sdcli.config, in one place.
-    state = AppState(url=url, auth=auth, timeout=timeout, debug=debug)
+    state = AppState(url=url, auth=auth, timeout=timeout, debug=debug, no_cache=no_cache)
     ctx.obj = state
     ctx.call_on_close(state.close)
     if _debug(ctx):

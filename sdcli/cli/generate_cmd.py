@@ -426,7 +426,11 @@ def _run(
     if history is not None:
         sinks.append(history)
     runner = Runner(
-        state.client, fanout(*sinks), progress=show_progress, preview=show_progress and preview
+        state.client,
+        fanout(*sinks),
+        progress=show_progress,
+        preview=show_progress and preview,
+        cache=state.list_cache(),
     )
     summary = RunSummary()
     started = time.monotonic()

@@ -15,6 +15,7 @@ from sdcli.cli.state import AppState
 if TYPE_CHECKING:
     from sdcli.apitypes import Sampler, Scheduler
     from sdcli.client import WebUIClient
+    from sdcli.listcache import ListCache
 
 SET_MODEL_HELP = """\
 Switch the server's checkpoint and print the loaded title on stdout.
@@ -100,7 +101,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         state: AppState = ctx.obj
-        render.result(switch_checkpoint(state.client, name, refresh=refresh))
+        cache = state.list_cache(fresh=True)  # the server's list, renewed in the cache
+        render.result(switch_checkpoint(state.client, name, refresh=refresh, cache=cache))
 
     @app.command(
         "models",
@@ -127,6 +129,7 @@ def register(app: typer.Typer) -> None:
             with spinner("re-scanning checkpoints…"):
                 client.refresh_checkpoints()
         found = client.sd_models()
+        state.list_cache(fresh=True).put("models", found)
         options = client.get_options()
         selected = checkpoint_option(options)
         if is_sdnext(client):  # it keeps a name that failed to load: /checkpoint says what is
@@ -189,9 +192,11 @@ def register(app: typer.Typer) -> None:
             )
 
 
-def switch_checkpoint(client: WebUIClient, name: str, *, refresh: bool = False) -> str:
+def switch_checkpoint(
+    client: WebUIClient, name: str, *, refresh: bool = False, cache: ListCache | None = None
+) -> str:
     """`set-model` (and interactive mode's `/model`): resolve, switch with a spinner, verify;
-    the loaded title."""
+    the loaded title. Never from the list cache: the server's list, kept in `cache` if given."""
     from sdcli.catalog import is_forge_options, is_sdnext
     from sdcli.errors import Interrupted, ServerTimeout
     from sdcli.names.lookup import (
@@ -205,7 +210,10 @@ def switch_checkpoint(client: WebUIClient, name: str, *, refresh: bool = False) 
     if refresh:
         with spinner("re-scanning checkpoints…"):
             client.refresh_checkpoints()
-    model = resolve_model(name, client.sd_models())
+    found = client.sd_models()
+    if cache is not None:
+        cache.put("models", found)
+    model = resolve_model(name, found)
     options = client.get_options()
     before = checkpoint_option(options)
     if is_sdnext(client):  # it keeps a name that failed to load: /checkpoint says what is

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
     from sdcli.config import Settings
+    from sdcli.listcache import ListCache
 
 
 @dataclass
@@ -17,6 +18,7 @@ class AppState:
     auth: str | None = field(default=None, repr=False)
     timeout: str | None = None
     debug: bool = False
+    no_cache: bool = False  # --no-cache: lists from the server, written to the cache afresh
     _settings: Settings | None = None
     _client: WebUIClient | None = None
 
@@ -44,6 +46,14 @@ class AppState:
 
             self._client = WebUIClient.from_settings(self.settings)
         return self._client
+
+    def list_cache(self, *, fresh: bool = False) -> ListCache:
+        """The server's lists on disk; `fresh`: read from the server, still written (set-model)."""
+        from sdcli.config import cache_dir
+        from sdcli.listcache import ListCache
+
+        s = self.settings
+        return ListCache(cache_dir(), s.url, s.cache_ttl, read=not (fresh or self.no_cache))
 
     def close(self) -> None:
         if self._client is not None:

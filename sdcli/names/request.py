@@ -38,8 +38,20 @@ def resolve_names(
     """Check sampler, scheduler, model and hires upscaler against the server before generating.
 
     A list the server fails to give (a 5xx) does not stop the run: the name is sent as typed, and
-    a note says it could not be checked.
+    a note says it could not be checked. A name missing from a cached list is looked up once more
+    in the server's own list before it is called unknown (it may be new since).
     """
+    try:
+        return _resolve_names(values, catalog, sets)
+    except NotFoundError:
+        if not catalog.refetch():
+            raise
+    return _resolve_names(values, catalog, sets)
+
+
+def _resolve_names(
+    values: Mapping[str, Any], catalog: Catalog, sets: Mapping[str, Any] | None = None
+) -> Resolved:
     sampler, scheduler = values.get("sampler"), values.get("scheduler")
     sampler_name = scheduler_label = None
     notes: list[str] = []
