@@ -202,6 +202,16 @@ class FakeWebUI:
         with self._engine.cv:
             self._engine.lists[name] = body
 
+    def rename_sampler(self, old: str, new: str) -> None:
+        """A sampler renamed on the server (an update or an extension): lists and jobs see `new`,
+        and `old` is unknown from now on (1.10.1 falls back to its first sampler)."""
+        with self._engine.cv:
+            for sampler in self._engine.samplers:
+                if sampler["name"] == old:
+                    sampler["name"] = new
+                    return
+        raise ValueError(f"no sampler is called {old!r}")
+
     # --- server state ----------------------------------------------------------------------
 
     @property

@@ -1,0 +1,305 @@
+"""The server's lists cached on disk (sdcli.listcache): one request per batch once warm, and never
+a wrong answer because of the cache. Real sdcli runs over loopback HTTP against the fake."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sdcli import __version__
+from sdcli.config import cache_dir
+from sdcli.listcache import ListCache, file_name
+from sdcli.testing.fake_webui import FakeWebUI
+
+from cli_helpers import error_line, generate, run_sdcli, sdcli, warnings
+
+MakeFake = Callable[..., FakeWebUI]
+TXT2IMG = "/sdapi/v1/txt2img"
+SAMPLERS = "/sdapi/v1/samplers"
+LISTS = (SAMPLERS, "/sdapi/v1/schedulers", "/sdapi/v1/version", "/sdapi/v1/sd-models")
+
+
+def cache_file(fake: FakeWebUI) -> Path:
+    return cache_dir() / file_name(fake.url)
+
+
+def warm(fake: FakeWebUI, out: Path, *args: str) -> None:
+    """One run that fills the cache, then a clean request log."""
+    r = generate(fake, out, *args, "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert cache_file(fake).is_file()
+    fake.clear_requests()
+
+
+def paths(fake: FakeWebUI) -> list[str]:
+    return [f"{r.method} {r.path}" for r in fake.requests]
+
+
+def test_a_warm_cache_sends_one_request_per_batch(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    # chibi checks a sampler and a scheduler and overrides clip skip (a pinned option)
+    warm(fake_webui, tmp_path, "-p", "chibi")
+    r = run_sdcli(
+        "--url", fake_webui.url, "generate", "-p", "chibi", "--count", "2", "-o",
+        str(tmp_path), "a dog",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert paths(fake_webui) == [f"POST {TXT2IMG}"] * 2
+    body = fake_webui.requests_to(TXT2IMG)[0].json
+    assert (body["sampler_name"], body["scheduler"]) == ("DPM++ 2M", "Karras")
+
+
+def test_a_cold_run_asks_the_lists_and_pins_once(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    r = generate(fake_webui, tmp_path, "-p", "chibi", "a cat")
+    assert r.exit_code == 0, r.stderr
+    asked = paths(fake_webui)
+    assert f"GET {SAMPLERS}" in asked and asked.count("POST /sdapi/v1/options") == 1
+    saved = json.loads(cache_file(fake_webui).read_text())
+    assert saved["url"] == fake_webui.url and saved["sdcli"] == __version__
+    assert {"samplers", "schedulers", "sdnext", "held"} <= set(saved["lists"])
+    assert "options" not in saved["lists"]  # never cached: other clients change it
+
+
+def test_a_sampler_new_since_the_cache_is_fetched_before_any_error(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    warm(fake_webui, tmp_path, "--sampler", "Euler a")
+    fake_webui.rename_sampler("Euler a", "Euler Ancestral")
+    r = generate(fake_webui, tmp_path, "--sampler", "Euler Ancestral", "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert paths(fake_webui).count(f"GET {SAMPLERS}") == 1
+    assert fake_webui.requests_to(TXT2IMG)[0].json["sampler_name"] == "Euler Ancestral"
+    names = [
+        s["name"]
+        for s in json.loads(cache_file(fake_webui).read_text())["lists"]["samplers"]["value"]
+    ]
+    assert "Euler Ancestral" in names and "Euler a" not in names
+
+
+def test_a_stale_sampler_the_server_ignored_drops_the_cache(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    warm(fake_webui, tmp_path, "--sampler", "Euler a")
+    fake_webui.rename_sampler("Euler a", "Euler Ancestral")
+    # still in the cache: sent, and 1.10.1 silently makes it with its first sampler
+    r = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert warnings(r.stderr) == [
+        "sdcli: warning: the server used sampler 'DPM++ 2M' instead of 'Euler a'"
+    ]
+    assert not cache_file(fake_webui).exists()
+    # the next run asks the server, which no longer knows the name: an error before any job
+    fake_webui.clear_requests()
+    r = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")
+    assert r.exit_code == 2
+    assert "Euler a" in error_line(r.stderr)
+    assert f"GET {SAMPLERS}" in paths(fake_webui) and not fake_webui.requests_to(TXT2IMG)
+
+
+def test_an_unknown_name_is_asked_once_and_then_an_error(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    warm(fake_webui, tmp_path, "--sampler", "Euler a")
+    r = generate(fake_webui, tmp_path, "--sampler", "No Such Sampler", "a cat")
+    assert r.exit_code == 2, r.stderr
+    assert paths(fake_webui).count(f"GET {SAMPLERS}") == 1
+    assert not fake_webui.requests_to(TXT2IMG)
+
+
+def test_a_model_another_client_selected_on_forge_is_not_taken_from_the_cache(
+    make_fake_webui: MakeFake, tmp_path: Path
+) -> None:
+    fake = make_fake_webui(profile="forge")
+    warm(fake, tmp_path, "--sampler", "Euler a")
+    # another client selects another checkpoint; Forge loads it with the next job
+    other = "anime/counterfeitV30_v30.safetensors [cbfba64e66]"
+    requests.post(fake.url + "/sdapi/v1/options", json={"sd_model_checkpoint": other}, timeout=30)
+    fake.clear_requests()
+    r = generate(fake, tmp_path, "--sampler", "Euler a", "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert warnings(r.stderr) == []  # the selection is read afresh: no false "fell back"
+    assert fake.current_model == other
+
+
+def test_a_model_asked_by_name_after_another_client_switched(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    warm(fake_webui, tmp_path, "--model", "qteamixQ_gamma")
+    fake_webui.current_model = "counterfeitV30_v30"  # another client's set-model
+    r = generate(fake_webui, tmp_path, "--model", "qteamixQ_gamma", "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert paths(fake_webui) == [f"POST {TXT2IMG}"]
+    body = fake_webui.requests_to(TXT2IMG)[0].json
+    assert body["override_settings"]["sd_model_checkpoint"].startswith("qteamixQ_gamma")
+    assert warnings(r.stderr) == []
+
+
+def test_an_answer_with_another_model_drops_the_cache(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    warm(fake_webui, tmp_path, "--model", "qteamixQ_gamma")
+    saved = json.loads(cache_file(fake_webui).read_text())
+    for model in saved["lists"]["models"]["value"]:  # a checkpoint replaced on disk: a new hash
+        if model["model_name"] == "qteamixQ_gamma":
+            model["hash"], model["title"] = "0123456789", "qteamixQ_gamma.safetensors [0123456789]"
+    cache_file(fake_webui).write_text(json.dumps(saved))
+    r = generate(fake_webui, tmp_path, "--model", "qteamixQ_gamma", "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert any("instead of 'qteamixQ_gamma.safetensors [0123456789]'" in w
+               for w in warnings(r.stderr)), r.stderr  # fmt: skip
+    assert not cache_file(fake_webui).exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe\x00garbage",
+        b"[]",
+        json.dumps({"format": 1, "sdcli": "0.0.1-old", "url": "X", "lists": {}}).encode(),
+        json.dumps({"format": 999, "sdcli": __version__, "url": "X", "lists": {}}).encode(),
+    ],
+    ids=["corrupt", "binary", "not-an-object", "other-version", "other-format"],
+)
+def test_a_bad_cache_file_is_ignored_and_rewritten(
+    fake_webui: FakeWebUI, tmp_path: Path, content: bytes
+) -> None:
+    warm(fake_webui, tmp_path, "--sampler", "Euler a")
+    path = cache_file(fake_webui)
+    if b'"url": "X"' in content:
+        content = content.replace(b'"url": "X"', json.dumps({"url": fake_webui.url})[1:-1].encode())
+    path.write_bytes(content)
+    r = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert f"GET {SAMPLERS}" in paths(fake_webui)
+    saved = json.loads(path.read_text())
+    assert saved["sdcli"] == __version__ and "samplers" in saved["lists"]
+
+
+def test_an_unreadable_cache_is_ignored(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    cache_file(fake_webui).mkdir(parents=True)  # a directory where the file should be
+    for _ in range(2):
+        r = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")
+        assert r.exit_code == 0, r.stderr
+        assert warnings(r.stderr) == []
+    assert paths(fake_webui).count(f"GET {SAMPLERS}") == 2
+
+
+def test_an_expired_list_is_fetched_again(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    warm(fake_webui, tmp_path, "--sampler", "Euler a")
+    saved = json.loads(cache_file(fake_webui).read_text())
+    saved["lists"]["samplers"]["at"] -= 301  # older than the default life of 300 s
+    cache_file(fake_webui).write_text(json.dumps(saved))
+    r = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert paths(fake_webui) == [f"GET {SAMPLERS}", f"POST {TXT2IMG}"]
+
+
+def test_no_cache_flag_asks_the_server_and_renews_the_file(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    warm(fake_webui, tmp_path, "--sampler", "Euler a")
+    before = json.loads(cache_file(fake_webui).read_text())["lists"]["samplers"]["at"]
+    r = sdcli(fake_webui, "--no-cache", "generate", "--sampler", "Euler a", "-o", str(tmp_path),
+              "a cat")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert {f"GET {p}" for p in LISTS[:3]} <= set(paths(fake_webui))
+    after = json.loads(cache_file(fake_webui).read_text())["lists"]["samplers"]["at"]
+    assert after > before
+
+
+def test_a_cache_life_of_zero_turns_it_off(
+    fake_webui: FakeWebUI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SDCLI_CACHE_TTL", "0")
+    for _ in range(2):
+        r = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")
+        assert r.exit_code == 0, r.stderr
+    assert paths(fake_webui).count(f"GET {SAMPLERS}") == 2
+    assert not cache_file(fake_webui).exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan", "86401"])
+def test_a_bad_cache_life_is_a_usage_error(
+    fake_webui: FakeWebUI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SDCLI_CACHE_TTL", value)
+    r = generate(fake_webui, tmp_path, "a cat")
+    assert r.exit_code == 2
+    assert "SDCLI_CACHE_TTL" in error_line(r.stderr, alone=True)
+    assert not fake_webui.requests_to(TXT2IMG)
+
+
+def test_set_model_reads_the_servers_list_not_the_cache(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    warm(fake_webui, tmp_path, "--model", "qteamixQ_gamma")
+    saved = json.loads(cache_file(fake_webui).read_text())
+    saved["lists"]["models"]["value"].append(
+        {"title": "ghost.safetensors", "model_name": "ghost", "filename": "", "hash": None,
+         "sha256": None, "config": None}
+    )  # fmt: skip
+    cache_file(fake_webui).write_text(json.dumps(saved))
+    r = sdcli(fake_webui, "set-model", "ghost")
+    assert r.exit_code == 2, r.stderr
+    assert "ghost" in error_line(r.stderr)
+    models = json.loads(cache_file(fake_webui).read_text())["lists"]["models"]["value"]
+    assert "ghost" not in {m["model_name"] for m in models}  # the server's list replaced it
+
+
+def test_credentials_never_reach_the_cache(make_fake_webui: MakeFake, tmp_path: Path) -> None:
+    fake = make_fake_webui(auth=("alice", "s3cr3t-pw"))
+    host = fake.url.split("://", 1)[1]
+    r = generate(f"http://alice:s3cr3t-pw@{host}", tmp_path, "--sampler", "Euler a", "a cat")
+    assert r.exit_code == 0, r.stderr
+    files = list(cache_dir().rglob("*"))
+    assert [f.name for f in files] == [file_name(fake.url)]
+    for f in files:
+        text = f.read_bytes()
+        assert b"alice" not in text and b"s3cr3t" not in text
+        assert "alice" not in f.name
+    assert oct(files[0].stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_writers_at_once_never_leave_a_torn_file(tmp_path: Path) -> None:
+    """Threads writing and reading one server's file: every read is a whole file."""
+    url = "http://127.0.0.1:1"
+    big: list[Any] = [f"upscaler {i:05d}" for i in range(20_000)]  # ~0.4 MB: many write calls
+    stop = threading.Event()
+    torn: list[str] = []
+
+    def write(n: int) -> None:
+        cache = ListCache(tmp_path, url, 300.0)
+        for i in range(15):
+            cache.put("upscalers", [*big, f"writer {n} round {i}"])
+
+    def read() -> None:
+        path = tmp_path / file_name(url)
+        while not stop.is_set():
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                json.loads(data)
+            except ValueError as exc:
+                torn.append(str(exc))
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert torn == []
+    found, value = ListCache(tmp_path, url, 300.0).get("upscalers")
+    assert found and value[:-1] == big
+    assert [p.name for p in tmp_path.iterdir()] == [file_name(url)]  # no temporary file left
