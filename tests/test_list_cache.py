@@ -303,3 +303,24 @@ def test_writers_at_once_never_leave_a_torn_file(tmp_path: Path) -> None:
     found, value = ListCache(tmp_path, url, 300.0).get("upscalers")
     assert found and value[:-1] == big
     assert [p.name for p in tmp_path.iterdir()] == [file_name(url)]  # no temporary file left
+
+
+def test_a_warm_run_imports_nothing_the_cache_answered(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    """The flavour probe's module (`sdcli.serverinfo`) is not loaded when the cache knows."""
+    import os
+    import subprocess
+    import sys
+
+    warm(fake_webui, tmp_path, "-p", "chibi")
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sdcli", "--url", fake_webui.url, "generate",
+         "-p", "chibi", "-o", str(tmp_path), "a dog"],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if "|" in line}
+    assert "sdcli.run" in imported and "sdcli.listcache" in imported
+    assert "sdcli.serverinfo" not in imported
+    assert paths(fake_webui) == [f"POST {TXT2IMG}"]
