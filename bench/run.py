@@ -1,6 +1,6 @@
 """sdcli's benchmarks: whole client processes against the fake web UI, side by side in one run.
 
-    .venv/bin/python bench/run.py [--only a,b,c,d,e] [--rounds N] [--markdown FILE]
+    .venv/bin/python bench/run.py [--only a,b,c,d,e,l] [--rounds N] [--markdown FILE]
 
 Each figure alternates its contenders over several rounds (the order rotates every round) and
 reports medians and ratios, so drift and other load on the machine fall on every contender alike.
@@ -37,6 +37,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from delay_proxy import DelayProxy  # noqa: E402
 
 from sdcli.testing.fake_png import encode_png  # noqa: E402
 from sdcli.testing.fake_webui import FakeWebUI  # noqa: E402
@@ -228,6 +230,7 @@ def child_env(url: str, tmp: Path) -> dict[str, str]:
     env.update(
         SDCLI_URL=url,
         SDCLI_CONFIG=str(tmp / "no-config.toml"),  # absent: built-in defaults
+        SDCLI_HOME=str(tmp / "sdcli-home"),  # its list cache: warm after the first run
         SEED_URL=url,
     )
     return env
@@ -637,6 +640,95 @@ def figure_f(ctx: Context, rounds: int, count: int, report: Report) -> None:
         )
 
 
+def figure_l(ctx: Context, rounds: int, delay: float, report: Report) -> None:
+    """Issue 18: one image as a whole process, with and without `delay` added to every request
+    (bench/delay_proxy.py): the floor, the seed's method, sdcli with a cold and a warm cache."""
+
+    def seed(out: Path) -> list[str]:
+        (out / "result").mkdir()
+        return [PYTHON, str(BENCH / "seed_method.py")]
+
+    counter = {"cold": 0}
+
+    def contenders_for(url: str, label: str) -> list[tuple[str, Callable[[], Run]]]:
+        env = {**ctx.env, "SDCLI_URL": url, "SEED_URL": url}
+        warm_env = {**env, "SDCLI_HOME": str(ctx.tmp / f"home-warm-{label}")}
+
+        def cold() -> Run:
+            counter["cold"] += 1  # a cache dir nobody wrote yet: the lists are asked
+            home = ctx.tmp / f"home-cold-{counter['cold']}"
+            out = ctx.fresh_dir()
+            argv = ctx.sdcli_generate(out, SEED_PROMPT)
+            run = check(run_child(argv, {**env, "SDCLI_HOME": str(home)}, cwd=out), "cold")
+            pngs_in(out, 1, "sdcli, cold cache")
+            shutil.rmtree(out)
+            shutil.rmtree(home)
+            return run
+
+        def with_env(argv: Callable[[Path], list[str]], e: dict[str, str], what: str) -> Any:
+            def contender() -> Run:
+                out = ctx.fresh_dir()
+                run = check(run_child(argv(out), e, cwd=out), what)
+                pngs_in(out, 1, what)
+                shutil.rmtree(out)
+                return run
+
+            return contender
+
+        def floor(out: Path) -> list[str]:
+            argv = ctx.floor(out, SEED_PROMPT)
+            argv[2] = url  # floor.py URL OUT PAYLOAD PROMPT
+            return argv
+
+        return [
+            (f"floor{label}", with_env(floor, env, "the floor")),
+            (f"seed's method{label}", with_env(seed, env, "the seed's method")),
+            (f"sdcli, cold cache{label}", cold),
+            (
+                f"sdcli, warm cache{label}",
+                with_env(lambda o: ctx.sdcli_generate(o, SEED_PROMPT), warm_env, "sdcli warm"),
+            ),
+        ]
+
+    ms = f"{delay * 1000:g} ms"
+    with DelayProxy(ctx.url, delay) as proxy:
+        direct = contenders_for(ctx.url, "")
+        far = contenders_for(proxy.url, f", +{ms}")
+        contenders = direct + far
+        runs = alternate(rounds, contenders, "l")
+        wall = series(contenders, runs, lambda r: r.seconds)
+        # requests per run, counted at the proxy: one run of each, after the figure
+        counts = []
+        for name, fn in far:
+            before = proxy.requests
+            fn()
+            counts.append(f"{name.removesuffix(f', +{ms}')}: {proxy.requests - before}")
+    near, away = wall[:4], wall[4:]
+    report.add(
+        f"### l. One {ctx.size}×{ctx.size} image over a server {ms} away ({rounds} rounds)\n\n"
+        f"Every contender run in turn, each round in a new order; `+{ms}`: through "
+        f"bench/delay_proxy.py, which holds every request {ms} before forwarding it.\n\n"
+        "Wall time, no added latency:\n\n"
+        + table(near, "s", near[0])
+        + f"\n\nWall time, +{ms} a request:\n\n"
+        + table(away, "s", away[0])
+        + "\n\nRequests a run (at the proxy): "
+        + "; ".join(counts)
+        + "\n"
+    )
+    warm = near[3].median / near[0].median
+    cold = near[2].median / near[0].median
+    extra = away[3].median - away[0].median
+    report.target("l", "warm sdcli ≤ 1.10× the floor", f"{warm:.2f}×", warm <= 1.10)
+    report.target("l", "cold sdcli ≤ 1.25× the floor", f"{cold:.2f}×", cold <= 1.25)
+    report.target(
+        "l",
+        f"warm sdcli within one round trip ({ms}) of the floor, +{ms} a request",
+        f"+{extra * 1000:.0f} ms",
+        extra <= delay,
+    )
+
+
 # --- the machine and the run --------------------------------------------------------------------
 
 
@@ -661,7 +753,7 @@ def machine() -> str:
     )
 
 
-FIGURES = "abcdef"
+FIGURES = "abcdefl"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -679,6 +771,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--thumb-rounds", type=int, default=3, help="rounds for f (default 3)")
     p.add_argument("--thumb-prompts", type=int, default=20, help="prompts in f (default 20)")
+    p.add_argument("--delay", type=float, default=0.05, help="seconds added in l (default 0.05)")
+    p.add_argument("--latency-rounds", type=int, default=10, help="rounds for l (default 10)")
     p.add_argument("--size", type=int, default=1024, help="image side in pixels (default 1024)")
     p.add_argument("--steps", type=int, default=27, help="sampling steps (default 27, the seed's)")
     p.add_argument("--no-compile", action="store_true", help="skip compileall")
@@ -715,6 +809,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             figure_e(ctx, args.poll_runs, args.step_delay, report)
         if "f" in only:
             figure_f(ctx, args.thumb_rounds, args.thumb_prompts, report)
+        if "l" in only:
+            figure_l(ctx, args.latency_rounds, args.delay, report)
     rows = ["| figure | target | measured | result |", "| --- | --- | --- | --- |"]
     for t in report.targets:
         rows.append(f"| {t.figure} | {t.text} | {t.measured} | {'pass' if t.ok else 'FAIL'} |")
