@@ -324,3 +324,13 @@ def test_a_warm_run_imports_nothing_the_cache_answered(
     assert "sdcli.run" in imported and "sdcli.listcache" in imported
     assert "sdcli.serverinfo" not in imported
     assert paths(fake_webui) == [f"POST {TXT2IMG}"]
+
+
+def test_refresh_drops_the_cache(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    warm(fake_webui, tmp_path, "--sampler", "Euler a")
+    r = sdcli(fake_webui, "refresh", "checkpoints")
+    assert r.exit_code == 0, r.stderr
+    assert not cache_file(fake_webui).exists()
+    r = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")
+    assert r.exit_code == 0, r.stderr
+    assert f"GET {SAMPLERS}" in paths(fake_webui)

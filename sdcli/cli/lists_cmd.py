@@ -242,6 +242,8 @@ def register(app: typer.Typer) -> None:
             if kind not in REFRESH_KINDS:
                 raise UsageError(f"cannot refresh {kind!r}: choose from {', '.join(REFRESH_KINDS)}")
         client = _client(ctx)
+        state: AppState = ctx.obj
+        state.list_cache().drop()  # what the server lists may change with the re-scan
         for kind in wanted:
             try:
                 _refresh(client, kind)
