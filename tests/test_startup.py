@@ -19,6 +19,7 @@ from cli_helpers import invoke, run_sdcli
         (["--url", "http://h:1", "--auth", "u:p", "models"], "models"),
         (["--url=http://h:1", "--debug", "info", "x.png"], "info"),
         (["--timeout", "5", "presets", "list"], "presets"),
+        (["--no-cache", "--url", "http://h:1", "generate", "x"], "generate"),
         (["--help"], None),
         (["--version"], None),
         (["--bogus", "generate"], None),

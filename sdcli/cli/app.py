@@ -276,6 +276,7 @@ _register()
 
 
 _GLOBAL_VALUE_OPTIONS = ("--url", "--auth", "--timeout")
+_GLOBAL_FLAGS = ("--debug", "--no-cache")
 
 
 def _command_word(args: list[str]) -> str | None:
@@ -284,7 +285,7 @@ def _command_word(args: list[str]) -> str | None:
     for arg in words:
         if arg in _GLOBAL_VALUE_OPTIONS:
             next(words, None)
-        elif arg == "--debug" or arg.partition("=")[0] in _GLOBAL_VALUE_OPTIONS:
+        elif arg in _GLOBAL_FLAGS or arg.partition("=")[0] in _GLOBAL_VALUE_OPTIONS:
             continue
         elif arg.startswith("-"):
             return None  # --help, --version, completion flags, typos: the full app decides
