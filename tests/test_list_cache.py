@@ -334,3 +334,26 @@ def test_refresh_drops_the_cache(fake_webui: FakeWebUI, tmp_path: Path) -> None:
     r = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")
     assert r.exit_code == 0, r.stderr
     assert f"GET {SAMPLERS}" in paths(fake_webui)
+
+
+def test_on_a_terminal_a_warm_run_adds_only_progress_polls(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    from terminal_helpers import Terminal, run_on_terminal
+
+    warm(fake_webui, tmp_path, "-p", "chibi")
+    fake_webui.pause_at_step(3)
+
+    def at_step_3(term: Terminal) -> None:
+        fake_webui.resume()
+
+    screen = run_on_terminal(
+        "--url", fake_webui.url, "generate", "-p", "chibi", "a dog", "-o", "out",
+        cwd=tmp_path, until="step 3/27", then=at_step_3,
+    )  # fmt: skip
+    assert screen.exit_code == 0, screen.text
+    assert any("saved 1 image" in line for line in screen.lines), screen.text
+    polls = ("/internal/progress", "/sdapi/v1/progress")
+    others = [p for p in paths(fake_webui) if p.split(" ", 1)[1] not in polls]
+    assert others == [f"POST {TXT2IMG}"]
+    assert len(paths(fake_webui)) > 1  # the bar did poll
