@@ -640,6 +640,45 @@ def figure_f(ctx: Context, rounds: int, count: int, report: Report) -> None:
         )
 
 
+def generate_imports(ctx: Context, report: Report, runs: int = 5, top: int = 15) -> None:
+    """`python -X importtime` of a warm `sdcli generate` (one image, the cache filled): the
+    modules with the largest cumulative import time, medians over `runs` runs."""
+    home = ctx.tmp / "home-importtime"
+    cumulative: dict[str, list[int]] = {}
+    self_us: dict[str, list[int]] = {}
+    for i in range(runs + 1):  # the first run fills the cache and is not counted
+        out = ctx.fresh_dir()
+        argv = [PYTHON, "-X", "importtime", SDCLI, *ctx.sdcli_generate(out, SEED_PROMPT)[1:]]
+        run = check(run_child(argv, {**ctx.env, "SDCLI_HOME": str(home)}), "importtime")
+        shutil.rmtree(out)
+        if i == 0:
+            continue
+        for line in run.stderr.decode(errors="replace").splitlines():
+            if not line.startswith("import time:") or "imported package" in line:
+                continue
+            own, cum, name = line[len("import time:") :].split("|")
+            cumulative.setdefault(name.rstrip(), []).append(int(cum))
+            self_us.setdefault(name.strip(), []).append(int(own))
+    rows = ["| module (indented: imported by the one above) | cumulative (ms) | self (ms) |"]
+    rows.append("| --- | ---: | ---: |")
+    ranked = sorted(cumulative, key=lambda n: -statistics.median(cumulative[n]))[:top]
+    for name in ranked:
+        shown = name.replace(" ", "\u00a0")  # keep the indentation in markdown
+        own_ms = statistics.median(self_us[name.strip()]) / 1000
+        cum_ms = statistics.median(cumulative[name]) / 1000
+        rows.append(f"| `{shown}` | {cum_ms:.1f} | {own_ms:.1f} |")
+    total = sum(statistics.median(v) for v in self_us.values()) / 1000
+    sdcli_own = (
+        sum(statistics.median(v) for n, v in self_us.items() if n.startswith("sdcli")) / 1000
+    )
+    report.add(
+        f"Imports of a warm `sdcli generate` (`python -X importtime`, medians of {runs} runs): "
+        f"{len(self_us)} modules, {total:.0f} ms in all, {sdcli_own:.0f} ms in sdcli's own.\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
 def figure_l(ctx: Context, rounds: int, delay: float, report: Report) -> None:
     """Issue 18: one image as a whole process, with and without `delay` added to every request
     (bench/delay_proxy.py): the floor, the seed's method, sdcli with a cold and a warm cache."""
@@ -691,6 +730,7 @@ def figure_l(ctx: Context, rounds: int, delay: float, report: Report) -> None:
         ]
 
     ms = f"{delay * 1000:g} ms"
+    generate_imports(ctx, report)
     with DelayProxy(ctx.url, delay) as proxy:
         direct = contenders_for(ctx.url, "")
         far = contenders_for(proxy.url, f", +{ms}")
