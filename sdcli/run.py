@@ -188,9 +188,10 @@ class Runner:
 
         body = job_body(job, job.values, "", resolved)
         held = self.catalog.held_options()
-        overrides = {
-            k: v for k, v in restore_after(body).items() if k not in NEVER_PIN and k not in held
-        }
+        overrides = {k: v for k, v in restore_after(body).items() if k not in NEVER_PIN}
+        for key in sorted(held & set(overrides)):
+            log.debug("override_settings: %s is held (cached): the server restores it", key)
+            del overrides[key]
         if not overrides or self.catalog.is_sdnext():
             return
         options = self.catalog.options()

@@ -109,11 +109,12 @@ def test_a_timeout_leaves_every_option_as_found_and_says_the_job_runs_on(
 def test_overrides_cost_one_options_read_and_a_pin_only_when_needed(
     fake_webui: FakeWebUI, tmp_path: Path
 ) -> None:
-    def option_calls(*args: str) -> list[str]:
+    def option_calls(*args: str, cache: bool = False) -> list[str]:
         fake_webui.clear_requests()
         r = run_sdcli(
-            "--url", fake_webui.url, "generate", "-q", *TINY, *args, "x", "-o", str(tmp_path)
-        )
+            "--url", fake_webui.url, *([] if cache else ["--no-cache"]), "generate", "-q",
+            *TINY, *args, "x", "-o", str(tmp_path),
+        )  # fmt: skip
         assert r.returncode == 0, r.stderr
         return [q.method for q in fake_webui.requests if q.path == OPTIONS]
 
@@ -122,6 +123,8 @@ def test_overrides_cost_one_options_read_and_a_pin_only_when_needed(
     assert option_calls("--clip-skip", "2") == ["GET", "POST"]  # not held yet: pinned
     assert option_calls("--clip-skip", "2") == ["GET"]  # held now (GET shows 1.0): no pin
     assert option_calls("--clip-skip", "1") == ["GET"]
+    # the list cache remembers that the server holds it: not even the GET
+    assert option_calls("--clip-skip", "2", cache=True) == []
 
 
 def test_the_pin_sends_the_value_the_server_has(fake_webui: FakeWebUI, tmp_path: Path) -> None:
@@ -136,10 +139,15 @@ def test_the_pin_sends_the_value_the_server_has(fake_webui: FakeWebUI, tmp_path:
         r.stderr
     )
     again = run_sdcli(
+        "--url", fake_webui.url, "--no-cache", "--debug", "generate", "-q", *TINY,
+        "--clip-skip", "2", "x", "-o", str(tmp_path),
+    )  # fmt: skip
+    assert "CLIP_stop_at_last_layers is held (1.0): the server restores it" in again.stderr
+    cached = run_sdcli(
         "--url", fake_webui.url, "--debug", "generate", "-q", *TINY, "--clip-skip", "2", "x",
         "-o", str(tmp_path),
     )  # fmt: skip
-    assert "CLIP_stop_at_last_layers is held (1.0): the server restores it" in again.stderr
+    assert "CLIP_stop_at_last_layers is held (cached): the server restores it" in cached.stderr
 
 
 def test_a_server_whose_config_holds_the_key_is_not_written_to(
