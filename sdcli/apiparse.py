@@ -17,25 +17,21 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sdcli.apitypes import (
-    Embedding,
-    ExtrasResult,
     GeneratedImage,
     GenerationResult,
-    Lora,
     PngInfo,
     Progress,
-    PromptStyle,
     Sampler,
     Scheduler,
     SdModel,
     TaskProgress,
-    Upscaler,
-    Vae,
 )
 from sdcli.errors import ApiError, AuthError, ConnectionFailed
 
 if TYPE_CHECKING:
     import requests
+
+    from sdcli.listtypes import Embedding, ExtrasResult, Lora, PromptStyle, Upscaler, Vae
 
 # The client's logger: a server's message in full goes to --debug, never more than that.
 log = logging.getLogger("sdcli.http")
@@ -260,6 +256,8 @@ def _opt_str(value: Any) -> str | None:
 
 
 def parse_loras(body: Any) -> list[Lora]:
+    from sdcli.listtypes import Lora
+
     return [
         Lora(
             name=_text(item.get("name")),
@@ -272,6 +270,8 @@ def parse_loras(body: Any) -> list[Lora]:
 
 def parse_embeddings(body: Any) -> list[Embedding]:
     """{"loaded": {name: item}, "skipped": {name: item}}: both, in that order, each by name."""
+    from sdcli.listtypes import Embedding
+
     if not isinstance(body, dict):
         raise ApiError("the server's embeddings answer is not an object")
     found: list[Embedding] = []
@@ -295,6 +295,8 @@ def parse_embeddings(body: Any) -> list[Embedding]:
 
 
 def parse_styles(body: Any) -> list[PromptStyle]:
+    from sdcli.listtypes import PromptStyle
+
     return [
         PromptStyle(
             name=_text(item.get("name")),
@@ -306,6 +308,8 @@ def parse_styles(body: Any) -> list[PromptStyle]:
 
 
 def parse_vaes(body: Any) -> list[Vae]:
+    from sdcli.listtypes import Vae
+
     return [
         Vae(name=_text(item.get("model_name")), filename=_text(item.get("filename")))
         for item in list_of_dicts(body, "sd-vae")
@@ -313,6 +317,8 @@ def parse_vaes(body: Any) -> list[Vae]:
 
 
 def parse_upscalers(body: Any) -> list[Upscaler]:
+    from sdcli.listtypes import Upscaler
+
     return [
         Upscaler(
             name=_text(item.get("name")),
@@ -326,6 +332,8 @@ def parse_upscalers(body: Any) -> list[Upscaler]:
 
 def parse_extras(body: Any, *, batch: bool) -> ExtrasResult:
     """`{"image"}` (single) or `{"images"}` (batch), each strictly decoded."""
+    from sdcli.listtypes import ExtrasResult
+
     key = "images" if batch else "image"
     if not isinstance(body, dict) or key not in body:
         raise ApiError(f"the server's extras answer has no `{key}`")

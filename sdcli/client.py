@@ -30,19 +30,13 @@ from sdcli.apiparse import (
     parse_vaes,
 )
 from sdcli.apitypes import (
-    Embedding,
-    ExtrasResult,
     GenerationResult,
-    Lora,
     PngInfo,
     Progress,
-    PromptStyle,
     Sampler,
     Scheduler,
     SdModel,
     TaskProgress,
-    Upscaler,
-    Vae,
 )
 from sdcli.errors import (
     ApiError,
@@ -57,6 +51,7 @@ if TYPE_CHECKING:
     import requests
 
     from sdcli.config import Settings
+    from sdcli.listtypes import Embedding, ExtrasResult, Lora, PromptStyle, Upscaler, Vae
 
 # HTTP traffic summaries for --debug: method, path, status, size, time. Never headers or bodies,
 # so credentials cannot leak into a log.

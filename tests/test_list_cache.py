@@ -308,7 +308,8 @@ def test_writers_at_once_never_leave_a_torn_file(tmp_path: Path) -> None:
 def test_a_warm_run_imports_nothing_the_cache_answered(
     fake_webui: FakeWebUI, tmp_path: Path
 ) -> None:
-    """The flavour probe's module (`sdcli.serverinfo`) is not loaded when the cache knows."""
+    """Nothing generate does not use: the flavour probe's module (`sdcli.serverinfo`) is not
+    loaded when the cache knows, nor the types of the lists generate never reads."""
     import os
     import subprocess
     import sys
@@ -323,6 +324,7 @@ def test_a_warm_run_imports_nothing_the_cache_answered(
     imported = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if "|" in line}
     assert "sdcli.run" in imported and "sdcli.listcache" in imported
     assert "sdcli.serverinfo" not in imported
+    assert "sdcli.listtypes" not in imported  # the other lists' types: not generate's
     assert paths(fake_webui) == [f"POST {TXT2IMG}"]
 
 
