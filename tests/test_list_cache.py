@@ -341,6 +341,7 @@ def test_refresh_drops_the_cache(fake_webui: FakeWebUI, tmp_path: Path) -> None:
 def test_on_a_terminal_a_warm_run_adds_only_progress_polls(
     fake_webui: FakeWebUI, tmp_path: Path
 ) -> None:
+    """(Live previews add one GET /options, the server's preview settings: never cached.)"""
     from terminal_helpers import Terminal, run_on_terminal
 
     warm(fake_webui, tmp_path, "-p", "chibi")
@@ -350,7 +351,7 @@ def test_on_a_terminal_a_warm_run_adds_only_progress_polls(
         fake_webui.resume()
 
     screen = run_on_terminal(
-        "--url", fake_webui.url, "generate", "-p", "chibi", "a dog", "-o", "out",
+        "--url", fake_webui.url, "generate", "-p", "chibi", "--no-preview", "a dog", "-o", "out",
         cwd=tmp_path, until="step 3/27", then=at_step_3,
     )  # fmt: skip
     assert screen.exit_code == 0, screen.text
@@ -359,3 +360,27 @@ def test_on_a_terminal_a_warm_run_adds_only_progress_polls(
     others = [p for p in paths(fake_webui) if p.split(" ", 1)[1] not in polls]
     assert others == [f"POST {TXT2IMG}"]
     assert len(paths(fake_webui)) > 1  # the bar did poll
+
+
+def test_a_style_and_a_lora_new_since_the_cache_are_fetched_before_any_error(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    style = {"name": "cinematic", "prompt": "{prompt}, film still", "negative_prompt": ""}
+    lora = {"name": "add_detail", "alias": "add_detail", "path": "/m/Lora/a.safetensors"}
+    fake_webui.serve_list("prompt-styles", [style])
+    fake_webui.serve_list("loras", [lora])
+    warm(fake_webui, tmp_path, "--style", "cinematic", "<lora:add_detail:0.5> x")
+    assert {"styles", "loras"} <= set(json.loads(cache_file(fake_webui).read_text())["lists"])
+    fake_webui.serve_list("prompt-styles", [style, {**style, "name": "noir"}])
+    fake_webui.serve_list("loras", [lora, {**lora, "name": "more_light"}])
+    r = generate(fake_webui, tmp_path, "--style", "noir", "<lora:more_light:0.5> x")
+    assert r.exit_code == 0, r.stderr
+    asked = paths(fake_webui)
+    assert asked.count("GET /sdapi/v1/prompt-styles") == 1, asked
+    assert asked.count("GET /sdapi/v1/loras") == 1, asked
+    assert fake_webui.requests_to(TXT2IMG)[0].json["styles"] == ["noir"]
+    # and warm again: nothing but the generation
+    fake_webui.clear_requests()
+    r = generate(fake_webui, tmp_path, "--style", "noir", "<lora:more_light:0.5> x")
+    assert r.exit_code == 0, r.stderr
+    assert paths(fake_webui) == [f"POST {TXT2IMG}"]
