@@ -100,6 +100,20 @@ def user_presets_dir() -> Path:
     return config_dir() / "presets"
 
 
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the server's lists are cached: `SDCLI_HOME/cache`, else the platform's cache dir."""
+    environ = os.environ if env is None else env
+    home = environ.get("SDCLI_HOME")
+    if home:
+        return Path(home) / "cache"
+    if sys.platform == "win32":
+        base = environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "sdcli" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "sdcli"
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdcli"
+
+
 def builtin_presets_dir() -> Path:
     """The presets shipped with sdcli: inside the wheel, or `presets/` in a source checkout."""
     here = Path(__file__).resolve().parent
@@ -218,20 +232,6 @@ def parse_cache_ttl(value: Any, *, where: str) -> float:
             f"{where} must be a number of seconds from 0 (no cache) to 86400, not {value!r}"
         )
     return seconds
-
-
-def cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where the server's lists are cached: `SDCLI_HOME/cache`, else the platform's cache dir."""
-    environ = os.environ if env is None else env
-    home = environ.get("SDCLI_HOME")
-    if home:
-        return Path(home) / "cache"
-    if sys.platform == "win32":
-        base = environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "sdcli" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "sdcli"
-    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdcli"
 
 
 def read_config_file(path: Path) -> tuple[dict[str, Any], list[str]]:
