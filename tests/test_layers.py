@@ -49,6 +49,8 @@ LAYERS = {
     "sdcli.client": INFRA,
     "sdcli.apiparse": INFRA,
     "sdcli.apitypes": INFRA,
+    "sdcli.listtypes": INFRA,
+    "sdcli.listcache": INFRA,
     "sdcli.deadline": INFRA,
     "sdcli.config": INFRA,
     "sdcli.errors": INFRA,
