@@ -3,6 +3,7 @@ editor driven through prompt_toolkit's pipe input, and the real thing on a pseud
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -332,3 +333,37 @@ def test_terminal_input_history_survives_a_restart(fake_webui: FakeWebUI, tmp_pa
         assert second.wait_exit() == 0
     finally:
         second.close()
+
+
+def test_piped_prompts_are_recorded_and_history_and_rerun_read_them(
+    fake_webui: FakeWebUI, isolated_sdcli_home: Path, tmp_path: Path
+) -> None:
+    lines = "/seed 11\na cat\na dog\n/history cat\n/rerun 1\n"
+    r = run_sdcli("--url", fake_webui.url, "interactive", "-o", str(tmp_path), input=lines)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    # two paths, one history row (a pipe gets it tab-separated), then the re-run's path
+    assert len(out) == 4 and Path(out[0]).is_file() and Path(out[3]).is_file()
+    row = out[2].split("\t")
+    assert (row[0], row[2], row[4], row[-1]) == ("1", "ok", "11", "a cat")
+    cat, dog, again = (
+        {k: v for k, v in b.items() if k != "force_task_id"} for b in _bodies(fake_webui)
+    )
+    assert again == cat and dog["prompt"] == "a dog"  # the recorded request, exactly
+    listed = run_sdcli("history", "--json")
+    gens = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(g["prompt"], g["rerun_of"]) for g in reversed(gens)] == [
+        ("a cat", None),
+        ("a dog", None),
+        ("a cat", 1),
+    ]
+
+
+def test_rerun_of_an_unknown_generation_is_a_usage_error(
+    fake_webui: FakeWebUI, isolated_sdcli_home: Path
+) -> None:
+    r = run_sdcli("--url", fake_webui.url, "interactive", input="/rerun 9\n")
+    assert r.returncode == 2 and "no generation 9 in the history" in r.stderr
+    r = run_sdcli("--url", fake_webui.url, "interactive", input="/rerun x\n")
+    assert r.returncode == 2 and "/rerun ID" in r.stderr
+    assert fake_webui.requests_to(TXT2IMG) == []

@@ -330,7 +330,7 @@ def _main(
         many=many,
         thumbnails=thumbnails,
         preview=preview,
-        history=_recorder(state, job, rerun_of) if history else None,
+        history=history_recorder(state, job, rerun_of) if history else None,
     )
 
 
@@ -340,7 +340,7 @@ def _history_path(state: AppState) -> Path:
     return path
 
 
-def _recorder(state: AppState, job: Job, rerun_of: int | None) -> HistoryRecorder | None:
+def history_recorder(state: AppState, job: Job, rerun_of: int | None) -> HistoryRecorder | None:
     """The history sink, unless the config or SDCLI_HISTORY=off turned recording off."""
     path = state.settings.history
     if path is None:

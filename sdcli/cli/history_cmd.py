@@ -80,6 +80,9 @@ def _open(ctx: typer.Context) -> sqlite3.Connection | None:
     return open_existing(_path(ctx))
 
 
+HISTORY_COLUMNS = ["ID", "WHEN", "OUTCOME", "IMAGES", "SEED", "MODEL", "PROMPT"]
+
+
 @app.command("list", help=LIST_HELP)
 def list_(
     ctx: typer.Context,
@@ -138,13 +141,14 @@ def list_(
         return
     render.table(
         None,
-        ["ID", "WHEN", "OUTCOME", "IMAGES", "SEED", "MODEL", "PROMPT"],
-        [_summary(row) for row in rows],
+        HISTORY_COLUMNS,
+        [summary_row(row) for row in rows],
         cut="PROMPT",
     )
 
 
-def _summary(row: Any) -> list[str]:
+def summary_row(row: Any) -> list[str]:
+    """One generation as the table's cells (also interactive mode's `/history`)."""
     from sdcli.history.store import local_time
 
     seed = row["image_seed"] if row["image_seed"] is not None else row["seed"]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sdcli.events import Event
     from sdcli.interactive.lists import ServerLists
 
-NOT_YET = "{what} is not available yet in this version of sdcli"
+HISTORY_ROWS = 20  # `/history`: the newest this many
 
 
 class Relay:
@@ -99,14 +99,23 @@ class Engine:
     # --- generating ----------------------------------------------------------------------
 
     def generate(self, prompt: str, *, seed: int | None = None) -> None:
-        """One prompt through plan_job/run_job, with the terminal's sinks and our own."""
+        """One prompt with the session's settings."""
+        self._generate(self.session.request(prompt, seed=seed))
+
+    def _generate(self, request: Any, *, rerun_of: int | None = None) -> None:
+        """One request through plan_job/run_job, with the terminal's sinks, the history's and
+        our own."""
+        from sdcli.cli.generate_cmd import history_recorder
         from sdcli.cli.reporter import CliReporter, LiveReporter
         from sdcli.events import ImageSaved, Sink, fanout
         from sdcli.heap import KeepHeap
         from sdcli.plan import plan_job
         from sdcli.run import Runner, run_job
 
-        job = plan_job(self.session.request(prompt, seed=seed), self.settings)
+        job = plan_job(request, self.settings)
+        recorded = request.recorded
+        prompt = recorded.body.get("prompt", "") if recorded is not None else request.words[0]
+        history = history_recorder(self.state, job, rerun_of)
         reporter = (LiveReporter if self.progress else CliReporter)(json_lines=False, quiet=False)
         saved: list[Any] = []
 
@@ -126,16 +135,26 @@ class Engine:
             from sdcli.cli.thumbnails import Thumbnails
 
             sinks.append(Thumbnails(self.pictures))  # after the reporter: the path comes first
+        if history is not None:
+            sinks.append(history)
         self._relay.target = fanout(*sinks)
+        ended: BaseException | None = None
         try:
             run_job(job, self._runner)
         except Interrupted as exc:
+            ended = exc
             if not self.terminal:
                 raise
             render.warn(f"{exc.message}; back to the prompt")
+        except BaseException as exc:
+            ended = exc
+            raise
         finally:
             self._relay.target = None
             reporter.close()
+            problem = history.close(ended) if history is not None else None
+            if problem:
+                render.warn(problem)
             self.session.images += saved
             self.session.last_prompt = prompt
             seeds = [image.seed for image in saved if image.seed is not None]
@@ -213,10 +232,45 @@ class Engine:
         show_images([path], self.state.settings.images, width=None, height=None)
 
     def cmd_history(self, command: Command) -> None:
-        raise UsageError(NOT_YET.format(what="/history (a history of generations)"))
+        """The newest generations of the history (all front ends'), matching QUERY if given."""
+        from contextlib import closing
+
+        from sdcli.cli.history_cmd import HISTORY_COLUMNS, summary_row
+        from sdcli.history import store
+
+        path = self.state.settings.history_path
+        conn = store.open_existing(path) if path is not None else None
+        if conn is None:
+            render.note("nothing recorded yet")
+            return
+        with closing(conn):
+            rows = store.search(conn, store.Filters(query=command.arg, limit=HISTORY_ROWS))
+        if not rows:
+            render.note("no generation matches")
+            return
+        render.table(None, HISTORY_COLUMNS, [summary_row(row) for row in rows], cut="PROMPT")
 
     def cmd_rerun(self, command: Command) -> None:
-        raise UsageError(NOT_YET.format(what="/rerun (a history of generations)"))
+        """The recorded request of generation ID, as it was (its own prompt, settings and seed;
+        the session's settings are not added), saved and recorded like any prompt here."""
+        from sdcli.history.replay import load
+        from sdcli.plan import JobRequest
+
+        if not command.arg.isdigit():
+            raise UsageError("/rerun ID re-runs a generation of the history (see /history)")
+        path = self.state.settings.history_path
+        if path is None:
+            raise UsageError("the history is turned off")
+        gen_id = int(command.arg)
+        options = self.session.options
+        request = JobRequest(
+            recorded=load(path, gen_id),
+            output_dir=options.output_dir,
+            name_template=options.name_template,
+            overwrite=options.overwrite,
+            retries=options.retries,
+        )
+        self._generate(request, rerun_of=gen_id)
 
     def cmd_save_preset(self, command: Command) -> None:
         from sdcli.presets import save_preset
