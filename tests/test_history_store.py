@@ -280,3 +280,26 @@ def test_history_table_and_clear_question_on_a_terminal(isolated_sdcli_home: Pat
     term.wait_exit()
     assert "deleted 2 generation(s)" in term.text() and term.exit_code == 0
     assert run_sdcli("history").stdout == ""
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+def test_history_table_keeps_every_column_on_a_narrow_terminal(
+    isolated_sdcli_home: Path, columns: int
+) -> None:
+    """Rich's own shrinking dropped the ID and PROMPT columns at 60 columns: the prompt is cut
+    first, then the other columns wrap, never losing a character."""
+    conn = store.connect(history_file(isolated_sdcli_home))
+    add_generation(
+        conn, prompt="a red lighthouse at dusk, " + "very long words " * 10, model="random-sd15"
+    )
+    conn.close()
+    term = Terminal("history", columns=columns)
+    term.wait_exit()
+    header = " ".join(term.lines()[:2])
+    for name in ("ID", "WHEN", "SEED", "MODEL", "PROMPT"):
+        assert name in header, term.dump()
+    [row] = [line for line in term.lines() if line.strip()[:1].isdigit()]
+    assert row.split()[0] == "1" and row.rstrip().endswith("…") and "a red" in row, term.dump()
+    if columns == 80:  # room for every other column whole, on the row's one line
+        assert "2026-11-30 16:00:00" in row and "random-sd15" in row, term.dump()
+    assert term.exit_code == 0

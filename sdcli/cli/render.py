@@ -175,9 +175,12 @@ def table(
         # A column with nothing in it (no aliases, no notes, no model loaded) is only noise.
         keep = [i for i in range(len(columns)) if not rows or any(_cell(r, i) for r in rows)]
         t = Table(show_edge=False, header_style="bold")
+        widths = _cut_widths(console.width, columns, rows, keep, cut) if cut else {}
         for i in keep:
-            # with a `cut` column, only that one gives way when the terminal is too narrow
-            t.add_column(columns[i], overflow="fold", no_wrap=cut is not None and columns[i] != cut)
+            # with a `cut` column, that one gives way first; the others wrap only when the
+            # terminal is too narrow for them and a few characters of it
+            no_wrap = cut is not None and columns[i] != cut and not widths
+            t.add_column(columns[i], overflow="fold", width=widths.get(i), no_wrap=no_wrap)
         for row in rows:
             # cells are data, not markup ("[hash]"), and never terminal commands
             t.add_row(*(_text(Text, printable(_cell(row, i)), columns[i] == cut) for i in keep))
@@ -185,6 +188,35 @@ def table(
     else:
         for row in rows:
             result("\t".join(printable(cell) for cell in row))
+
+
+MIN_CUT_WIDTH = 8  # what is left of a cut column (a prompt) on a narrow terminal
+
+
+def _cut_widths(
+    width: int, columns: Sequence[str], rows: Sequence[Sequence[str]], keep: list[int], cut: str
+) -> dict[int, int]:
+    """Each kept column's width when `cut` is the column to cut: the others keep their natural
+    width while they fit beside MIN_CUT_WIDTH characters of it; past that the widest of them
+    give way (and wrap). Rich's own shrinking would drop whole columns instead."""
+    from rich.cells import cell_len
+
+    natural = {
+        i: max([cell_len(columns[i]), *(cell_len(printable(_cell(r, i))) for r in rows)])
+        for i in keep
+    }
+    room = width - 3 * len(keep) + 1  # one space each side of a cell, a rule between columns
+    if cut not in columns or columns.index(cut) not in natural:
+        return {}
+    c = columns.index(cut)
+    others = {i: w for i, w in natural.items() if i != c}
+    budget = max(room - MIN_CUT_WIDTH, 4 * len(others))
+    while sum(others.values()) > budget:
+        widest = max(others, key=lambda i: others[i])
+        if others[widest] <= 4:
+            break
+        others[widest] -= 1
+    return {**others, c: max(1, min(natural[c], room - sum(others.values())))}
 
 
 def _text(cls: Any, text: str, cut: bool) -> Any:
