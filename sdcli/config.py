@@ -47,31 +47,13 @@ def config_dir() -> Path:
 
     Mirrors what typer.get_app_dir("sdcli") answers, without importing typer below the CLI layer.
     """
-    home = os.environ.get("SDCLI_HOME")
-    if home:
-        return Path(home)
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
-        return Path(base) / "sdcli"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "sdcli"
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    return Path(xdg or Path.home() / ".config") / "sdcli"
+    return _user_dir("XDG_CONFIG_HOME", ".config", windows="APPDATA")
 
 
 def data_dir() -> Path:
     """Where sdcli keeps what it records (the history): `SDCLI_HOME`, else the platform's
     user data directory (what platformdirs' user_data_dir answers, without the dependency)."""
-    home = os.environ.get("SDCLI_HOME")
-    if home:
-        return Path(home)
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "sdcli"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "sdcli"
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return Path(xdg or Path.home() / ".local" / "share") / "sdcli"
+    return _user_dir("XDG_DATA_HOME", ".local/share")
 
 
 def config_file() -> Path:
@@ -83,16 +65,7 @@ def config_file() -> Path:
 def state_dir() -> Path:
     """What sdcli keeps between runs that is not a setting (interactive mode's input history):
     `SDCLI_HOME`, else the platform's place for state (XDG_STATE_HOME on Linux)."""
-    home = os.environ.get("SDCLI_HOME")
-    if home:
-        return Path(home)
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "sdcli"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "sdcli"
-    xdg = os.environ.get("XDG_STATE_HOME")
-    return Path(xdg or Path.home() / ".local" / "state") / "sdcli"
+    return _user_dir("XDG_STATE_HOME", ".local/state")
 
 
 def user_presets_dir() -> Path:
@@ -102,16 +75,34 @@ def user_presets_dir() -> Path:
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where the server's lists are cached: `SDCLI_HOME/cache`, else the platform's cache dir."""
+    return _user_dir(
+        "XDG_CACHE_HOME", ".cache", mac="Caches", home_sub="cache", windows_sub="Cache", env=env
+    )
+
+
+def _user_dir(
+    xdg: str,
+    linux_default: str,
+    *,
+    windows: str = "LOCALAPPDATA",
+    mac: str = "Application Support",
+    home_sub: str = "",
+    windows_sub: str = "",
+    env: Mapping[str, str] | None = None,
+) -> Path:
+    """One of sdcli's directories: under `SDCLI_HOME` if set, else where the platform keeps
+    that kind of file (`xdg` names the XDG variable, `linux_default` its fallback under ~)."""
     environ = os.environ if env is None else env
     home = environ.get("SDCLI_HOME")
     if home:
-        return Path(home) / "cache"
+        return Path(home) / home_sub
     if sys.platform == "win32":
-        base = environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "sdcli" / "Cache"
+        local = "Roaming" if windows == "APPDATA" else "Local"
+        base = environ.get(windows) or str(Path.home() / "AppData" / local)
+        return Path(base) / "sdcli" / windows_sub
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "sdcli"
-    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdcli"
+        return Path.home() / "Library" / mac / "sdcli"
+    return Path(environ.get(xdg) or Path.home() / linux_default) / "sdcli"
 
 
 def builtin_presets_dir() -> Path:
