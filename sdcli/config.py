@@ -1,5 +1,6 @@
 """Settings resolved once per process: flag > environment > config file > built-in default; and
-where sdcli keeps its files. The one module below the CLI that reads the environment."""
+where sdcli keeps its files. The one module that reads the environment: sdcli's own variables
+and the terminal's conventions (NO_COLOR, COLUMNS, EDITOR…) alike."""
 
 from __future__ import annotations
 
@@ -326,7 +327,7 @@ def load_settings(
         images=images,
         thumbnails=_flag(file_data, "thumbnails"),
         live_preview=_flag(file_data, "live_preview"),
-        debug=debug or environ.get("SDCLI_DEBUG", "") not in ("", "0"),
+        debug=debug or debug_requested(environ),
         url_source=url_source,
         cache_ttl=cache_ttl,
         warnings=tuple(warnings),
@@ -399,3 +400,48 @@ def _where(key: str, source: str) -> str:
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def debug_requested(env: Mapping[str, str] | None = None) -> bool:
+    """`SDCLI_DEBUG=1` (anything but empty or 0): read for the settings, and for a failure
+    raised before the settings are (a bad `--url` still gets its traceback)."""
+    return (os.environ if env is None else env).get("SDCLI_DEBUG", "") not in ("", "0")
+
+
+# The terminal's and the desktop's own conventions, read here like sdcli's own variables, so
+# that every variable sdcli reads is named in this one module.
+TERMINAL_VARIABLES = ("TERM", "TERM_PROGRAM", "LC_TERMINAL", "KITTY_WINDOW_ID", "TMUX")
+
+
+def terminal() -> dict[str, str]:
+    """The variables that tell which terminal this is (pictures choose their protocol by them),
+    as they are now: a terminal's variables can change under a test or a long session."""
+    return {name: os.environ[name] for name in TERMINAL_VARIABLES if name in os.environ}
+
+
+def dumb_terminal() -> bool:
+    """`TERM=dumb`: a terminal that takes no escape sequences (Emacs' shell, some CI logs)."""
+    return os.environ.get("TERM") == "dumb"
+
+
+def color_choice() -> bool | None:
+    """`NO_COLOR` (no-color.org) turns colour off, `FORCE_COLOR` on; None: the terminal decides."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return None
+
+
+def columns_hint() -> int | None:
+    """`COLUMNS`, for when stderr is not a terminal that can say its own width."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return None
+    return columns if columns > 0 else None
+
+
+def editor() -> str:
+    """The user's editor command line: `VISUAL`, else `EDITOR`, else vi."""
+    return os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"

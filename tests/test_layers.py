@@ -1,7 +1,7 @@
 """The shape of the house (README "Module map"), checked on the source: imports go down the
-layers only, and the environment is read in config.py and the CLI alone. Ruff's TID251 rule
-keeps typer and rich under sdcli/cli/; test_endpoints_in_client.py keeps endpoint paths in
-client.py."""
+layers only, the environment is read in config.py alone, and the glibc heap trick is wired by
+front ends, never by the core. Ruff's TID251 rule keeps typer and rich under sdcli/cli/;
+test_endpoints_in_client.py keeps endpoint paths in client.py."""
 
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ LAYERS = {
     "sdcli.config": INFRA,
     "sdcli.errors": INFRA,
 }
-# Where the environment may be read: settings, and the CLI's terminal conventions.
-READS_ENVIRONMENT = {"sdcli.config", "sdcli.cli"}
+# Where the environment may be read: config, for every setting and the terminal's conventions.
+READS_ENVIRONMENT = {"sdcli.config"}
 
 
 def modules() -> Iterator[tuple[str, ast.Module]]:
@@ -106,7 +106,7 @@ def test_imports_go_down_the_layers_only() -> None:
     assert upward == []
 
 
-def test_the_environment_is_read_in_config_and_the_cli_only() -> None:
+def test_the_environment_is_read_in_config_only() -> None:
     readers = []
     for name, tree in modules():
         if any(name == m or name.startswith(m + ".") for m in READS_ENVIRONMENT):
@@ -124,3 +124,14 @@ def test_the_environment_is_read_in_config_and_the_cli_only() -> None:
             ):
                 readers.append(f"{name}:{node.lineno}")
     assert readers == []
+
+
+def test_the_heap_trick_is_wired_by_front_ends_only() -> None:
+    """A process-wide trick (sdcli.heap): the front end that knows the run is long adds it."""
+    wiring = [
+        f"{name}:{line}"
+        for name, tree in modules()
+        for line, target in imported(tree)
+        if target == "sdcli.heap" and layer_of(name) != FRONT_ENDS
+    ]
+    assert wiring == []

@@ -179,3 +179,47 @@ def test_the_history_is_not_loaded_by_commands_that_do_not_use_it(argv: list[str
         check=False,
     )
     assert "LOADED=[]" in r.stderr, r.stderr
+
+
+def _with_a_reader_gone(argv: list[str], stream: str) -> tuple[int, str]:
+    """sdcli with `stream` (stdout or stderr) writing into a pipe whose reader is already gone,
+    as after `| head -1` (or `2>&1 | head -1`) has read its line: every write fails (EPIPE)."""
+    import os
+    import subprocess
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        other = subprocess.PIPE
+        done = subprocess.run(
+            [sys.executable, "-m", "sdcli", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=write_end if stream == "stdout" else other,
+            stderr=write_end if stream == "stderr" else other,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    return done.returncode, (done.stderr if stream == "stdout" else done.stdout) or ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["--help"], ["generate", "--help"], ["presets", "list"], ["presets", "path"]],
+)
+def test_a_reader_gone_from_stdout_exits_141_without_noise(argv: list[str]) -> None:
+    assert _with_a_reader_gone(argv, "stdout") == (141, "")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "--bogus"],  # the parser's error line
+        ["--url", "http://[::1", "models"],  # sdcli's own error line
+        ["--debug", "--url", "http://[::1", "models"],  # the traceback --debug prints
+    ],
+)
+def test_a_reader_gone_from_stderr_exits_141_without_noise(argv: list[str]) -> None:
+    assert _with_a_reader_gone(argv, "stderr") == (141, "")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import signal
 import sys
 import traceback
@@ -27,16 +26,18 @@ EXIT_CODES_HELP = (
 
 
 class SdcliGroup(HelpGroup):
-    """Turns every failure (our errors, Ctrl-C, a closed stdout, even a bug of ours) into one
-    line on stderr and a documented exit code."""
+    """Turns every failure (our errors, Ctrl-C, even a bug of ours) into one line on stderr and a
+    documented exit code. A reader that went away is the entry point's (sdcli.__main__)."""
 
     def _main_shell_completion(
         self, ctx_args: Any, prog_name: str, complete_var: str | None = None
     ) -> None:
-        if os.environ.get(complete_var or "_SDCLI_COMPLETE"):  # a Tab press, not a command
-            from sdcli.cli.completion import quote_bash_completions
+        """Bash completions escaped: typer has its completion classes loaded by now (and it
+        registers its own while building the app), so ours replaces its bash one here, on
+        every run, at the cost of one subclass; typer itself tells a Tab press from a command."""
+        from sdcli.cli.completion import quote_bash_completions
 
-            quote_bash_completions()
+        quote_bash_completions()
         super()._main_shell_completion(ctx_args, prog_name, complete_var)
 
     def make_context(
@@ -68,10 +69,6 @@ class SdcliGroup(HelpGroup):
                 _print_traceback()
             render.error(f"interrupted{by}")
             raise typer.Exit(int(signal_exit_code(signum))) from None
-        except BrokenPipeError:
-            # A reader such as `head -1` went away: stop quietly, like a tool killed by SIGPIPE.
-            _silence_output()
-            raise typer.Exit(int(ExitCode.STDOUT_CLOSED)) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
@@ -135,23 +132,13 @@ def _report_usage_error(exc: Any, fallback: str = "sdcli") -> None:
     render.note(f"see '{path} --help'")
 
 
-def _silence_output() -> None:
-    """Point stdout and stderr at /dev/null so the final flush at exit cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # not real files (tests' CliRunner): nothing to flush
-        pass
-
-
 def _debug(ctx: Any) -> bool:
     state = ctx.obj
     if isinstance(state, AppState) and state.debug:
         return True
-    return os.environ.get("SDCLI_DEBUG", "") not in ("", "0")
+    from sdcli.config import debug_requested
+
+    return debug_requested()
 
 
 app = typer.Typer(
@@ -179,10 +166,7 @@ app = typer.Typer(
 
 def _version_callback(value: bool) -> None:
     if value:
-        try:
-            render.result(f"sdcli {__version__}")
-        except BrokenPipeError:  # runs while parsing, before SdcliGroup.invoke can map it
-            raise typer.Exit(int(ExitCode.STDOUT_CLOSED)) from None
+        render.result(f"sdcli {__version__}")
         raise typer.Exit()
 
 
@@ -297,7 +281,7 @@ def _command_word(args: list[str]) -> str | None:
 def _app_for(name: str | None) -> typer.Typer:
     """The app with only the command being run: typer builds every command's parser before it
     parses anything: ~30 ms for all of them here, ~15 for `generate` alone (bench/RESULTS.md)."""
-    if name is None or os.environ.get("_SDCLI_COMPLETE"):
+    if name is None:  # also a shell asking for completions: it passes the words in variables
         return app
     commands = [c for c in app.registered_commands if c.name == name]
     groups = [g for g in app.registered_groups if g.name == name]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,8 +360,9 @@ def picture_mode(state: AppState, *, quiet: bool) -> Mode | None:
     if quiet or not render.stderr_is_tty():
         return None
     from sdcli.cli.pictures import detect_mode
+    from sdcli.config import terminal
 
-    mode = detect_mode(os.environ, state.settings.images)
+    mode = detect_mode(terminal(), state.settings.images)
     return None if mode == "none" else mode
 
 

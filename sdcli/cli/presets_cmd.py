@@ -234,7 +234,9 @@ def _editor_command() -> list[str]:
     import os
     import shlex
 
-    raw = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    from sdcli.config import editor
+
+    raw = editor()
     try:
         command = shlex.split(raw, posix=os.name != "nt")
     except ValueError as exc:

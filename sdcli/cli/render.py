@@ -5,9 +5,7 @@ Rich is imported only when a table or a progress bar is really drawn on a termin
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,7 +20,6 @@ if TYPE_CHECKING:
 
 _err_console: Console | None = None
 _status: StatusLine | None = None  # the live bar on stderr, while one is up
-stdout_closed = False  # set by __main__ when the process started with stdout closed
 
 
 # Control characters (C0, DEL, C1) and the bidirectional overrides that can reorder a line:
@@ -48,15 +45,16 @@ def printable(text: str) -> str:
 
 
 def stderr_is_tty() -> bool:
-    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    from sdcli.config import dumb_terminal
+
+    return sys.stderr.isatty() and not dumb_terminal()
 
 
 def use_color() -> bool:
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    return stderr_is_tty()
+    from sdcli.config import color_choice
+
+    choice = color_choice()
+    return stderr_is_tty() if choice is None else choice
 
 
 def err_console() -> Console:
@@ -81,8 +79,6 @@ def result_text(text: str) -> None:
 
 def result(line: str) -> None:
     """One result line on stdout, flushed so `while read` loops see it at once."""
-    if stdout_closed or sys.stdout is None:  # started with `>&-`: nobody can read results
-        raise BrokenPipeError(errno.EPIPE, "stdout is closed")
     _write(sys.stdout, line + "\n")
 
 

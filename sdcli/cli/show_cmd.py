@@ -52,8 +52,9 @@ def register(app: typer.Typer) -> None:
 
 def show_images(paths: list[Path], setting: str, *, width: int | None, height: int | None) -> None:
     from sdcli.cli.pictures import Tile, detect_mode, draw_tiles, open_image
+    from sdcli.config import terminal
 
-    mode = detect_mode(os.environ, setting) if render.stderr_is_tty() else "none"
+    mode = detect_mode(terminal(), setting) if render.stderr_is_tty() else "none"
     tiles: list[Tile] = []
     failed = 0
     for path in paths:

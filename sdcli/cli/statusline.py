@@ -30,10 +30,9 @@ def terminal_columns(stream: TextIO) -> int:
     except (OSError, ValueError, AttributeError):
         columns = 0
     if columns <= 0:
-        try:
-            columns = int(os.environ.get("COLUMNS", ""))
-        except ValueError:
-            columns = 0
+        from sdcli.config import columns_hint
+
+        columns = columns_hint() or 0
     return columns if columns > 0 else 80
 
 
