@@ -5,10 +5,12 @@ fix fields its API leaves without a usable default (names are checked in `sdcli.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sdcli.apitypes import Sampler, Scheduler, SdModel
 from sdcli.errors import ApiError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
@@ -52,6 +54,17 @@ class Catalog:
         self.remember(key, value)
         return value
 
+    def _unless_failing(self, key: str, ask: Callable[[], T]) -> T | None:
+        """`ask()`, or None when the server fails to answer it (recorded in `broken`): a list
+        some checks can do without. Refused credentials or no server at all still raise."""
+        try:
+            return ask()
+        except ApiError as exc:
+            if not _server_fault(exc):
+                raise
+            self.broken[key] = exc
+            return None
+
     def remember(self, key: str, value: Any) -> None:
         if self.cache is not None:
             self.cache.put(key, value)
@@ -87,13 +100,7 @@ class Catalog:
 
     def samplers_or_none(self) -> list[Sampler] | None:
         """The samplers, or None when the server fails to list them (recorded in `broken`)."""
-        try:
-            return self.samplers()
-        except ApiError as exc:
-            if not _server_fault(exc):
-                raise
-            self.broken["samplers"] = exc
-            return None
+        return self._unless_failing("samplers", self.samplers)
 
     def schedulers(self) -> list[Scheduler] | None:
         """None where there is no list: before 1.9.1, on SD.Next, or when it fails (`broken`)."""
@@ -102,13 +109,9 @@ class Catalog:
                 # SD.Next has no per-request schedule; its /schedulers fails its own response model
                 self._schedulers = None
             else:
-                try:
-                    self._schedulers = self._cached("schedulers", self.client.schedulers)
-                except ApiError as exc:
-                    if not _server_fault(exc):
-                        raise
-                    self.broken["schedulers"] = exc
-                    self._schedulers = None
+                self._schedulers = self._unless_failing(
+                    "schedulers", lambda: self._cached("schedulers", self.client.schedulers)
+                )
             self._schedulers_known = True
         return self._schedulers
 
@@ -127,13 +130,9 @@ class Catalog:
         """LoRA names (what `<lora:NAME:w>` takes); None where the Lora extension has no route
         or the server fails to list them (recorded in `broken`): then prompts go as typed."""
         if not self._loras_known:
-            try:
-                self._loras = self._cached("loras", self._ask_loras)
-            except ApiError as exc:
-                if not _server_fault(exc):
-                    raise
-                self.broken["loras"] = exc
-                self._loras = None
+            self._loras = self._unless_failing(
+                "loras", lambda: self._cached("loras", self._ask_loras)
+            )
             self._loras_known = True
         return self._loras
 

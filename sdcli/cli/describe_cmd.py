@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sdcli.cli import options as opts
 from sdcli.cli import render
 from sdcli.cli.state import AppState
 
@@ -31,10 +31,7 @@ def register(app: typer.Typer) -> None:
     @app.command("describe", help=DESCRIBE_HELP, short_help="Caption or tag images (interrogate).")
     def describe(
         ctx: typer.Context,
-        images: Annotated[
-            list[Path],
-            typer.Argument(help="Image files or directories of images.", metavar="IMAGE..."),
-        ],
+        images: opts.Images,
         model: Annotated[str, typer.Option("--model", "-m", help="clip or deepdanbooru.")] = "clip",
         json_lines: Annotated[
             bool, typer.Option("--json", help="One JSON object per image on stdout.")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
@@ -13,7 +14,6 @@ import typer
 
 from sdcli.cli import options as opts
 from sdcli.cli import render
-from sdcli.cli.completion import complete_preset
 from sdcli.cli.state import AppState
 from sdcli.errors import ExitCode, SdcliError
 
@@ -59,6 +59,7 @@ a multiple of 8. File names say which init image each came from ({init}).
 """
 
 
+Command = Callable[..., None]
 TYPING_HINT = "type one prompt per line; Ctrl-D on an empty line to finish"
 
 
@@ -70,76 +71,9 @@ def _stdin_bytes() -> BinaryIO:
     return io.BytesIO(sys.stdin.read().encode("utf-8", "surrogateescape"))  # a text-only stand-in
 
 
-Preset = Annotated[
+PromptWords = Annotated[
     list[str] | None,
-    typer.Option(
-        "--preset",
-        "-p",
-        help="Preset name or .toml path; repeatable.",
-        autocompletion=complete_preset,
-    ),
-]
-Sets = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Any request field: KEY=VALUE (VALUE as JSON, else text)."),
-]
-OutputDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--output-dir",
-        "-o",
-        help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .].",
-        readable=False,  # saving needs write and search permission, never read (mode 733)
-    ),
-]
-PromptsFile = Annotated[
-    Path | None,
-    typer.Option("--prompts-file", help="Read prompts from FILE, one per line (UTF-8, 1 MiB max)."),
-]
-JsonLines = Annotated[
-    bool, typer.Option("--json", help="One JSON object per saved image on stdout.")
-]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-NoShow = Annotated[
-    bool, typer.Option("--no-show", help="No thumbnail under each saved path (on a terminal).")
-]
-NoPreview = Annotated[
-    bool, typer.Option("--no-preview", help="No live preview above the progress bar.")
-]
-DryRun = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run",
-        help="Print the request body as JSON, names resolved with the server's lists "
-        "(read only; as typed if it cannot be reached); generate nothing.",
-    ),
-]
-Overwrite = Annotated[
-    bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
-]
-KeepGoing = Annotated[
-    bool,
-    typer.Option(
-        "--keep-going",
-        help="With many prompts: go on after a failed one (but stop, exit 3, after 3 "
-        "in a row cannot reach the server).",
-    ),
-]
-Retries = Annotated[
-    int,
-    typer.Option(
-        min=0,
-        help="Retry connection errors and 502/503/504 this many times, list calls "
-        "included (never a 4xx or a timeout), waiting 1 s, 2 s, 4 s… between tries "
-        "(env SDCLI_RETRY_BACKOFF: the first wait in seconds).",
-    ),
-]
-NoHistory = Annotated[
-    bool,
-    typer.Option(
-        "--no-history", help="Do not record this run in the history (config: history = false)."
-    ),
+    typer.Argument(help='Prompt words (joined with spaces), or "-" to read stdin.'),
 ]
 NAME_FIELDS_HELP = (
     "File name template: {date} {time} {seed} {index} {batch} {preset} "
@@ -147,38 +81,110 @@ NAME_FIELDS_HELP = (
 )
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """The options generate and img2img share besides the value flags (options.with_options)."""
+
+    from_image: opts.FromImage = None
+    set_: opts.Sets = None
+    output_dir: opts.OutputDir = None
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help=NAME_FIELDS_HELP + ", img2img's {init} \\[default: {date}-{time}-{index}-{seed}, "
+            "img2img's {date}-{time}-{index}-{init}-{seed}].",
+        ),
+    ] = None
+    prompts_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts-file", help="Read prompts from FILE, one per line (UTF-8, 1 MiB max)."
+        ),
+    ] = None
+    json_lines: opts.JsonLines = False
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")
+    ] = False
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False
+    no_show: Annotated[
+        bool, typer.Option("--no-show", help="No thumbnail under each saved path (on a terminal).")
+    ] = False
+    no_preview: Annotated[
+        bool, typer.Option("--no-preview", help="No live preview above the progress bar.")
+    ] = False
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the request body as JSON, names resolved with the server's lists "
+            "(read only; as typed if it cannot be reached); generate nothing.",
+        ),
+    ] = False
+    overwrite: opts.Overwrite = False
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="With many prompts: go on after a failed one (but stop, exit 3, after 3 "
+            "in a row cannot reach the server).",
+        ),
+    ] = False
+    retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Retry connection errors and 502/503/504 this many times, list calls "
+            "included (never a 4xx or a timeout), waiting 1 s, 2 s, 4 s… between tries "
+            "(env SDCLI_RETRY_BACKOFF: the first wait in seconds).",
+        ),
+    ] = 0
+    no_history: Annotated[
+        bool,
+        typer.Option(
+            "--no-history", help="Do not record this run in the history (config: history = false)."
+        ),
+    ] = False
+
+    def request(
+        self, prompt: list[str] | None, preset: list[str] | None, flags: dict[str, Any], **more: Any
+    ) -> JobRequest:
+        """The core's request for these options, the prompt words, presets and value flags."""
+        from sdcli.plan import JobRequest
+
+        return JobRequest(
+            words=list(prompt or []),
+            prompts_file=self.prompts_file,
+            presets=list(preset or []),
+            flags=flags,
+            sets=list(self.set_ or []),
+            from_image=self.from_image,
+            output_dir=self.output_dir,
+            name_template=self.name,
+            overwrite=self.overwrite,
+            keep_going=self.keep_going,
+            retries=self.retries,
+            **more,
+        )
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("generate", help=HELP, no_args_is_help=False)
-    @opts.with_txt2img_flags
+    def command(
+        name: str, help: str, value_flags: Callable[[Command], Command]
+    ) -> Callable[[Command], Any]:
+        """A command with its value flags and the run options (flags=…, options=…)."""
+        return lambda function: app.command(name, help=help, no_args_is_help=False)(
+            value_flags(opts.with_options(RunOptions)(function))
+        )
+
+    @command("generate", HELP, opts.with_txt2img_flags)
     def generate(
         ctx: typer.Context,
-        prompt: Annotated[
-            list[str] | None,
-            typer.Argument(help='Prompt words (joined with spaces), or "-" to read stdin.'),
-        ] = None,
-        preset: Preset = None,
+        prompt: PromptWords = None,
+        preset: opts.Preset = None,
         *,
         flags: dict[str, Any],  # the value flags (--steps, --cfg…): see options.with_value_flags
-        from_image: opts.FromImage = None,
-        set_: Sets = None,
-        output_dir: OutputDir = None,
-        name: Annotated[
-            str | None,
-            typer.Option(
-                "--name", help=NAME_FIELDS_HELP + " \\[default: {date}-{time}-{index}-{seed}]."
-            ),
-        ] = None,
-        prompts_file: PromptsFile = None,
-        json_lines: JsonLines = False,
-        quiet: Quiet = False,
-        no_progress: NoProgress = False,
-        no_show: NoShow = False,
-        no_preview: NoPreview = False,
-        dry_run: DryRun = False,
-        overwrite: Overwrite = False,
-        keep_going: KeepGoing = False,
-        retries: Retries = 0,
-        no_history: NoHistory = False,
+        options: RunOptions,
         rerun: Annotated[
             int | None,
             typer.Option("--rerun", metavar="ID", hidden=True, help="Start from generation ID."),
@@ -188,40 +194,19 @@ def register(app: typer.Typer) -> None:
             typer.Option("--rerun-of", metavar="ID", hidden=True, help="Link to generation ID."),
         ] = None,
     ) -> None:
-        from sdcli.plan import JobRequest
-
         recorded = None
         if rerun is not None:  # `sdcli rerun ID`: the recorded request is the bottom layer
             from sdcli.history.replay import load
 
             recorded = load(_history_path(ctx.obj), rerun)
             rerun_of = rerun
-        request = JobRequest(
-            words=list(prompt or []),
-            prompts_file=prompts_file,
-            presets=list(preset or []),
-            flags=flags,
-            sets=list(set_ or []),
-            from_image=from_image,
-            recorded=recorded,
-            output_dir=output_dir,
-            name_template=name,
-            overwrite=overwrite,
-            keep_going=keep_going,
-            retries=retries,
-        )
-        _main(ctx.obj, request, json_lines=json_lines, quiet=quiet, no_progress=no_progress,
-              dry_run=dry_run, no_show=no_show, no_preview=no_preview,
-              history=not no_history, rerun_of=rerun_of)  # fmt: skip
+        request = options.request(prompt, preset, flags, recorded=recorded)
+        _main(ctx.obj, request, options, rerun_of=rerun_of)
 
-    @app.command("img2img", help=IMG2IMG_HELP, no_args_is_help=False)
-    @opts.with_value_flags
+    @command("img2img", IMG2IMG_HELP, opts.with_value_flags)
     def img2img(
         ctx: typer.Context,
-        prompt: Annotated[
-            list[str] | None,
-            typer.Argument(help='Prompt words (joined with spaces), or "-" to read stdin.'),
-        ] = None,
+        prompt: PromptWords = None,
         init: Annotated[
             list[Path] | None,
             typer.Option(
@@ -234,66 +219,19 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--mask", help="Inpainting mask, the init image's size (white: repaint)."),
         ] = None,
-        preset: Preset = None,
+        preset: opts.Preset = None,
         *,
         flags: dict[str, Any],
-        from_image: opts.FromImage = None,
-        set_: Sets = None,
-        output_dir: OutputDir = None,
-        name: Annotated[
-            str | None,
-            typer.Option(
-                "--name",
-                help=NAME_FIELDS_HELP + " {init} \\[default: {date}-{time}-{index}-{init}-{seed}].",
-            ),
-        ] = None,
-        prompts_file: PromptsFile = None,
-        json_lines: JsonLines = False,
-        quiet: Quiet = False,
-        no_progress: NoProgress = False,
-        no_show: NoShow = False,
-        no_preview: NoPreview = False,
-        dry_run: DryRun = False,
-        overwrite: Overwrite = False,
-        keep_going: KeepGoing = False,
-        retries: Retries = 0,
-        no_history: NoHistory = False,
+        options: RunOptions,
     ) -> None:
-        from sdcli.plan import JobRequest
-
-        request = JobRequest(
-            words=list(prompt or []),
-            prompts_file=prompts_file,
-            presets=list(preset or []),
-            flags=flags,
-            sets=list(set_ or []),
-            from_image=from_image,
-            mode="img2img",
-            output_dir=output_dir,
-            name_template=name,
-            overwrite=overwrite,
-            keep_going=keep_going,
-            retries=retries,
-            inputs=list(init or []),
-            mask=mask,
-        )
-        _main(ctx.obj, request, json_lines=json_lines, quiet=quiet, no_progress=no_progress,
-              dry_run=dry_run, no_show=no_show, no_preview=no_preview,
-              history=not no_history)  # fmt: skip
+        request = options.request(
+            prompt, preset, flags, mode="img2img", inputs=list(init or []), mask=mask,
+        )  # fmt: skip
+        _main(ctx.obj, request, options)
 
 
 def _main(
-    state: AppState,
-    request: JobRequest,
-    *,
-    json_lines: bool,
-    quiet: bool,
-    no_progress: bool,
-    dry_run: bool,
-    no_show: bool = False,
-    no_preview: bool = False,
-    history: bool = True,
-    rerun_of: int | None = None,
+    state: AppState, request: JobRequest, options: RunOptions, *, rerun_of: int | None = None
 ) -> None:
     """What generate and img2img share: plan the job, then a dry run or the run."""
     from dataclasses import replace
@@ -304,6 +242,7 @@ def _main(
     words = list(request.words)
     request = replace(request, flag_labels=FLAG_LABELS)
     job = plan_job(request, state.settings, stdin=_stdin_bytes())
+    quiet = options.quiet
     if job.mode == "img2img" and not quiet:
         _size_notes(job)
     # Prompts typed at a terminal: say how, and how to stop. They are never waited for just
@@ -311,25 +250,25 @@ def _main(
     typed = request.prompts_file is None and words == ["-"] and sys.stdin.isatty()
     if typed and not quiet:
         render.note(TYPING_HINT)
-    if dry_run:
+    if options.dry_run:
         _dry_run(state, job)
         return
     many = words == ["-"] or request.prompts_file is not None
-    show = not (quiet or no_progress) and render.stderr_is_tty()
+    show = not (quiet or options.no_progress) and render.stderr_is_tty()
     pictures = picture_mode(state, quiet=quiet)
-    thumbnails = pictures if not no_show and state.settings.thumbnails else None
-    preview = show and pictures is not None and not no_preview and state.settings.live_preview
+    thumbnails = pictures if not options.no_show and state.settings.thumbnails else None
+    live = state.settings.live_preview and not options.no_preview
     _run(
         state,
         job,
         show,
-        json_lines=json_lines,
+        json_lines=options.json_lines,
         quiet=quiet,
         typed=typed,
         many=many,
         thumbnails=thumbnails,
-        preview=preview,
-        history=history_recorder(state, job, rerun_of) if history else None,
+        preview=show and pictures is not None and live,
+        history=None if options.no_history else history_recorder(state, job, rerun_of),
     )
 
 

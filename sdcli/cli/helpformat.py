@@ -69,26 +69,23 @@ def plain_usage(pieces: list[str]) -> list[str]:
     return [_BRACED.sub(r"\1", piece) for piece in pieces]
 
 
-class SdcliCommand(TyperCommand):
-    """Every sdcli command: plain usage pieces, trimmed help in a pipe."""
+class _SdcliHelp:
+    """sdcli's help conventions: plain usage pieces, trimmed help in a pipe."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        return plain_usage(super().collect_usage_pieces(ctx))
+        return plain_usage(super().collect_usage_pieces(ctx))  # type: ignore[misc]
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         with trimmed_stdout():
-            super().format_help(ctx, formatter)
+            super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
-class HelpGroup(TyperGroup):
+class SdcliCommand(_SdcliHelp, TyperCommand):
+    """Every sdcli command."""
+
+
+class HelpGroup(_SdcliHelp, TyperGroup):
     """A command group with the same help conventions as SdcliCommand."""
-
-    def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        return plain_usage(super().collect_usage_pieces(ctx))
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        with trimmed_stdout():
-            super().format_help(ctx, formatter)
 
 
 def use_sdcli_classes(typer_app: Any) -> None:

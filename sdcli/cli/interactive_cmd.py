@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from sdcli.cli import options as opts
-from sdcli.cli.completion import complete_preset
 from sdcli.cli.state import AppState
 
 HELP = """\
@@ -34,36 +32,15 @@ def register(app: typer.Typer) -> None:
     @opts.with_txt2img_flags
     def interactive(
         ctx: typer.Context,
-        preset: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--preset",
-                "-p",
-                help="Preset name or .toml path; repeatable.",
-                autocompletion=complete_preset,
-            ),
-        ] = None,
+        preset: opts.Preset = None,
         from_image: opts.FromImage = None,
-        set_: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="Any request field: KEY=VALUE (VALUE as JSON, else text)."),
-        ] = None,
-        output_dir: Annotated[
-            Path | None,
-            typer.Option(
-                "--output-dir",
-                "-o",
-                help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .].",
-                readable=False,
-            ),
-        ] = None,
+        set_: opts.Sets = None,
+        output_dir: opts.OutputDir = None,
         name: Annotated[
             str | None,
             typer.Option("--name", help="File name template, as for generate."),
         ] = None,
-        overwrite: Annotated[
-            bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
-        ] = False,
+        overwrite: opts.Overwrite = False,
         retries: Annotated[
             int,
             typer.Option(min=0, help="Retry connection errors and 502/503/504, as generate."),

@@ -6,7 +6,8 @@ JSON object per line with --json.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
@@ -79,128 +80,133 @@ def _refresh(client: WebUIClient, kind: str) -> None:
         client.refresh(cast("RefreshKind", kind))
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(
+@dataclass(frozen=True)
+class Listing:
+    """One list command: what it asks the server, and how one entry reads as a row (the table's
+    or a tab-separated line) and as a JSON object."""
+
+    name: str
+    help: tuple[str, str, str, str]  # what, columns, JSON keys, examples (see _list_help)
+    ask: Callable[[WebUIClient], Sequence[Any] | None]  # None: the server has no such route
+    headers: tuple[str, ...]
+    row: Callable[[Any], list[str]]
+    item: Callable[[Any], dict[str, Any]]
+    empty: str  # said when the list is empty
+    short: str  # the one line in `sdcli --help`
+    refresh: str | None = None  # the kind `--refresh` re-scans; None: no --refresh
+    missing: Callable[[], str] = str  # the error when `ask` finds no route
+
+    def show(self, ctx: typer.Context, json_lines: bool, refresh: bool = False) -> None:
+        client = _client(ctx)
+        if refresh and self.refresh is not None:
+            _refresh(client, self.refresh)
+        found = self.ask(client)
+        if found is None:
+            from sdcli.errors import ApiError
+
+            raise ApiError(self.missing())
+        rows = [self.row(x) for x in found]
+        _show(rows, self.headers, [self.item(x) for x in found], json_lines, self.empty)
+
+
+def _no_route(constant: str, why: str) -> str:
+    """`this server has no /sdapi/v1/loras (…)`: the path from the client, imported only now."""
+    from sdcli import client
+
+    return f"this server has no {getattr(client, constant)} ({why})"
+
+
+LISTINGS = (
+    Listing(
         "loras",
-        help=_list_help(
+        (
             "LoRAs: the name `<lora:NAME:0.8>` takes in a prompt, and the file",
             "name, alias, path",
             "name, alias, path",
             "  sdcli loras\n  sdcli loras | cut -f1",
         ),
-        short_help="List the server's LoRAs.",
-    )
-    def loras(
-        ctx: typer.Context, json_lines: JsonFlag = False, refresh: RefreshFlag = False
-    ) -> None:
-        from sdcli.client import LORAS_PATH
-        from sdcli.errors import ApiError
-
-        client = _client(ctx)
-        if refresh:
-            _refresh(client, "loras")
-        found = client.loras()
-        if found is None:
-            raise ApiError(f"this server has no {LORAS_PATH} (its Lora extension is off)")
-        _show(
-            [[x.name, x.alias if x.alias != x.name else "", x.path] for x in found],
-            ["name", "alias", "path"],
-            [{"name": x.name, "alias": x.alias, "path": x.path} for x in found],
-            json_lines,
-            "the server lists no LoRAs (put them in models/Lora, then `sdcli refresh loras`)",
-        )
-
-    @app.command(
+        lambda client: client.loras(),
+        ("name", "alias", "path"),
+        lambda x: [x.name, x.alias if x.alias != x.name else "", x.path],
+        lambda x: {"name": x.name, "alias": x.alias, "path": x.path},
+        "the server lists no LoRAs (put them in models/Lora, then `sdcli refresh loras`)",
+        "List the server's LoRAs.",
+        refresh="loras",
+        missing=lambda: _no_route("LORAS_PATH", "its Lora extension is off"),
+    ),
+    Listing(
         "embeddings",
-        help=_list_help(
+        (
             "textual-inversion embeddings (a prompt uses them by name); those skipped for the "
             "loaded model's architecture are marked",
             "name, loaded or skipped, vectors",
             "name, loaded, vectors, shape, step, checkpoint",
             "  sdcli embeddings\n  sdcli embeddings --json | jq -r 'select(.loaded) | .name'",
         ),
-        short_help="List the server's embeddings.",
-    )
-    def embeddings(
-        ctx: typer.Context, json_lines: JsonFlag = False, refresh: RefreshFlag = False
-    ) -> None:
-        client = _client(ctx)
-        if refresh:
-            _refresh(client, "embeddings")
-        found = client.embeddings()
-        _show(
-            [[e.name, "loaded" if e.loaded else "skipped", _num(e.vectors)] for e in found],
-            ["name", "state", "vectors"],
-            [
-                {
-                    "name": e.name,
-                    "loaded": e.loaded,
-                    "vectors": e.vectors,
-                    "shape": e.shape,
-                    "step": e.step,
-                    "checkpoint": e.checkpoint,
-                }
-                for e in found
-            ],
-            json_lines,
-            "the server lists no embeddings (put them in embeddings/, then "
-            "`sdcli refresh embeddings`)",
-        )
-
-    @app.command(
+        lambda client: client.embeddings(),
+        ("name", "state", "vectors"),
+        lambda e: [e.name, "loaded" if e.loaded else "skipped", _num(e.vectors)],
+        lambda e: {
+            "name": e.name,
+            "loaded": e.loaded,
+            "vectors": e.vectors,
+            "shape": e.shape,
+            "step": e.step,
+            "checkpoint": e.checkpoint,
+        },
+        "the server lists no embeddings (put them in embeddings/, then `sdcli refresh embeddings`)",
+        "List the server's embeddings.",
+        refresh="embeddings",
+    ),
+    Listing(
         "styles",
-        help=_list_help(
+        (
             "prompt styles (`--style NAME` in the web UI's sense)",
             "name, prompt, negative prompt",
             "name, prompt, negative_prompt",
             "  sdcli styles\n  sdcli styles --json | jq -r .name",
         ),
-        short_help="List the server's prompt styles.",
-    )
-    def styles(ctx: typer.Context, json_lines: JsonFlag = False) -> None:
-        found = _client(ctx).prompt_styles()
-        _show(
-            [[s.name, s.prompt, s.negative_prompt] for s in found],
-            ["name", "prompt", "negative prompt"],
-            [
-                {"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
-                for s in found
-            ],
-            json_lines,
-            "the server lists no prompt styles (the web UI keeps them in styles.csv)",
-        )
-
-    @app.command(
+        lambda client: client.prompt_styles(),
+        ("name", "prompt", "negative prompt"),
+        lambda s: [s.name, s.prompt, s.negative_prompt],
+        lambda s: {"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt},
+        "the server lists no prompt styles (the web UI keeps them in styles.csv)",
+        "List the server's prompt styles.",
+    ),
+    Listing(
         "vaes",
-        help=_list_help(
-            "VAE files (besides Automatic and None)",
-            "name, file",
-            "name, filename",
-            "  sdcli vaes",
-        ),
-        short_help="List the server's VAEs.",
-    )
-    def vaes(
+        ("VAE files (besides Automatic and None)", "name, file", "name, filename", "  sdcli vaes"),
+        lambda client: client.sd_vaes(),
+        ("name", "file"),
+        lambda v: [v.name, v.filename],
+        lambda v: {"name": v.name, "filename": v.filename},
+        "the server lists no VAEs (put them in models/VAE, then `sdcli refresh vae`)",
+        "List the server's VAEs.",
+        refresh="vae",
+        missing=lambda: _no_route("VAE_PATH", "Forge lists VAEs with its other modules"),
+    ),
+)
+
+
+def _register_listing(app: typer.Typer, listing: Listing) -> None:
+    def with_refresh(
         ctx: typer.Context, json_lines: JsonFlag = False, refresh: RefreshFlag = False
     ) -> None:
-        from sdcli.client import VAE_PATH
-        from sdcli.errors import ApiError
+        listing.show(ctx, json_lines, refresh)
 
-        client = _client(ctx)
-        if refresh:
-            _refresh(client, "vae")
-        found = client.sd_vaes()
-        if found is None:
-            raise ApiError(
-                f"this server has no {VAE_PATH} (Forge lists VAEs with its other modules)"
-            )
-        _show(
-            [[v.name, v.filename] for v in found],
-            ["name", "file"],
-            [{"name": v.name, "filename": v.filename} for v in found],
-            json_lines,
-            "the server lists no VAEs (put them in models/VAE, then `sdcli refresh vae`)",
-        )
+    def without(ctx: typer.Context, json_lines: JsonFlag = False) -> None:
+        listing.show(ctx, json_lines)
+
+    app.command(
+        listing.name,
+        help=_list_help(*listing.help),
+        short_help=listing.short,
+    )(with_refresh if listing.refresh else without)
+
+
+def register(app: typer.Typer) -> None:
+    for listing in LISTINGS:
+        _register_listing(app, listing)
 
     @app.command(
         "upscalers",

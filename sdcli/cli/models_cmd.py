@@ -83,6 +83,11 @@ def spinner(text: str) -> Iterator[None]:
         yield
 
 
+RefreshModels = Annotated[
+    bool, typer.Option("--refresh", help="Re-scan the server's model folder first.")
+]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("set-model", help=SET_MODEL_HELP)
     def set_model(
@@ -95,10 +100,7 @@ def register(app: typer.Typer) -> None:
                 autocompletion=complete_model,
             ),
         ],
-        refresh: Annotated[
-            bool,
-            typer.Option("--refresh", help="Re-scan the server's model folder first."),
-        ] = False,
+        refresh: RefreshModels = False,
     ) -> None:
         state: AppState = ctx.obj
         cache = state.list_cache(fresh=True)  # the server's list, renewed in the cache
@@ -114,10 +116,7 @@ def register(app: typer.Typer) -> None:
         json_lines: Annotated[
             bool, typer.Option("--json", help="One JSON object per checkpoint on stdout.")
         ] = False,
-        refresh: Annotated[
-            bool,
-            typer.Option("--refresh", help="Re-scan the server's model folder first."),
-        ] = False,
+        refresh: RefreshModels = False,
     ) -> None:
         from sdcli.catalog import is_forge_options, is_sdnext
         from sdcli.names.lookup import checkpoint_option, loaded_model

@@ -3,15 +3,17 @@ setting is one `KeySpec` with a `flag`, and both commands get it, named and type
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sdcli.cli.completion import complete_model, complete_sampler
+from sdcli.cli.completion import complete_model, complete_preset, complete_sampler
 from sdcli.errors import UsageError
 from sdcli.preset_schema import PRESET_KEYS, KeySpec
 
@@ -20,6 +22,39 @@ FromImage = Annotated[
     typer.Option(
         "--from-image", help="Start from the parameters stored in this image (PNG, JPEG, WebP)."
     ),
+]
+# Options several commands take, declared once.
+Preset = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--preset",
+        "-p",
+        help="Preset name or .toml path; repeatable.",
+        autocompletion=complete_preset,
+    ),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Any request field: KEY=VALUE (VALUE as JSON, else text)."),
+]
+OutputDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir",
+        "-o",
+        help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .].",
+        readable=False,  # saving needs write and search permission, never read (mode 733)
+    ),
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
+]
+JsonLines = Annotated[
+    bool, typer.Option("--json", help="One JSON object per saved image on stdout.")
+]
+Images = Annotated[
+    list[Path],
+    typer.Argument(help="Image files or directories of images.", metavar="IMAGE..."),
 ]
 
 
@@ -92,11 +127,8 @@ def _value_parameter(name: str) -> inspect.Parameter:
 
 
 def with_value_flags(command: Callable[..., None]) -> Callable[..., None]:
-    """Put the value flags where `command` has its keyword-only `flags` parameter.
-
-    typer reads a command's options from `inspect.signature`, so the wrapper shows the flags
-    there; it calls `command` with `flags`: the values given, under preset key names.
-    """
+    """Put the value flags where `command` has its keyword-only `flags` parameter; `command` is
+    called with `flags`: the values given, under preset key names."""
     return _with_value_flags(command, img2img=True)
 
 
@@ -106,38 +138,91 @@ def with_txt2img_flags(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _with_value_flags(command: Callable[..., None], *, img2img: bool) -> Callable[..., None]:
-    own = inspect.signature(command).parameters  # names only: the annotations stay unread
-    if "flags" not in own or own["flags"].kind is not inspect.Parameter.KEYWORD_ONLY:
-        raise TypeError(f"{command.__name__} needs a keyword-only `flags` parameter")
-    clash = sorted(set(_value_names(img2img)) & set(own))
-    if clash:
-        raise TypeError(f"{command.__name__}: a value flag's parameter is taken: {clash}")
-    return _WithValueFlags(command, img2img)
+    names = _value_names(img2img)
+    return _Expanded(
+        command, "flags", names, lambda: [_value_parameter(n) for n in names], value_flags
+    )
 
 
-class _WithValueFlags:
-    """A command with the value flags in its signature, built when typer first asks for it:
-    typer builds only the command being run, so the others never pay for theirs."""
+def with_options(group: type[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Put the options of `group`, a dataclass whose fields are typer annotations with their
+    defaults, where the command has its keyword-only `options` parameter; the command is called
+    with `options`: a `group` of the values given. Commands that share options share a group."""
 
-    def __init__(self, command: Callable[..., None], img2img: bool = True) -> None:
+    def parameters() -> list[inspect.Parameter]:
+        hints = typing.get_type_hints(group, include_extras=True)
+        return [
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
+            )
+            for f in dataclasses.fields(group)
+        ]
+
+    names = [f.name for f in dataclasses.fields(group)]
+    return lambda command: _Expanded(
+        command, "options", names, parameters, lambda given: group(**given)
+    )
+
+
+def _parameter_kinds(command: Callable[..., None]) -> dict[str, Any]:
+    if isinstance(command, _Expanded):
+        return command.kinds()
+    return {name: p.kind for name, p in inspect.signature(command).parameters.items()}
+
+
+class _Expanded:
+    """A command whose keyword-only parameter `slot` stands for several options.
+
+    typer reads a command's options from `inspect.signature`, so the wrapper shows them there,
+    built when typer first asks (typer builds only the command being run, so the others never
+    pay for theirs); it calls the command with `slot` set to `collect` of the values given.
+    """
+
+    def __init__(
+        self,
+        command: Callable[..., None],
+        slot: str,
+        names: list[str],
+        parameters: Callable[[], list[inspect.Parameter]],
+        collect: Callable[[dict[str, Any]], Any],
+    ) -> None:
+        own = _parameter_kinds(command)
+        if own.get(slot) is not inspect.Parameter.KEYWORD_ONLY:
+            raise TypeError(f"{command.__name__} needs a keyword-only `{slot}` parameter")
+        clash = sorted(set(names) & set(own))
+        if clash:
+            raise TypeError(f"{command.__name__}: an option's parameter is taken: {clash}")
         functools.update_wrapper(self, command)
         self._command = command
-        self._names = _value_names(img2img)
+        self._slot = slot
+        self._names = names
+        self._parameters = parameters
+        self._collect = collect
 
     @functools.cached_property
     def __signature__(self) -> inspect.Signature:
         signature = inspect.signature(self._command, eval_str=True)
         params: list[inspect.Parameter] = []
         for param in signature.parameters.values():
-            if param.name == "flags":
-                params += [_value_parameter(name) for name in self._names]
+            if param.name == self._slot:
+                params += self._parameters()
             else:
                 params.append(param)
         return signature.replace(parameters=params)
 
+    def kinds(self) -> dict[str, Any]:
+        """The parameters typer will see, by kind, without reading a single annotation."""
+        kinds = {}
+        for name, kind in _parameter_kinds(self._command).items():
+            if name == self._slot:
+                kinds.update(dict.fromkeys(self._names, inspect.Parameter.KEYWORD_ONLY))
+            else:
+                kinds[name] = kind
+        return kinds
+
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        given = {name: kwargs.pop(name, None) for name in self._names}
-        self._command(*args, **kwargs, flags=value_flags(given))
+        given = {name: kwargs.pop(name) for name in self._names if name in kwargs}
+        self._command(*args, **kwargs, **{self._slot: self._collect(given)})
 
 
 def parse_size(size: str) -> tuple[int, int]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sdcli.cli import options as opts
 from sdcli.cli import render
 from sdcli.cli.state import AppState
 
@@ -48,10 +48,7 @@ def register(app: typer.Typer) -> None:
     @app.command("upscale", help=UPSCALE_HELP, short_help="Upscale images on the server (extras).")
     def upscale(
         ctx: typer.Context,
-        images: Annotated[
-            list[Path],
-            typer.Argument(help="Image files or directories of images.", metavar="IMAGE..."),
-        ],
+        images: opts.Images,
         upscaler: Annotated[
             str | None,
             typer.Option("--upscaler", "-u", help="Upscaler name (`sdcli upscalers`)."),
@@ -79,21 +76,9 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option("--codeformer-weight", help="CodeFormer weight (0: strongest), 0 to 1."),
         ] = 0.5,
-        output_dir: Annotated[
-            Path | None,
-            typer.Option(
-                "--output-dir",
-                "-o",
-                help="Where to save (env SDCLI_OUTPUT_DIR) \\[default: .].",
-                readable=False,
-            ),
-        ] = None,
-        overwrite: Annotated[
-            bool, typer.Option("--overwrite", help="Replace existing files of the same name.")
-        ] = False,
-        json_lines: Annotated[
-            bool, typer.Option("--json", help="One JSON object per saved image on stdout.")
-        ] = False,
+        output_dir: opts.OutputDir = None,
+        overwrite: opts.Overwrite = False,
+        json_lines: opts.JsonLines = False,
     ) -> None:
         from sdcli.cli.models_cmd import spinner
         from sdcli.errors import UsageError

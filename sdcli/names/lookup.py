@@ -260,12 +260,7 @@ def resolve_sampler(
         return found.name, sched.label if sched else None
     split = _split_combined(sampler, samplers, schedulers)
     if split is None:
-        choices = [s.name for s in samplers]
-        raise NotFoundError(
-            f"the server has no sampler {sampler!r}",
-            candidates=choices,
-            hint=_suggest(sampler, choices) or "run `sdcli samplers` to list them",
-        )
+        raise _no_sampler(sampler, samplers)
     base, suffix = split
     if sched is not None and sched.name != suffix.name:
         raise NotFoundError(
@@ -335,6 +330,15 @@ def resolve_upscaler(name: str, upscalers: Sequence[str]) -> str:
     )
 
 
+def _no_sampler(wanted: str, samplers: Sequence[Sampler]) -> NotFoundError:
+    choices = [s.name for s in samplers]
+    return NotFoundError(
+        f"the server has no sampler {wanted!r}",
+        candidates=choices,
+        hint=_suggest(wanted, choices) or "run `sdcli samplers` to list them",
+    )
+
+
 def _resolve_old_style(
     sampler: str | None, scheduler: str | None, samplers: Sequence[Sampler]
 ) -> str | None:
@@ -351,12 +355,7 @@ def _resolve_old_style(
         return combined.name
     found = _find_sampler(wanted, samplers)
     if found is None:
-        choices = [s.name for s in samplers]
-        raise NotFoundError(
-            f"the server has no sampler {wanted!r}",
-            candidates=choices,
-            hint=_suggest(wanted, choices) or "run `sdcli samplers` to list them",
-        )
+        raise _no_sampler(wanted, samplers)
     return found.name
 
 
