@@ -33,6 +33,7 @@ ENV_VARS = {
     "default_preset": "SDCLI_PRESET",
     "images": "SDCLI_IMAGES",
     "cache_ttl": "SDCLI_CACHE_TTL",
+    "wildcards_dir": "SDCLI_WILDCARDS",
 }
 FILE_KEYS = frozenset(
     {*ENV_VARS, "connect_timeout", "thumbnails", "live_preview", "history", "history_file"}
@@ -67,6 +68,11 @@ def state_dir() -> Path:
     """What sdcli keeps between runs that is not a setting (interactive mode's input history):
     `SDCLI_HOME`, else the platform's place for state (XDG_STATE_HOME on Linux)."""
     return _user_dir("XDG_STATE_HOME", ".local/state")
+
+
+def default_wildcards_dir() -> Path:
+    """Where `__name__` in a dynamic prompt finds `name.txt` unless told otherwise."""
+    return config_dir() / "wildcards"
 
 
 def user_presets_dir() -> Path:
@@ -134,6 +140,9 @@ class Settings:
     warnings: tuple[str, ...] = ()
     history: Path | None = None  # the history database; None: recording is off
     history_path: Path | None = None  # where it is or would be, even when off
+    # dynamic prompts: the directory of `__name__` wildcard files, and where that came from
+    wildcards_dir: Path | None = None
+    wildcards_source: str = "default"
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -313,6 +322,12 @@ def load_settings(
     images = parse_images(raw_images, where=_where("images", images_source))
 
     history_path, history_on = _history(environ, file_data)
+    raw_wildcards, wildcards_source = pick("wildcards_dir", None)
+    if raw_wildcards is not None and not (isinstance(raw_wildcards, str) and raw_wildcards.strip()):
+        raise UsageError(f"{_where('wildcards_dir', wildcards_source)} must be a directory path")
+    wildcards = (
+        Path(raw_wildcards).expanduser() if raw_wildcards is not None else default_wildcards_dir()
+    )
     if credentials and urlsplit(base_url).scheme == "http" and not _is_loopback(base_url):
         warnings.append(
             f"sending the password unencrypted over http:// to {base_url} (use https:// if you can)"
@@ -333,6 +348,8 @@ def load_settings(
         warnings=tuple(warnings),
         history=history_path if history_on else None,
         history_path=history_path,
+        wildcards_dir=wildcards,
+        wildcards_source=wildcards_source,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sdcli.errors import SdcliError
@@ -111,6 +112,21 @@ class Warned:
     server: str = ""
 
 
+@dataclass(frozen=True)
+class GridSaved:
+    """An X/Y/Z plot's labelled grid image is on disk (one per prompt and Z value); `cells`
+    the cells it has, `missing` those left blank (a failed or unfinished cell)."""
+
+    path: Path
+    prompt: str
+    template: str | None
+    axes: str  # what the axes are, as the grid's parameters text says
+    cells: int
+    missing: int = 0
+    unit: Unit | None = None
+    server: str = ""
+
+
 Event = (
     UnitStarted
     | Progressed
@@ -120,6 +136,7 @@ Event = (
     | Interrupting
     | Retrying
     | Warned
+    | GridSaved
 )
 Sink = Callable[[Event], None]
 

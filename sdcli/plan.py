@@ -17,10 +17,13 @@ from sdcli.errors import SdcliError, UsageError
 from sdcli.job import Job, Mode, Unit
 
 if TYPE_CHECKING:
+    from sdcli.catalog import Catalog
     from sdcli.client import WebUIClient
     from sdcli.config import Settings
+    from sdcli.dynprompts import DynamicPrompts
     from sdcli.history.replay import Recorded
     from sdcli.names.request import Resolved
+    from sdcli.sweeps import Axis
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,13 @@ class JobRequest:
     inputs: Sequence[Path] = ()  # img2img: init images, files or directories
     mask: Path | None = None  # img2img: an inpainting mask of the init images' size
     retry_backoff: float | None = None  # None: SDCLI_RETRY_BACKOFF, else 1 s
+    # dynamic prompts (sdcli.dynprompts): None expands prompts that use the syntax, True every
+    # prompt, False none; how many prompts a template gives; every combination; wildcard files
+    dynamic: bool | None = None
+    variants: int | None = None
+    combinatorial: bool = False
+    wildcards: Path | None = None  # None: the configured directory
+    xy: Sequence[str] = ()  # X/Y/Z plot axes, KEY=V1,V2,… (sdcli.sweeps)
 
 
 def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None = None) -> Job:
@@ -93,6 +103,14 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
     default_template = IMG2IMG_NAME_TEMPLATE if request.mode == "img2img" else DEFAULT_NAME_TEMPLATE
     template = request.name_template or default_template
     check_name_template(template)
+    dynamic = _dynamic(request, settings)
+    axes: tuple[Axis, ...] = ()
+    if request.xy:
+        from sdcli.sweeps import parse_axes
+
+        axes = parse_axes(request.xy, mode=request.mode, sets=sets)
+        if not any(a.key == "seed" for a in axes):
+            values = fixed_seed(values)
     if request.retry_backoff is None:
         from sdcli.config import retry_backoff
 
@@ -103,7 +121,7 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
         mode=request.mode,
         values=values,
         sets=sets,
-        prompts=_prompts(words, request.prompts_file, stdin),
+        prompts=_checked(_prompts(words, request.prompts_file, stdin), dynamic),
         preset_names=tuple(p.name for p in presets),
         inputs=inputs,
         mask=request.mask,
@@ -114,9 +132,57 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
         keep_going=request.keep_going,
         retries=request.retries,
         retry_backoff=backoff,
+        dynamic=dynamic,
+        axes=axes,
     )
     check_job(job)
     return job
+
+
+def _dynamic(request: JobRequest, settings: Settings) -> DynamicPrompts | None:
+    """How templates become prompts; None when --no-dynamic sends every prompt as typed."""
+    if request.dynamic is False:
+        if request.combinatorial or request.variants is not None:
+            flag = "--combinatorial" if request.combinatorial else "--variants"
+            raise UsageError(f"{flag} expands dynamic prompts, and --no-dynamic turns them off")
+        return None
+    from sdcli.config import default_wildcards_dir
+    from sdcli.dynprompts import MAX_VARIANTS, DynamicPrompts
+
+    if request.variants is not None and not 1 <= request.variants <= MAX_VARIANTS:
+        raise UsageError(f"--variants must be between 1 and {MAX_VARIANTS}, got {request.variants}")
+    directory = request.wildcards or settings.wildcards_dir or default_wildcards_dir()
+    given = request.wildcards is not None or settings.wildcards_source != "default"
+    if given and not directory.is_dir():
+        where = "--wildcards" if request.wildcards is not None else "the wildcards directory"
+        raise UsageError(f"{where} {directory} is not a directory")
+    return DynamicPrompts(
+        wildcards=directory,
+        wildcards_given=given,
+        switch="on" if request.dynamic else "auto",
+        combinatorial=request.combinatorial,
+        variants=request.variants,
+    )
+
+
+def fixed_seed(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A random seed drawn here, as the web UI's X/Y/Z plot does: every cell gets the same one,
+    so the cells differ only by their settings."""
+    seed = values.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+        return dict(values)
+    import random
+
+    return {**values, "seed": random.randrange(2**32 - 1)}
+
+
+def _checked(prompts: Iterator[str], dynamic: DynamicPrompts | None) -> Iterator[str]:
+    """Each template checked as it is read (syntax, wildcard files): a bad one is refused
+    before any of its requests is sent."""
+    for prompt in prompts:
+        if dynamic is not None and dynamic.applies(prompt):
+            dynamic.check(prompt)
+        yield prompt
 
 
 IMG2IMG_NAME_TEMPLATE = "{date}-{time}-{index}-{init}-{seed}"
@@ -198,6 +264,11 @@ def check_job(job: Job) -> None:
     from sdcli.requestcheck import check_seed_span
 
     job_body(job, dict(job.values), "")
+    if job.axes:
+        from sdcli.sweeps import cells, settings_only
+
+        for _, overrides in cells(job.axes):
+            job_body(job, {**job.values, **settings_only(overrides)}, "")
     images = job.batches * int(job.values.get("batch_size") or 1)
     check_seed_span(job.values.get("seed"), images)
 
@@ -215,6 +286,10 @@ def job_body(
     from sdcli.preset_schema import PRESET_KEYS
     from sdcli.requestcheck import check_body
 
+    if unit is not None and unit.overrides:
+        from sdcli.sweeps import apply_prompt
+
+        prompt = apply_prompt(prompt, unit.overrides)
     if job.mode != "img2img":  # a preset's img2img keys mean nothing to txt2img
         values = {k: v for k, v in values.items() if not _img2img_only(k, PRESET_KEYS)}
     elif unit is not None and unit.init is not None:
@@ -280,7 +355,9 @@ def _init_fields(job: Job, init: Path, body: Mapping[str, Any]) -> dict[str, Any
     return fields
 
 
-def resolve_for_dry_run(client: WebUIClient, job: Job) -> tuple[Resolved | None, SdcliError | None]:
+def resolve_for_dry_run(
+    client: WebUIClient, job: Job
+) -> tuple[Resolved | None, SdcliError | None, Cells]:
     """Resolve names with the server's lists (read-only GETs); the error if it cannot answer.
 
     A wrong name is still a usage error (exit 2): that is what a dry run is for.
@@ -288,17 +365,55 @@ def resolve_for_dry_run(client: WebUIClient, job: Job) -> tuple[Resolved | None,
     from sdcli.catalog import Catalog
     from sdcli.names.request import resolve_names
 
+    catalog = Catalog(client)
     try:
-        return resolve_names(job.values, Catalog(client), job.sets), None
+        return resolve_names(job.values, catalog, job.sets), None, resolve_cells(job, catalog)
     except UsageError:
         raise
     except SdcliError as exc:
-        return None, exc
+        return None, exc, {}
+
+
+Cells = dict[tuple[tuple[str, Any], ...], "Resolved"]
+
+
+def resolve_cells(job: Job, catalog: Catalog) -> Cells:
+    """The names of every X/Y/Z cell resolved (a sampler axis, a model axis…), before the
+    first request: a wrong name in any cell stops the run before anything is sent."""
+    from sdcli.names.request import resolve_names
+    from sdcli.sweeps import cell_key, cells, settings_only
+
+    resolved: Cells = {}
+    for _, overrides in cells(job.axes) if job.axes else ():
+        key = cell_key(overrides)
+        if key not in resolved:
+            values = {**job.values, **settings_only(overrides)}
+            resolved[key] = resolve_names(values, catalog, job.sets)
+    return resolved
+
+
+def unit_names(cells: Cells, unit: Unit, default: Resolved) -> Resolved:
+    """The names a unit's request uses: its cell's, else the job's."""
+    if not unit.overrides:
+        return default
+    from sdcli.sweeps import cell_key
+
+    return cells.get(cell_key(unit.overrides), default)
 
 
 def dry_run_bodies(
-    job: Job, prompts: Iterable[str], resolved: Resolved | None
+    job: Job, prompts: Iterable[str], resolved: Resolved | None, cells: Cells | None = None
 ) -> Iterator[dict[str, Any]]:
-    """One body per prompt, as it would be sent (names as typed when `resolved` is None)."""
+    """One body per prompt, as it would be sent (names as typed when `resolved` is None): per
+    prompt a template gives and per X/Y/Z cell; the first batch's, without init images."""
+    from dataclasses import replace
+
+    from sdcli.job import unit_values, units
+
     for prompt in prompts:
-        yield job_body(job, dict(job.values), prompt, resolved)
+        for unit in units(job, prompt):
+            if unit.batch != 1 or (unit.init is not None and unit.init != job.inputs[0]):
+                continue
+            unit = replace(unit, init=None)
+            names = unit_names(cells or {}, unit, resolved) if resolved is not None else None
+            yield job_body(job, unit_values(job, unit), unit.prompt, names, unit)

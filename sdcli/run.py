@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -48,7 +48,7 @@ from sdcli.job import Job, Unit, unit_values, units
 from sdcli.listcache import ListCache
 from sdcli.names.answer import check_result, check_size
 from sdcli.names.request import Resolved, resolve_names
-from sdcli.plan import check_job, first_prompt, job_body
+from sdcli.plan import Cells, check_job, first_prompt, job_body, resolve_cells, unit_names
 from sdcli.progress import POLL_INTERVAL, Poller
 from sdcli.save import SavedImage, Saver
 
@@ -105,6 +105,7 @@ class Runner:
         self.poller = Poller(client, self.catalog, self._progressed, preview=progress and preview)
         self._job: Job | None = None
         self._resolved: Resolved | None = None
+        self._cells: Cells = {}  # an X/Y/Z plot's cells with names of their own, resolved
 
     def emit(self, event: Event) -> None:
         self.sink(event)
@@ -121,51 +122,55 @@ class Runner:
         options the job overrides; the lists read get the same retries as the generation."""
         self.catalog.fetch = lambda call: self.with_retries(job, call)
         resolved = resolve_names(job.values, self.catalog, job.sets)
-        for note in resolved.notes:
+        cells = resolve_cells(job, self.catalog)
+        notes = dict.fromkeys(n for r in (resolved, *cells.values()) for n in r.notes)
+        for note in notes:
             self.warn(note)
         for note in resolved.defaults_notes:
             log.debug("%s", note)
-        self._pin_options(job, resolved)
-        self._job, self._resolved = job, resolved
+        self._pin_options(job, resolved, cells)
+        self._job, self._resolved, self._cells = job, resolved, cells
         return resolved
 
-    def _resolved_for(self, job: Job) -> Resolved:
+    def _resolved_for(self, job: Job, unit: Unit | None = None) -> Resolved:
         if self._job is not job or self._resolved is None:
-            return self.prepare(job)
-        return self._resolved
+            self.prepare(job)
+        assert self._resolved is not None
+        return self._resolved if unit is None else unit_names(self._cells, unit, self._resolved)
 
     def body(self, job: Job, unit: Unit) -> dict[str, Any]:
         """The unit's request body, with this server's names; its `<lora:…>` names checked
         (the web UI ignores an unknown one, with a line in its console only)."""
-        resolved = self._resolved_for(job)
-        body = job_body(job, unit_values(job, unit), unit.prompt, resolved, unit)
+        resolved = self._resolved_for(job, unit)
+        values = unit_values(job, unit)
+        body = job_body(job, values, unit.prompt, resolved, unit)
         try:
             self._check_loras(body)
-            self._resolve_listed(job, body)
+            self._resolve_listed(values, body)
         except NotFoundError:
             if not self.catalog.refetch():  # a cached list lacks it: ask the server once
                 raise
-            body = job_body(job, unit_values(job, unit), unit.prompt, resolved, unit)
+            body = job_body(job, values, unit.prompt, resolved, unit)
             self._check_loras(body)
-            self._resolve_listed(job, body)
+            self._resolve_listed(values, body)
         return body
 
-    def _resolve_listed(self, job: Job, body: dict[str, Any]) -> None:
+    def _resolve_listed(self, values: Mapping[str, Any], body: dict[str, Any]) -> None:
         """VAE, styles and refiner as the server spells them: it ignores names it does not
         know (a style, a VAE) or fails late (a refiner). `--set` fields go as they are."""
         from sdcli.names.listed import resolve_listed
 
         overrides = body.get("override_settings") or {}
-        vae = overrides.get("sd_vae") if job.values.get("vae") else None
+        vae = overrides.get("sd_vae") if values.get("vae") else None
         if isinstance(vae, str):
             vaes = self.catalog.vaes()
             if vaes is not None:
                 overrides["sd_vae"] = resolve_listed(vae, vaes, "VAE")
-        styles = body.get("styles") if job.values.get("styles") else None
+        styles = body.get("styles") if values.get("styles") else None
         if isinstance(styles, list) and styles:
             known = self.catalog.styles()
             body["styles"] = [resolve_listed(str(s), known, "prompt style") for s in styles]
-        refiner = body.get("refiner_checkpoint") if job.values.get("refiner") else None
+        refiner = body.get("refiner_checkpoint") if values.get("refiner") else None
         if isinstance(refiner, str):
             from sdcli.names.lookup import resolve_model
 
@@ -182,13 +187,19 @@ class Runner:
             return
         check_loras(prompts, known)
 
-    def _pin_options(self, job: Job, resolved: Resolved) -> None:
-        """Make the server restore every key this run overrides (see sdcli.pinning)."""
+    def _pin_options(self, job: Job, resolved: Resolved, cells: Cells) -> None:
+        """Make the server restore every key this run overrides (see sdcli.pinning), in any
+        cell of an X/Y/Z plot too."""
         from sdcli.pinning import NEVER_PIN, known_held, pins_needed, restore_after
+        from sdcli.sweeps import settings_only
 
-        body = job_body(job, job.values, "", resolved)
+        bodies = [job_body(job, job.values, "", resolved)]
+        bodies += [
+            job_body(job, {**job.values, **settings_only(k)}, "", r) for k, r in cells.items()
+        ]
         held = self.catalog.held_options()
-        overrides = {k: v for k, v in restore_after(body).items() if k not in NEVER_PIN}
+        restored = {k: v for body in reversed(bodies) for k, v in restore_after(body).items()}
+        overrides = {k: v for k, v in restored.items() if k not in NEVER_PIN}
         for key in sorted(held & set(overrides)):
             log.debug("override_settings: %s is held (cached): the server restores it", key)
             del overrides[key]
@@ -213,7 +224,7 @@ class Runner:
         """Send one request, save its images (appended to `into` as each is written: a run's
         images so far), check the answer. Ctrl-C keeps what the server had made."""
         kept: list[SavedImage] = [] if into is None else into
-        resolved = self._resolved_for(job)
+        resolved = self._resolved_for(job, unit)
         payload = self.body(job, unit)
         self._unit = unit
         try:

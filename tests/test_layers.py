@@ -27,10 +27,13 @@ LAYERS = {
     "sdcli.heap": USE_CASES,
     "sdcli.jobs": USE_CASES,
     "sdcli.describe": USE_CASES,
+    "sdcli.sweeps": USE_CASES,  # X/Y/Z plot axes and their cells
+    "sdcli.grid": USE_CASES,  # the X/Y/Z plot grid images (a sink)
     "sdcli.upscale": USE_CASES,
     "sdcli.history": USE_CASES,  # the local history: store, migrations, the recording sink
     # what is read, written and sent; what the server has
     "sdcli.prompts": FORMATS,
+    "sdcli.dynprompts": FORMATS,  # dynamic prompts: templates, wildcards
     "sdcli.presets": FORMATS,
     "sdcli.preset_schema": FORMATS,
     "sdcli.requestcheck": FORMATS,

@@ -81,6 +81,49 @@ NAME_FIELDS_HELP = (
 )
 
 
+Dynamic = Annotated[
+    bool | None,
+    typer.Option(
+        "--dynamic/--no-dynamic",
+        help="Expand every prompt as a dynamic prompt / none (default: those that use "
+        "{a|b} or __wildcard__).",
+        show_default=False,
+    ),
+]
+Variants = Annotated[
+    int | None,
+    typer.Option(
+        "--variants",
+        metavar="N",
+        help="Prompts a dynamic prompt gives: N random ones (default 1), or with "
+        "--combinatorial the first N combinations.",
+    ),
+]
+Combinatorial = Annotated[
+    bool,
+    typer.Option("--combinatorial", help="Every combination of a dynamic prompt (at most 1000)."),
+]
+Wildcards = Annotated[
+    Path | None,
+    typer.Option(
+        "--wildcards",
+        metavar="DIR",
+        help="Where __name__ finds name.txt (env SDCLI_WILDCARDS) \\[default: wildcards in "
+        "the config dir].",
+        file_okay=False,
+    ),
+]
+XY = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--xy",
+        metavar="KEY=V1,V2",
+        help="An X/Y/Z plot axis (repeat for Y and Z): steps=20,30, cfg=5-9 (+2), "
+        "sampler=Euler,DDIM, size=512x512,768x512, prompt=cat,dog; saves a labelled grid.",
+    ),
+]
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The options generate and img2img share besides the value flags (options.with_options)."""
@@ -145,6 +188,12 @@ class RunOptions:
             "--no-history", help="Do not record this run in the history (config: history = false)."
         ),
     ] = False
+    # prompt sweeps (README "Prompt sweeps")
+    dynamic: Dynamic = None
+    variants: Variants = None
+    combinatorial: Combinatorial = False
+    wildcards: Wildcards = None
+    xy: XY = None
 
     def request(
         self, prompt: list[str] | None, preset: list[str] | None, flags: dict[str, Any], **more: Any
@@ -164,6 +213,11 @@ class RunOptions:
             overwrite=self.overwrite,
             keep_going=self.keep_going,
             retries=self.retries,
+            dynamic=self.dynamic,
+            variants=self.variants,
+            combinatorial=self.combinatorial,
+            wildcards=self.wildcards,
+            xy=list(self.xy or []),
             **more,
         )
 
@@ -324,14 +378,14 @@ def _dry_run(state: AppState, job: Job) -> None:
     from sdcli.plan import dry_run_bodies, first_prompt, resolve_for_dry_run
 
     prompts = first_prompt(job)
-    resolved, error = resolve_for_dry_run(state.client, job)
+    resolved, error, cells = resolve_for_dry_run(state.client, job)
     if error is not None:
         render.warn(f"{error.message}: names are shown as typed, not as the server would get them")
     else:
         assert resolved is not None
         for note in (*resolved.notes, *resolved.defaults_notes):
             render.note(note)
-    for body in dry_run_bodies(job, prompts, resolved):
+    for body in dry_run_bodies(job, prompts, resolved, cells):
         render.result_json(body)
 
 
@@ -364,6 +418,12 @@ def _run(
         sinks.append(Thumbnails(thumbnails))  # after the reporter: the path comes first
     if history is not None:
         sinks.append(history)
+    grids = None
+    if job.axes:
+        from sdcli.grid import GridMaker
+
+        grids = GridMaker(job, reporter, overwrite=job.overwrite)
+        sinks.append(grids)
     runner = Runner(
         state.client,
         fanout(*sinks),
@@ -380,6 +440,8 @@ def _run(
         ended = exc
         raise
     finally:
+        if grids is not None:
+            grids.close()
         reporter.close()
         problem = history.close(ended) if history is not None else None
         if problem:

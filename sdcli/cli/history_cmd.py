@@ -229,8 +229,10 @@ def show_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
         lines.append(("error", doc["error"]))
     server = doc["server"]
     about = " ".join(x for x in (doc["flavour"], doc["version"]) if x)
+    lines.append(("prompt", doc["prompt"]))
+    if doc.get("template"):
+        lines.append(("template", doc["template"]))
     lines += [
-        ("prompt", doc["prompt"]),
         ("negative prompt", doc["negative_prompt"]),
         ("seed", "" if doc["seed"] is None else str(doc["seed"])),
         ("model", " ".join(x for x in (doc["model"], _bracket(doc["model_hash"])) if x)),

@@ -12,6 +12,7 @@ from sdcli.cli import render
 from sdcli.errors import SdcliError
 from sdcli.events import (
     Event,
+    GridSaved,
     ImageSaved,
     Interrupting,
     Progressed,
@@ -22,6 +23,7 @@ from sdcli.events import (
     UnitStarted,
     Warned,
 )
+from sdcli.job import Unit
 from sdcli.save import SavedImage
 
 
@@ -37,7 +39,9 @@ class CliReporter:
         if isinstance(event, Progressed):
             self.progress(event.snapshot)
         elif isinstance(event, ImageSaved):
-            self.image_saved(event.image)
+            self.image_saved(event.image, event.unit)
+        elif isinstance(event, GridSaved):
+            self.grid_saved(event)
         elif isinstance(event, UnitStarted):
             self.batch_started(event.unit.prompt, event.unit.batch, event.unit.batches)
         elif isinstance(event, UnitFinished):
@@ -52,11 +56,35 @@ class CliReporter:
             self.retrying(event.error, event.attempt, event.delay)
 
     # stdout: results only, flushed one by one so pipelines see each path at once
-    def image_saved(self, image: SavedImage) -> None:
+    def image_saved(self, image: SavedImage, unit: Unit | None = None) -> None:
         if self.json_lines:
-            render.result_json(image.as_json())
+            fields = image.as_json()
+            if unit is not None and (unit.template is not None or unit.cell):
+                from sdcli.sweeps import unit_fields
+
+                fields.update(unit_fields(unit))
+            render.result_json(fields)
         else:
             render.result(str(image.path))
+
+    def grid_saved(self, grid: GridSaved) -> None:
+        """A grid is a result too: its path on stdout (`"grid": true` in JSON)."""
+        if self.json_lines:
+            render.result_json(
+                {
+                    "path": str(grid.path),
+                    "grid": True,
+                    "prompt": grid.prompt,
+                    "template": grid.template,
+                    "axes": grid.axes,
+                    "cells": grid.cells,
+                    "missing": grid.missing,
+                }
+            )
+        else:
+            render.result(str(grid.path))
+        if grid.missing and not self.quiet:
+            self.message(f"{grid.path}: {grid.missing} of {grid.cells} cells left blank")
 
     def batch_started(self, prompt: str, batch: int, batches: int) -> None:
         short = prompt if len(prompt) <= 40 else prompt[:39] + "…"
@@ -172,9 +200,13 @@ class LiveReporter(CliReporter):
         except ValueError:
             return self._preview
 
-    def image_saved(self, image: SavedImage) -> None:
+    def image_saved(self, image: SavedImage, unit: Unit | None = None) -> None:
         self._status.hide()  # the request is over: its bar must not come back between paths
-        super().image_saved(image)
+        super().image_saved(image, unit)
+
+    def grid_saved(self, grid: GridSaved) -> None:
+        self._status.hide()
+        super().grid_saved(grid)
 
     def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None:
         """One row: the prompt label shrinks so the summary does not wrap."""

@@ -144,3 +144,9 @@ def m002_prompt_search(conn: sqlite3.Connection) -> None:
         END"""
     )
     conn.execute("INSERT INTO generations_fts (generations_fts) VALUES ('rebuild')")
+
+
+@migration
+def m003_prompt_template(conn: sqlite3.Connection) -> None:
+    """The dynamic prompt a generation's prompt was drawn from (NULL for a prompt as typed)."""
+    conn.execute("ALTER TABLE generations ADD COLUMN template TEXT")

@@ -141,8 +141,9 @@ class HistoryRecorder:
         title = overrides.get("sd_model_checkpoint") if isinstance(overrides, dict) else None
         cursor = self._db().execute(
             """INSERT INTO generations (started, outcome, mode, server, model, prompt,
-                negative_prompt, seed, batch, batches, request, presets, command, rerun_of)
-            VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                negative_prompt, seed, batch, batches, request, presets, command, rerun_of,
+                template)
+            VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 utc_text(started),
                 self.mode,
@@ -157,6 +158,7 @@ class HistoryRecorder:
                 self.presets,
                 self.command,
                 self.rerun_of,
+                event.unit.template,
             ),
         )
         row = int(cursor.lastrowid or 0)

@@ -229,6 +229,7 @@ def as_json(row: sqlite3.Row, image_rows: Sequence[sqlite3.Row]) -> dict[str, An
         "error": row["error"],
         "mode": row["mode"],
         "prompt": row["prompt"],
+        "template": row["template"],
         "negative_prompt": row["negative_prompt"],
         "seed": row["seed"],
         "model": row["model"],
