@@ -62,16 +62,16 @@ class DynamicPrompts:
         """How many prompts a random template gives."""
         return self.variants or 1
 
-    def check(self, template: str) -> None:
+    def check(self, template: str, what: str = "the prompt") -> None:
         """Refuse, before anything is sent, a template the library cannot parse or one that
         names a wildcard file that is not there."""
         with _library():
-            self._check(template)
+            self._check(template, what)
 
-    def _check(self, template: str) -> None:
+    def _check(self, template: str, what: str) -> None:
         from dynamicprompts.commands import WildcardCommand
 
-        where = f"the prompt {_short(template)}"
+        where = f"{what} {_short(template)}"
         command = self._parse(template, where)
         manager = self._manager()
         for node in _walk(command):

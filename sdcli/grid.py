@@ -88,7 +88,7 @@ class GridMaker:
             self._make(group)
 
     def _group(self, unit: Unit) -> _Group:
-        key = (unit.prompt, unit.template, unit.init, unit.cell[2:])
+        key = (unit.prompt, unit.template, unit.negative_prompt, unit.init, unit.cell[2:])
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(unit)

@@ -56,6 +56,7 @@ class Unit:
     # cell is (its value's index on each axis, X first)
     overrides: tuple[tuple[str, Any], ...] = ()
     cell: tuple[int, ...] = ()
+    negative_prompt: str | None = None  # one drawn from a dynamic negative prompt (None: as set)
 
 
 def units(job: Job, prompt: str) -> list[Unit]:
@@ -69,12 +70,7 @@ def units(job: Job, prompt: str) -> list[Unit]:
     size = int(job.values.get("batch_size") or 1)
     fixed = isinstance(base, int) and not isinstance(base, bool) and base >= 0
     per_prompt = job.batches * size  # the images of one prompt's batches, per cell
-    prompts: list[tuple[str, str | None]] = [(prompt, None)]
-    if job.dynamic is not None and job.dynamic.applies(prompt):
-        drawn_with = None
-        if isinstance(base, int) and fixed and not job.dynamic.combinatorial:
-            drawn_with = [base + k * per_prompt for k in range(job.dynamic.count())]
-        prompts = [(p, prompt) for p in job.dynamic.expand(prompt, drawn_with)]
+    prompts = _drawn(job, prompt, base if fixed else None, per_prompt)
     if fixed:
         from sdcli.requestcheck import check_seed_span
 
@@ -83,7 +79,7 @@ def units(job: Job, prompt: str) -> list[Unit]:
     from sdcli.sweeps import cells
 
     made = []
-    for k, (text, template) in enumerate(prompts):
+    for k, (text, template, negative) in enumerate(prompts):
         for where, overrides in cells(job.axes):
             start = dict(overrides).get("seed", base)
             if isinstance(start, int) and not isinstance(start, bool) and start >= 0:
@@ -98,15 +94,69 @@ def units(job: Job, prompt: str) -> list[Unit]:
             for init in inits:
                 for n, seed in enumerate(seeds):
                     made.append(
-                        Unit(text, n + 1, job.batches, seed, init, template, overrides, where)
+                        Unit(
+                            text,
+                            n + 1,
+                            job.batches,
+                            seed,
+                            init,
+                            template,
+                            overrides,
+                            where,
+                            negative,
+                        )
                     )
     return made
+
+
+def _drawn(
+    job: Job, prompt: str, base: int | None, per_prompt: int
+) -> list[tuple[str, str | None, str | None]]:
+    """The prompts a template gives: (prompt, its template, a drawn negative prompt or None).
+
+    As in the Dynamic Prompts extension, a dynamic negative prompt is drawn too: with the
+    same seed as its prompt (random), or in every pair of prompt and negative prompt
+    (--combinatorial)."""
+    from sdcli.dynprompts import COMBINATORIAL_CAP
+    from sdcli.errors import UsageError
+
+    dynamic = job.dynamic
+    negative = job.values.get("negative_prompt")
+    if dynamic is None:
+        return [(prompt, None, None)]
+    positive = dynamic.applies(prompt)
+    minus = negative if isinstance(negative, str) and dynamic.applies(negative) else None
+    if not positive and minus is None:
+        return [(prompt, None, None)]
+    template = prompt if positive else None
+    if dynamic.combinatorial:
+        texts = dynamic.expand(prompt, None) if positive else [prompt]
+        negatives: list[str | None] = [None]
+        if minus is not None:
+            negatives = list(dynamic.expand(minus, None))
+        pairs = [(t, n) for t in texts for n in negatives]
+        if len(pairs) > COMBINATORIAL_CAP and dynamic.variants is None:
+            raise UsageError(
+                f"the prompt and the negative prompt give {len(pairs)} pairs with "
+                f"--combinatorial, more than {COMBINATORIAL_CAP}",
+                hint="--variants N takes the first N",
+            )
+        return [(t, template, n) for t, n in pairs[: dynamic.variants or len(pairs)]]
+    count = dynamic.count()
+    seeds = None if base is None else [base + k * per_prompt for k in range(count)]
+    texts = dynamic.expand(prompt, seeds) if positive else [prompt] * count
+    negatives = [None] * count
+    if minus is not None:
+        negatives = list(dynamic.expand(minus, seeds))
+    return [(t, template, n) for t, n in zip(texts, negatives, strict=True)]
 
 
 def unit_values(job: Job, unit: Unit) -> dict[str, Any]:
     """The job's values with the unit's seed (a random or missing seed stays as it was) and the
     unit's own settings (an X/Y/Z plot's cell)."""
     values = dict(job.values)
+    if unit.negative_prompt is not None:
+        values["negative_prompt"] = unit.negative_prompt
     if unit.overrides:
         from sdcli.sweeps import settings_only
 

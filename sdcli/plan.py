@@ -104,6 +104,9 @@ def plan_job(request: JobRequest, settings: Settings, *, stdin: BinaryIO | None 
     template = request.name_template or default_template
     check_name_template(template)
     dynamic = _dynamic(request, settings)
+    negative = values.get("negative_prompt")
+    if dynamic is not None and isinstance(negative, str) and dynamic.applies(negative):
+        dynamic.check(negative, "the negative prompt")
     axes: tuple[Axis, ...] = ()
     if request.xy:
         from sdcli.sweeps import parse_axes

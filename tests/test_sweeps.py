@@ -83,6 +83,28 @@ def test_random_variants_with_a_fixed_seed_come_again(
     assert [line["prompt"] for line in json_lines(first.stdout)] == runs[0]
 
 
+def test_a_dynamic_negative_prompt_is_drawn_too(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    every = generate(
+        fake_webui, tmp_path / "a", *SMALL, "--combinatorial", "-n", "{blurry|lowres}",
+        "a {cat|dog}",
+    )  # fmt: skip
+    assert every.exit_code == 0, every.stderr
+    assert [(b["prompt"], b["negative_prompt"]) for b in sent(fake_webui)] == [
+        ("a cat", "blurry"),
+        ("a cat", "lowres"),
+        ("a dog", "blurry"),
+        ("a dog", "lowres"),
+    ]
+    fake_webui.clear_requests()
+    args = (*SMALL, "--seed", "4", "--variants", "6", "-n", "{a|b|c|d|e|f|g|h}", "a cat")
+    first = generate(fake_webui, tmp_path / "b", *args)
+    again = generate(fake_webui, tmp_path / "c", *args)
+    assert first.exit_code == 0 and again.exit_code == 0, first.stderr + again.stderr
+    negatives = [b["negative_prompt"] for b in sent(fake_webui)]
+    assert negatives[:6] == negatives[6:] and len(set(negatives)) > 1
+    assert {b["prompt"] for b in sent(fake_webui)} == {"a cat"}
+
+
 def test_the_web_uis_own_syntax_is_sent_as_typed(fake_webui: FakeWebUI, tmp_path: Path) -> None:
     prompt = "(masterpiece:1.2), [cat|dog], {best quality}, a__b"
     result = generate(fake_webui, tmp_path, *SMALL, prompt)
@@ -96,20 +118,23 @@ def test_no_dynamic_sends_a_template_as_typed(fake_webui: FakeWebUI, tmp_path: P
     assert [b["prompt"] for b in sent(fake_webui)] == ["{a|b} __x__"]
 
 
+DIGITS = "{0|1|2|3|4|5|6|7|8|9}"
+
+
 @pytest.mark.parametrize(
-    ("prompt", "expected"),
+    ("args", "expected"),
     [
-        ("a {cat|dog", "is not a valid dynamic prompt at column 3"),
-        ("a __nowhere__ cat", "no wildcard file for __nowhere__ in"),
-        ("{0|1|2|3|4|5|6|7|8|9}{0|1|2|3|4|5|6|7|8|9}{0|1|2|3|4|5|6|7|8|9}{0|1}", "more than 1000"),
+        (["a {cat|dog"], "the prompt 'a {cat|dog' is not a valid dynamic prompt at column 3"),
+        (["a __nowhere__ cat"], "no wildcard file for __nowhere__ in"),
+        ([DIGITS * 3 + "{0|1}"], "gives more than 1000 prompts with --combinatorial"),
+        (["-n", "a {b|c", "a cat"], "the negative prompt 'a {b|c' is not a valid dynamic prompt"),
+        (["-n", "x{a|b}", DIGITS * 3], "give 2000 pairs with --combinatorial, more than 1000"),
     ],
 )
 def test_a_bad_template_is_refused_before_anything_is_sent(
-    fake_webui: FakeWebUI, tmp_path: Path, wildcards: Path, prompt: str, expected: str
+    fake_webui: FakeWebUI, tmp_path: Path, wildcards: Path, args: list[str], expected: str
 ) -> None:
-    result = generate(
-        fake_webui, tmp_path, "--wildcards", str(wildcards), "--combinatorial", prompt
-    )
+    result = generate(fake_webui, tmp_path, "--wildcards", str(wildcards), "--combinatorial", *args)
     assert result.exit_code == 2
     assert expected in error_line(result.stderr)
     assert fake_webui.requests == []
