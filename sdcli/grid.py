@@ -38,6 +38,7 @@ class _Group:
     images: dict[tuple[int, int], Path] = field(default_factory=dict)
     infotexts: dict[tuple[int, int], str] = field(default_factory=dict)
     done: set[tuple[int, int]] = field(default_factory=set)
+    claimed: set[tuple[int, int]] = field(default_factory=set)  # cells a unit was routed to
     made: bool = False
 
 
@@ -53,7 +54,8 @@ class GridMaker:
         self.columns = len(job.axes[0]) if job.axes else 1
         self.rows = len(job.axes[1]) if len(job.axes) > 1 else 1
         self.paths: list[Path] = []
-        self._groups: dict[tuple[Any, ...], _Group] = {}
+        self._groups: dict[tuple[Any, ...], list[_Group]] = {}
+        self._routes: dict[int, tuple[Unit, _Group]] = {}  # a unit being run -> its grid
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
@@ -70,6 +72,7 @@ class GridMaker:
         elif isinstance(event, UnitFinished | UnitFailed):
             with self._lock:
                 group = self._group(unit)
+                self._routes.pop(id(unit), None)
                 group.done.add(_place(unit.cell))
                 ready = len(group.done) >= self.columns * self.rows and not group.made
                 if ready:
@@ -81,17 +84,27 @@ class GridMaker:
         """Draw the grids the run did not finish (Ctrl-C, a failure): blank cells where no
         image came; a grid without any image is not drawn."""
         with self._lock:
-            left = [g for g in self._groups.values() if not g.made and g.images]
+            left = [g for gs in self._groups.values() for g in gs if not g.made and g.images]
             for group in left:
                 group.made = True
         for group in left:
             self._make(group)
 
     def _group(self, unit: Unit) -> _Group:
+        """The grid a unit's cell belongs to: that of its prompt, init image and Z value, the
+        first one whose cell is still free (two variants may draw the same prompt)."""
+        route = self._routes.get(id(unit))
+        if route is not None and route[0] is unit:
+            return route[1]
         key = (unit.prompt, unit.template, unit.negative_prompt, unit.init, unit.cell[2:])
-        group = self._groups.get(key)
+        place = _place(unit.cell)
+        groups = self._groups.setdefault(key, [])
+        group = next((g for g in groups if place not in g.claimed), None)
         if group is None:
-            group = self._groups[key] = _Group(unit)
+            group = _Group(unit)
+            groups.append(group)
+        group.claimed.add(place)
+        self._routes[id(unit)] = (unit, group)
         return group
 
     def _make(self, group: _Group) -> None:

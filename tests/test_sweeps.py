@@ -386,3 +386,25 @@ def test_on_a_terminal_the_grid_path_stands_after_the_cells(
     drawn = [str(b["prompt"]) for b in sent(fake_webui)]
     assert len(set(drawn)) == 1 and drawn[0] in ("a cat", "a dog")
     assert sum(f"'{drawn[0]}': saved 1 image · seed 9" in row for row in screen.lines) == 2
+
+
+def test_each_variant_gets_its_own_grid_even_with_the_same_prompt(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    result = generate(
+        fake_webui, tmp_path, *SMALL, "--seed", "20", "--variants", "2", "--xy", "cfg=5,7",
+        "--json", "a {cat|cat}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [(b["prompt"], b["seed"], b["cfg_scale"]) for b in sent(fake_webui)] == [
+        ("a cat", 20, 5),
+        ("a cat", 20, 7),
+        ("a cat", 21, 5),
+        ("a cat", 21, 7),
+    ]
+    lines = json_lines(result.stdout)
+    grids = [line for line in lines if line.get("grid")]
+    assert len(grids) == 2 and all(g["missing"] == 0 for g in grids)
+    for grid, seed in zip(grids, (20, 21), strict=True):
+        with Image.open(str(grid["path"])) as picture:
+            assert f"Seed: {seed}," in picture.text["parameters"]
