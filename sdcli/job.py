@@ -158,9 +158,9 @@ def unit_values(job: Job, unit: Unit) -> dict[str, Any]:
     if unit.negative_prompt is not None:
         values["negative_prompt"] = unit.negative_prompt
     if unit.overrides:
-        from sdcli.sweeps import settings_only
+        from sdcli.sweeps import cell_values
 
-        values.update(settings_only(unit.overrides))
+        values = cell_values(values, unit.overrides)
     base = values.get("seed")
     if isinstance(base, int) and base >= 0:
         # Same seeds the web UI's own batch count would give: seed + image index.

@@ -268,10 +268,10 @@ def check_job(job: Job) -> None:
 
     job_body(job, dict(job.values), "")
     if job.axes:
-        from sdcli.sweeps import cells, settings_only
+        from sdcli.sweeps import cell_values, cells
 
         for _, overrides in cells(job.axes):
-            job_body(job, {**job.values, **settings_only(overrides)}, "")
+            job_body(job, cell_values(job.values, overrides), "")
     images = job.batches * int(job.values.get("batch_size") or 1)
     check_seed_span(job.values.get("seed"), images)
 
@@ -384,13 +384,13 @@ def resolve_cells(job: Job, catalog: Catalog) -> Cells:
     """The names of every X/Y/Z cell resolved (a sampler axis, a model axis…), before the
     first request: a wrong name in any cell stops the run before anything is sent."""
     from sdcli.names.request import resolve_names
-    from sdcli.sweeps import cell_key, cells, settings_only
+    from sdcli.sweeps import cell_key, cell_values, cells
 
     resolved: Cells = {}
     for _, overrides in cells(job.axes) if job.axes else ():
         key = cell_key(overrides)
         if key not in resolved:
-            values = {**job.values, **settings_only(overrides)}
+            values = cell_values(job.values, overrides)
             resolved[key] = resolve_names(values, catalog, job.sets)
     return resolved
 

@@ -113,8 +113,10 @@ def parse_axis(item: str, *, mode: str = "txt2img") -> Axis:
         raise UsageError(
             f"--xy {item!r} must look like KEY=V1,V2,…", hint="e.g. --xy steps=20,30 --xy cfg=5,7"
         )
-    key = _axis_key(typed, mode)
     where = f"--xy {typed}"
+    if typed.startswith("params."):
+        return _field_axis(typed, raw, where)
+    key = _axis_key(typed, mode)
     texts = _split(raw, where)
     if key == "size":
         settings = [_size(t, where) for t in texts]
@@ -158,12 +160,26 @@ def apply_prompt(prompt: str, overrides: Sequence[tuple[str, Any]]) -> str:
 
 
 def settings_only(overrides: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    """A cell's preset values (the prompt replacement is no setting; styles are a list)."""
-    return {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in overrides
-        if key != "prompt"
-    }
+    """A cell's preset values (the prompt replacement is no setting; styles are a list; a
+    request field is a `params` table, kept as JSON text in the unit)."""
+    import json
+
+    from sdcli.payload import merge_values
+
+    layers: list[dict[str, Any]] = []
+    for key, value in overrides:
+        if key == "params":  # several fields' axes: their tables merge
+            layers.append({"params": json.loads(value)})
+        elif key != "prompt":
+            layers.append({key: list(value) if isinstance(value, tuple) else value})
+    return merge_values(layers)
+
+
+def cell_values(values: Mapping[str, Any], overrides: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """The job's values with a cell's settings over them (a `params` field merged in)."""
+    from sdcli.payload import merge_values
+
+    return merge_values([values, settings_only(overrides)])
 
 
 def cell_key(overrides: Sequence[tuple[str, Any]]) -> tuple[tuple[str, Any], ...]:
@@ -178,9 +194,13 @@ def unit_fields(unit: Unit) -> dict[str, Any]:
     if unit.template is not None:
         fields["template"] = unit.template
     if unit.cell:
-        fields["xyz"] = {
-            key: (value[1] if key == "prompt" else value) for key, value in unit.overrides
-        }
+        xyz: dict[str, Any] = {}
+        for key, value in unit.overrides:
+            if key == "params":
+                xyz.update(settings_only([(key, value)])["params"])
+            else:
+                xyz[key] = value[1] if key == "prompt" else value
+        fields["xyz"] = xyz
     return fields
 
 
@@ -210,7 +230,7 @@ def _axis_key(typed: str, mode: str) -> str:
                 for k, s in PRESET_KEYS.items()
                 if k not in _NOT_AXES and (mode == "img2img" or not s.img2img_only)
             }
-            | {"size", "prompt", "cfg"}
+            | {"size", "prompt", "cfg", "params.FIELD"}
         )
         why = "cannot be an axis" if spec is not None else "is no setting"
         raise UsageError(
@@ -297,6 +317,31 @@ def _value(key: str, text: str, where: str) -> Any:
     return tuple(checked) if isinstance(checked, list) else checked  # a unit stays hashable
 
 
+def _field_axis(typed: str, raw: str, where: str) -> Axis:
+    """`params.FIELD=V1,V2`: any request field, each value read as `--set FIELD=V` reads it."""
+    import json
+
+    from sdcli.payload import DIRECT_FIELDS, parse_set
+    from sdcli.requestcheck import check_body
+
+    field = typed.removeprefix("params.")
+    top = field.split(".")[0]
+    named = {wire: key for key, wire in DIRECT_FIELDS.items()}
+    named.update({"sampler_name": "sampler", "prompt": "prompt", "n_iter": "batch_count"})
+    if top in named:
+        raise UsageError(
+            f"{where}: sdcli sets {top!r} by name, which would win over this field",
+            hint=f"use --xy {named[top]}=…",
+        )
+    texts = _split(raw, where)
+    settings = []
+    for text in texts:
+        table = parse_set([f"{field}={text}"])
+        check_body(table)
+        settings.append((("params", json.dumps(table, sort_keys=True)),))
+    return Axis(typed, field, tuple(texts), tuple(settings))
+
+
 def _bool(text: str) -> bool:
     word = text.strip().lower()
     if word in ("true", "yes", "on", "1"):
@@ -323,6 +368,9 @@ def _check_not_set(axis: Axis, sets: Mapping[str, Any]) -> None:
     fields = {"sampler": "sampler_name", "scheduler": "scheduler", **DIRECT_FIELDS}
     keys = {key for setting in axis.settings for key, _ in setting}
     clash = sorted(fields[k] for k in keys if k in fields and fields[k] in sets)
+    if axis.key.startswith("params."):
+        top = axis.key.removeprefix("params.").split(".")[0]
+        clash += [top] if top in sets else []
     if clash:
         raise UsageError(
             f"--xy {axis.key}: --set {clash[0]} would override every cell",

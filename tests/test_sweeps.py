@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -20,7 +21,7 @@ TXT2IMG = "/sdapi/v1/txt2img"
 SMALL = ("--steps", "2", "-W", "64", "-H", "64")
 
 
-def sent(fake: FakeWebUI) -> list[dict[str, object]]:
+def sent(fake: FakeWebUI) -> list[dict[str, Any]]:
     return [r.json for r in fake.requests_to(TXT2IMG)]
 
 
@@ -304,6 +305,8 @@ def test_name_axes_are_resolved_per_cell(fake_webui: FakeWebUI, tmp_path: Path) 
         ("size=64x64,big", "must look like WIDTHxHEIGHT"),
         ("batch_size=1,2", "'batch_size' cannot be an axis"),
         ("steps", "must look like KEY=V1,V2"),
+        ("params.steps=1,2", "--xy params.steps: sdcli sets 'steps' by name"),
+        ("params.eta=0.5,NaN", "not a finite number"),
     ],
 )
 def test_a_bad_axis_is_refused_before_any_request(
@@ -313,6 +316,27 @@ def test_a_bad_axis_is_refused_before_any_request(
     assert result.exit_code == 2
     assert expected in error_line(result.stderr)
     assert fake_webui.requests == []
+
+
+def test_any_request_field_can_be_an_axis(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    result = generate(
+        fake_webui, tmp_path, *SMALL, "--set", "eta=0.2", "--json",
+        "--xy", "params.s_noise=1,0.5",
+        "--xy", "params.override_settings.eta_noise_seed_delta=0,31337", "a cat",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    bodies = sent(fake_webui)
+    assert [(b["s_noise"], b["override_settings"]["eta_noise_seed_delta"]) for b in bodies] == [
+        (1, 0),
+        (0.5, 0),
+        (1, 31337),
+        (0.5, 31337),
+    ]
+    assert {b["eta"] for b in bodies} == {0.2}  # --set of another field stays
+    assert json_lines(result.stdout)[3]["xyz"] == {
+        "s_noise": 0.5,
+        "override_settings": {"eta_noise_seed_delta": 31337},
+    }
 
 
 def test_an_unknown_name_in_any_cell_stops_the_run_before_generating(

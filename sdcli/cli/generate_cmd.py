@@ -39,6 +39,8 @@ one prompt per line from stdin; with --from-image and no PROMPT, the image's pro
   sdcli generate --from-image best.png --seed -1        [dim]# same settings, new seed[/]
   cat prompts.txt | sdcli generate -p sdxl - --json | jq -r .path
   for p in cat dog; do sdcli generate -q "$p"; done
+  sdcli generate -p sd15 --variants 4 "a {red|blue} {cat|dog}"   [dim]# 4 random prompts[/]
+  sdcli generate -p sd15 --xy steps=20,30 --xy cfg=5,7 -o out/ "a cat"   [dim]# + a grid[/]
 """
 
 
@@ -119,7 +121,8 @@ XY = Annotated[
         "--xy",
         metavar="KEY=V1,V2",
         help="An X/Y/Z plot axis (repeat for Y and Z): steps=20,30, cfg=5-9 (+2), "
-        "sampler=Euler,DDIM, size=512x512,768x512, prompt=cat,dog; saves a labelled grid.",
+        "sampler=Euler,DDIM, size=512x512,768x512, prompt=cat,dog, params.FIELD=…; "
+        "saves a labelled grid.",
     ),
 ]
 
