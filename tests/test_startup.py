@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+from pathlib import Path
 
 import pytest
 
 import sdcli.heap
-from sdcli.cli.app import _app_for, _command_word, app
+from sdcli.cli import commands
+from sdcli.cli.app import _app_for, _command_word, full_app, root
+from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import invoke, run_sdcli
+from cli_helpers import generate, invoke, run_sdcli
 
 
 @pytest.mark.parametrize(
@@ -33,12 +37,55 @@ def test_command_word_finds_the_command_past_global_options(
 
 
 def test_lean_app_has_only_the_command_being_run() -> None:
-    lean = _app_for("generate")
+    lean = _app_for(["--url", "http://h:1", "generate", "a cat"])
     assert [c.name for c in lean.registered_commands] == ["generate"]
     assert lean.registered_groups == []
-    assert len(app.registered_commands) > 1  # the module's app is untouched
-    assert _app_for("no-such-command") is app
-    assert _app_for(None) is app
+    assert root.registered_commands == [] and root.registered_groups == []  # the root stays bare
+    presets = _app_for(["presets", "list"])
+    assert presets.registered_commands == []
+    assert [g.name for g in presets.registered_groups] == ["presets"]
+    # a typo, an unknown option, no command; no words at all: `sdcli` alone, or a shell
+    # asking for completions (it passes the words in variables)
+    for unusual in (["no-such-command"], ["--bogus", "generate"], ["--debug"], []):
+        assert _app_for(unusual) is full_app()
+
+
+def _listed(typer_app: object) -> list[tuple[str, str | None]]:
+    """(name, line in `sdcli --help`) of each command of an app, None for a hidden one."""
+    import inspect
+
+    from typer.main import get_command
+
+    group = get_command(typer_app)  # type: ignore[arg-type]
+    rows = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        text = inspect.cleandoc(command.short_help or command.help or "").split("\n\n")[0]
+        rows.append((name, None if command.hidden else text))
+    return rows
+
+
+def test_the_command_table_lists_what_the_modules_register() -> None:
+    """A command added to a module but not to COMMANDS (or the other way round), or a one-line
+    help that drifted from the command's own, fails here."""
+    assert _listed(full_app()) == [(name, short) for name, _, short in commands.COMMANDS]
+    for name, module, _ in commands.COMMANDS:
+        lean = _app_for([name])
+        home = importlib.import_module(f"sdcli.cli.{module}")
+        groups = [g.name for g in lean.registered_groups if g.typer_instance is home.app]
+        ran = [c.name for c in lean.registered_commands if c.callback.__module__ == home.__name__]
+        assert groups + ran == [name]  # that command alone, registered by that module
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--url", "http://h:1", "--help"]])
+def test_the_help_listing_imports_no_command_module_and_reads_the_same(argv: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    listing = _app_for(argv)
+    assert all(c.callback is commands._listed_only for c in listing.registered_commands)
+    shown = CliRunner().invoke(listing, argv)
+    assert shown.stdout == CliRunner().invoke(full_app(), argv).stdout
+    assert "rerun" in shown.stdout and "history" in shown.stdout
+    assert "  i " not in shown.stdout  # the hidden alias of interactive
 
 
 def test_help_and_typos_still_see_every_command() -> None:
@@ -97,7 +144,7 @@ def test_the_extras_commands_import_nothing_heavy_until_they_run() -> None:
     import subprocess
 
     code = (
-        "import sys; from sdcli.cli import app; app._register(); "
+        "import sys; from sdcli.cli import app; app.full_app(); "
         "heavy = [m for m in ('PIL', 'sdcli.upscale', 'sdcli.describe', 'sdcli.inputs', "
         "'sdcli.names.listed') if m in sys.modules]; print(heavy)"
     )
@@ -223,3 +270,51 @@ def test_a_reader_gone_from_stdout_exits_141_without_noise(argv: list[str]) -> N
 )
 def test_a_reader_gone_from_stderr_exits_141_without_noise(argv: list[str]) -> None:
     assert _with_a_reader_gone(argv, "stderr") == (141, "")
+
+
+# What a shell loop's `sdcli generate` may load of sdcli's front end: its own command module and
+# what every command shares (bench/RESULTS.md, "Start-up").
+WARM_GENERATE_CLI = {
+    "sdcli.cli.app",
+    "sdcli.cli.commands",
+    "sdcli.cli.completion",
+    "sdcli.cli.generate_cmd",
+    "sdcli.cli.helpformat",
+    "sdcli.cli.options",
+    "sdcli.cli.render",
+    "sdcli.cli.reporter",
+    "sdcli.cli.state",
+}
+# Loaded only by other commands, on a terminal, or for another server's answers.
+NOT_FOR_A_WARM_GENERATE = ("rich", "PIL", "prompt_toolkit", "textual_image", "typer.rich_utils",
+                           "sdcli.serverinfo", "sdcli.listtypes", "sdcli.interactive")  # fmt: skip
+
+
+def test_a_warm_generate_in_a_pipe_loads_no_other_command(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    """With the list cache warm and nothing drawn (stderr is a pipe), start-up is the one
+    command's module and what it runs: no other command, no rich, no Pillow."""
+    import os
+    import subprocess
+
+    first = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")  # fills the cache
+    assert first.exit_code == 0, first.stderr
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['sdcli', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('sdcli', run_name='__main__')\n"
+        "finally:\n"
+        "    sys.stderr.write(f'LOADED={sorted(sys.modules)}\\n')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "--url", fake_webui.url, "generate", "--sampler", "Euler a",
+         "-o", str(tmp_path), "a dog"],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count(str(tmp_path)) == 1  # it did generate
+    loaded = set(r.stderr.rpartition("LOADED=")[2].strip(" []\n").replace("'", "").split(", "))
+    assert {m for m in loaded if m.startswith("sdcli.cli.")} <= WARM_GENERATE_CLI
+    assert [m for m in loaded if m.startswith(NOT_FOR_A_WARM_GENERATE)] == []

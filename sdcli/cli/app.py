@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from sdcli import __version__
-from sdcli.cli import render
-from sdcli.cli.helpformat import HelpGroup, use_sdcli_classes
+from sdcli.cli import commands, render
+from sdcli.cli.helpformat import HelpGroup
 from sdcli.cli.state import AppState
 from sdcli.errors import ExitCode, SdcliError, Terminated, interruption, signal_exit_code
 
@@ -141,7 +141,8 @@ def _debug(ctx: Any) -> bool:
     return debug_requested()
 
 
-app = typer.Typer(
+# The global options; commands are added per run (_app_for), and `app` (below) has them all.
+root = typer.Typer(
     name="sdcli",
     cls=SdcliGroup,
     help=(
@@ -170,7 +171,7 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@root.callback()
 def main_callback(
     ctx: typer.Context,
     url: Annotated[
@@ -249,47 +250,72 @@ def _log_http_to_stderr() -> Callable[[], None]:
     return stop
 
 
-def _register() -> None:
-    from sdcli.cli import commands
-
-    commands.register(app)
-    use_sdcli_classes(app)
-
-
-_register()
-
-
 _GLOBAL_VALUE_OPTIONS = ("--url", "--auth", "--timeout")
 _GLOBAL_FLAGS = ("--debug", "--no-cache")
 
 
-def _command_word(args: list[str]) -> str | None:
-    """The command a plain command line runs, past any global options; None when unsure."""
+def _after_global_options(args: list[str]) -> str | None:
+    """The first word past the global options (and their values), if any."""
     words = iter(args)
     for arg in words:
         if arg in _GLOBAL_VALUE_OPTIONS:
             next(words, None)
-        elif arg in _GLOBAL_FLAGS or arg.partition("=")[0] in _GLOBAL_VALUE_OPTIONS:
-            continue
-        elif arg.startswith("-"):
-            return None  # --help, --version, completion flags, typos: the full app decides
-        else:
+        elif arg not in _GLOBAL_FLAGS and arg.partition("=")[0] not in _GLOBAL_VALUE_OPTIONS:
             return arg
     return None
 
 
-def _app_for(name: str | None) -> typer.Typer:
-    """The app with only the command being run: typer builds every command's parser before it
-    parses anything: ~30 ms for all of them here, ~15 for `generate` alone (bench/RESULTS.md)."""
-    if name is None:  # also a shell asking for completions: it passes the words in variables
-        return app
-    commands = [c for c in app.registered_commands if c.name == name]
-    groups = [g for g in app.registered_groups if g.name == name]
-    if not commands and not groups:
-        return app  # an unknown command: the full app says so, with its suggestions
-    lean = copy.copy(app)  # shallow: same callback and settings, the module's app untouched
-    lean.registered_commands, lean.registered_groups = commands, groups
-    return lean
+def _command_word(args: list[str]) -> str | None:
+    """The command a plain command line runs, past any global options; None when unsure."""
+    word = _after_global_options(args)
+    if word is None or word.startswith("-"):
+        return None  # --help, --version, completion flags, typos: the full app decides
+    return word
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app a command line needs. typer builds every registered command's parser before it
+    parses anything, and each command module costs its import: a plain command line gets its
+    command alone, `sdcli --help` the listing alone (bench/RESULTS.md). Anything unusual
+    (completion, a typo, an option before the command) gets every command, so help, errors,
+    completions and suggestions are unchanged."""
+    if not args:  # `sdcli` alone, or a shell asking for completions (its words are in variables)
+        return full_app()
+    name = _command_word(args)
+    if name in commands.NAMES:
+        return _with_commands([name])
+    if _after_global_options(args) in ("-h", "--help"):
+        listing = _with_commands([])
+        commands.register_listing(listing)
+        return listing
+    return full_app()
+
+
+def _with_commands(names: list[str] | None) -> typer.Typer:
+    """A shallow copy of `root` with the commands called `names` (None: all) registered."""
+    made = copy.copy(root)  # same callback and settings; `root` itself stays bare
+    made.registered_commands, made.registered_groups = [], []
+    if names != []:
+        commands.register(made, names)
+    return made
+
+
+_full: typer.Typer | None = None
+
+
+def full_app() -> typer.Typer:
+    """Every command, registered once a process: for completion, typos, tests and tools."""
+    global _full
+    if _full is None:
+        _full = _with_commands(None)
+    return _full
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`from sdcli.cli.app import app`: the whole CLI, built when first asked for."""
+    if name == "app":
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _terminate_like_ctrl_c() -> None:
@@ -308,4 +334,4 @@ def _terminate_like_ctrl_c() -> None:
 
 def run() -> None:
     _terminate_like_ctrl_c()
-    _app_for(_command_word(sys.argv[1:]))(prog_name="sdcli")
+    _app_for(sys.argv[1:])(prog_name="sdcli")

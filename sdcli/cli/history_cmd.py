@@ -286,10 +286,17 @@ the command for another server). The new run is recorded, linked to the old one.
 """
 
 
+def register(root: typer.Typer) -> None:
+    """`sdcli rerun` and the `sdcli history` group."""
+    register_rerun(root)
+    root.add_typer(app, name="history", cls=HistoryGroup)
+
+
 def register_rerun(root: typer.Typer) -> None:
     @root.command(
         "rerun",
         help=RERUN_HELP,
+        short_help="Send a recorded request again: an ID from `sdcli history`, or an image file.",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
     def rerun(

@@ -105,6 +105,11 @@ With NAME: the file that preset NAME is loaded from.
 """
 
 
+def register(root: typer.Typer) -> None:
+    """`sdcli presets` and its commands."""
+    root.add_typer(app, name="presets")
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
