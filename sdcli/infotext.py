@@ -27,11 +27,12 @@ __all__ = [
     "webui_parameters",
 ]
 
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
 # The web UI's own scanning grammar for the last line (§8.2 step 2); keys are >= 2 characters.
-_PARAM_RE = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_KEY_RE = re.compile(r"\w[\w \-/]+")
+_PARAM_RE = r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)'
+_KEY_RE = r"\w[\w \-/]+"
 # The web UI's pattern for "WxH" values (its `$` also matches before a final "\n").
-_SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
+_SIZE_RE = r"^(\d+)x(\d+)$"
 _NEGATIVE = "Negative prompt:"
 # SD.Next writes the prompts as sent (before wildcards and styles) on lines of their own, after the
 # negative prompt line (which it always writes, empty or not).
@@ -60,7 +61,7 @@ def _unquote(value: str) -> str:
 
 
 def _split_size(value: str) -> tuple[int, int] | None:
-    m = _SIZE_RE.match(value)
+    m = re.match(_SIZE_RE, value)
     if m is None:
         return None
     try:
@@ -170,7 +171,7 @@ def _split_text(text: str) -> tuple[str, str, str, dict[str, str]]:
     """Split into (prompt, negative prompt, params line or "", SD.Next's template lines) by the
     web UI's rules (§8.2 1-3); `Template:` lines count only after the negative prompt line."""
     *lines, last = text.strip().split("\n")
-    if len(_PARAM_RE.findall(last)) < _MIN_PARAM_MATCHES:
+    if len(re.findall(_PARAM_RE, last)) < _MIN_PARAM_MATCHES:
         lines.append(last)
         last = ""
     prompt = negative = ""
@@ -201,7 +202,7 @@ def _flags(gap: str) -> list[str]:
     found = []
     for piece in gap.split(","):
         key = piece.lstrip()
-        if _KEY_RE.fullmatch(key):
+        if re.fullmatch(_KEY_RE, key):
             found.append(key)
     return found
 
@@ -211,7 +212,7 @@ def parse_infotext(text: str) -> Infotext:
     prompt, negative, line, templates = _split_text(text)
     params: dict[str, str] = {}
     pos = 0
-    for m in _PARAM_RE.finditer(line):
+    for m in re.finditer(_PARAM_RE, line):
         for flag in _flags(line[pos : m.start()]):
             params[flag] = flag
         params[m.group(1)] = _unquote(m.group(2))
@@ -252,11 +253,11 @@ def webui_parameters(info: Infotext) -> dict[str, str]:
     """
     _, _, line, _ = _split_text(format_infotext(info))
     result: dict[str, str] = {}
-    for key, raw in _PARAM_RE.findall(line):
+    for key, raw in re.findall(_PARAM_RE, line):
         if not raw:
             continue  # the web UI fails on an empty value and skips the pair
         value = _unquote(raw)
-        m = _SIZE_RE.match(value)
+        m = re.match(_SIZE_RE, value)
         if m is not None:
             result[f"{key}-1"] = m.group(1)
             result[f"{key}-2"] = m.group(2)
@@ -269,7 +270,7 @@ def webui_parameters(info: Infotext) -> dict[str, str]:
 
 
 # A value written as a plain decimal number ("7", "-1", "0.45", "1e-05"); "007" is a name.
-_NUMBER_RE = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_NUMBER_RE = r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?"
 # Keys whose values are names or text even when they look like numbers.
 _TEXT_KEYS = frozenset({"Prompt", "Negative prompt", "Hires prompt", "Hires negative prompt"})
 _TEXT_KEY_WORDS = (
@@ -294,7 +295,7 @@ def _number_or_text(key: str, value: str) -> Any:
     lowered = key.lower()
     if key in _TEXT_KEYS or any(word in lowered for word in _TEXT_KEY_WORDS):
         return value
-    if not _NUMBER_RE.fullmatch(value):
+    if not re.fullmatch(_NUMBER_RE, value):
         return value
     if "." in value or "e" in value.lower():
         number = _to_float(value)

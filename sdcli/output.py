@@ -53,11 +53,12 @@ NAME_FIELDS: Final[dict[str, str]] = {
 MAX_NAME_BYTES: Final = 200  # under the usual 255-byte limit, with room for a "-N" suffix
 _MAX_SUFFIX: Final = 10_000
 _DEFAULT_FORMATS: Final[dict[str, str]] = {"index": "04d", "date": "%Y%m%d", "time": "%H%M%S"}
-_UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*]')  # separators, plus what Windows refuses in names
-_WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.I)
-_SPEC_NUMBER = re.compile(r"[0-9]+")  # width and precision in a format spec ("0>12", ".3f")
-_STRFTIME_WIDTH = re.compile(r"%[-_0^#]*([0-9]+)")  # glibc's strftime takes "%12Y" too
-_EXTRA_NETWORK_TAG = re.compile(r"<[^<>]*>")  # <lora:name:0.8> says nothing about the picture
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
+_UNSAFE_CHARS = r'[<>:"/\\|?*]'  # separators, plus what Windows refuses in names
+_WINDOWS_RESERVED = r"(?i)(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?"
+_SPEC_NUMBER = r"[0-9]+"  # width and precision in a format spec ("0>12", ".3f")
+_STRFTIME_WIDTH = r"%[-_0^#]*([0-9]+)"  # glibc's strftime takes "%12Y" too
+_EXTRA_NETWORK_TAG = r"<[^<>]*>"  # <lora:name:0.8> says nothing about the picture
 # link() errors meaning "this file system cannot hard-link" (FAT, exFAT, some SMB/FUSE mounts).
 _NO_LINK_ERRNOS: Final = frozenset(
     getattr(errno, name)
@@ -73,7 +74,7 @@ def slugify(text: str, max_len: int = 48) -> str:
     transliterating would reduce a Japanese or Cyrillic prompt to nothing. Everything else
     (punctuation, spaces, emoji, separators, control characters) becomes a single "-".
     """
-    text = unicodedata.normalize("NFKC", _EXTRA_NETWORK_TAG.sub(" ", text)).lower()
+    text = unicodedata.normalize("NFKC", re.sub(_EXTRA_NETWORK_TAG, " ", text)).lower()
     kept = "".join(ch if _is_word_char(ch) else "-" for ch in text)
     slug = re.sub(r"-{2,}", "-", kept).strip("-")
     return slug[: max(max_len, 0)].rstrip("-")
@@ -220,7 +221,7 @@ def _parse_template(template: str) -> list[tuple[str, str | None, str]]:
 def _check_spec_width(name: str, spec: str) -> None:
     """Refuse a width or precision longer than any file name (`{seed:>999999999}` would
     allocate gigabytes before the name is cut to MAX_NAME_BYTES)."""
-    numbers = (_STRFTIME_WIDTH if name in ("date", "time") else _SPEC_NUMBER).findall(spec)
+    numbers = re.findall(_STRFTIME_WIDTH if name in ("date", "time") else _SPEC_NUMBER, spec)
     for number in numbers:
         digits = number.lstrip("0")
         if len(digits) > 4 or int(digits or "0") > MAX_NAME_BYTES:
@@ -253,7 +254,7 @@ def _sanitise(name: str, ext: str) -> str:
             continue
         else:
             chars.append(ch)
-    stem = _UNSAFE_CHARS.sub("_", "".join(chars))
+    stem = re.sub(_UNSAFE_CHARS, "_", "".join(chars))
     stem = re.sub(r"\.{2,}", ".", stem)
     if stem.lower().endswith(ext.lower()):
         stem = stem[: -len(ext)]
@@ -264,7 +265,7 @@ def _sanitise(name: str, ext: str) -> str:
     stem = stem.encode()[:budget].decode(errors="ignore").rstrip("._-")
     if not stem:
         stem = "image"
-    if _WINDOWS_RESERVED.fullmatch(stem):
+    if re.fullmatch(_WINDOWS_RESERVED, stem):
         stem = "_" + stem
     return stem + ext
 

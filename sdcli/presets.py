@@ -33,8 +33,9 @@ PresetSource = Literal["built-in", "user", "path", "file"]
 
 # Keys that describe a preset file rather than the request; they are not inherited or merged.
 _META_KEYS: Final = ("description", "extends")
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
+_SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_WINDOWS_RESERVED = r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?"
 _LIST_HINT = "run `sdcli presets list` to see them"
 
 
@@ -305,7 +306,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)$")
+_POSITION = r"\(at line (\d+), column (\d+)\)$"
 _SHOWN_WIDTH: Final = 100
 
 
@@ -316,7 +317,7 @@ def _show_position(text: str, message: str) -> tuple[str, str] | tuple[()]:
     """
     import unicodedata
 
-    found = _POSITION.search(message)
+    found = re.search(_POSITION, message)
     lines = text.split("\n")
     if found is not None and 1 <= int(found.group(1)) <= len(lines):
         number, column = int(found.group(1)), int(found.group(2))
@@ -366,7 +367,8 @@ def _check_name(name: str) -> None:
     """A preset name becomes a file name: keep it portable and unable to leave the directory."""
     if name.endswith(".toml"):
         raise PresetError(f"invalid preset name '{name}'", hint="leave out .toml")
-    if not _SAFE_NAME.fullmatch(name) or name.endswith(".") or _WINDOWS_RESERVED.fullmatch(name):
+    reserved = re.fullmatch(_WINDOWS_RESERVED, name)
+    if not re.fullmatch(_SAFE_NAME, name) or name.endswith(".") or reserved:
         raise PresetError(
             f"invalid preset name '{name}'",
             hint="use up to 64 letters, digits, '-', '_' or '.', starting with a letter or digit",

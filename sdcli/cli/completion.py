@@ -80,7 +80,8 @@ def _ask_server(
         return []
 
 
-_BASH_SPECIAL = re.compile(r"([^\w@%+=:,./-])")
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
+_BASH_SPECIAL = r"([^\w@%+=:,./-])"
 
 
 def bash_word(value: str) -> str:
@@ -89,7 +90,7 @@ def bash_word(value: str) -> str:
     bash puts a completion into the command line exactly as given, so a name with a space
     became two words (the second one went into the prompt, the first picked another sampler).
     """
-    return _BASH_SPECIAL.sub(r"\\\1", value)
+    return re.sub(_BASH_SPECIAL, r"\\\1", value)
 
 
 def quote_bash_completions() -> None:

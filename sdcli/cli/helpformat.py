@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 from typer.core import TyperCommand, TyperGroup
 
-_BRACED = re.compile(r"^\{(.*)\}$")
-_TRAILING = re.compile(r"[ \t]+$", re.MULTILINE)
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
+_BRACED = r"^\{(.*)\}$"
+_TRAILING = r"(?m)[ \t]+$"
 
 
 class _LineTrimmer:
@@ -29,7 +30,7 @@ class _LineTrimmer:
     def write(self, text: str) -> int:
         head, newline, tail = (self._pending + text).rpartition("\n")
         if newline:
-            self._stream.write(_TRAILING.sub("", head) + "\n")
+            self._stream.write(re.sub(_TRAILING, "", head) + "\n")
         self._pending = tail
         return len(text)
 
@@ -66,7 +67,7 @@ def trimmed_stdout() -> Iterator[None]:
 
 
 def plain_usage(pieces: list[str]) -> list[str]:
-    return [_BRACED.sub(r"\1", piece) for piece in pieces]
+    return [re.sub(_BRACED, r"\1", piece) for piece in pieces]
 
 
 class _SdcliHelp:

@@ -247,7 +247,8 @@ def scrub_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-_URLISH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
+_URLISH = r"^[A-Za-z][A-Za-z0-9+.-]*://"
 _SECRET_FLAGS = ("--auth",)
 
 
@@ -265,7 +266,8 @@ def scrub_command(argv: Sequence[str]) -> list[str]:
         elif word.partition("=")[0] in _SECRET_FLAGS:
             out.append(word.partition("=")[0] + "=***")
         elif "@" in word and ("://" in word or "=" in word):
-            flag, sep, value = word.partition("=") if not _URLISH.match(word) else ("", "", word)
+            urlish = re.match(_URLISH, word)
+            flag, sep, value = ("", "", word) if urlish else word.partition("=")
             out.append(flag + sep + scrub_url(value))
         else:
             out.append(word)

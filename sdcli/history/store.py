@@ -137,7 +137,8 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-_RELATIVE = re.compile(r"^(\d+)\s*(m|min|h|d|w)$", re.IGNORECASE)
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
+_RELATIVE = r"(?i)^(\d+)\s*(m|min|h|d|w)$"
 _UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -146,7 +147,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     `2026-11-30 14:00`)."""
     now = now or datetime.now(timezone.utc)
     value = text.strip()
-    match = _RELATIVE.match(value)
+    match = re.match(_RELATIVE, value)
     if match:
         unit = _UNITS[match.group(2).lower()]
         return now - timedelta(**{unit: int(match.group(1))})

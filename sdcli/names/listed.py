@@ -14,8 +14,9 @@ from collections.abc import Iterable, Sequence
 from sdcli.errors import NotFoundError
 from sdcli.names.lookup import did_you_mean, fold
 
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
 # <lora:NAME> or <lora:NAME:0.8> (networks.py: the name ends at the first ":" or ">")
-_LORA_TAG = re.compile(r"<lora:([^:>]+)(?::[^>]*)?>", re.IGNORECASE)
+_LORA_TAG = r"(?i)<lora:([^:>]+)(?::[^>]*)?>"
 
 
 def resolve_listed(name: str, choices: Sequence[str], what: str) -> str:
@@ -54,7 +55,7 @@ def _hint(name: str, choices: Sequence[str], what: str) -> str:
 
 def lora_names(prompt: str) -> list[str]:
     """The LoRA names a prompt's `<lora:name:weight>` tags ask for, in order."""
-    return [m.group(1).strip() for m in _LORA_TAG.finditer(prompt)]
+    return [m.group(1).strip() for m in re.finditer(_LORA_TAG, prompt)]
 
 
 def check_loras(prompts: Iterable[str], known: Sequence[str]) -> None:

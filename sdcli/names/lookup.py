@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 # A name picked by part of it needs this many letters or digits: `set-model a` switches no server.
 MIN_PARTIAL = 3
-_SEPARATORS = re.compile(r"[^\w+]+|_+")
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
+_SEPARATORS = r"[^\w+]+|_+"
 
 
 def fold(name: str) -> str:
@@ -72,7 +73,7 @@ def did_you_mean(
 
 
 def _words(name: str) -> str:
-    return " ".join(f for f in (fold(w) for w in _SEPARATORS.split(name)) if f)
+    return " ".join(f for f in (fold(w) for w in re.split(_SEPARATORS, name)) if f)
 
 
 def _suggest(name: str, choices: Iterable[str]) -> str | None:
@@ -360,7 +361,7 @@ def _resolve_old_style(
 
 
 # The `[hash]` the web UI appends to a checkpoint title once it knows the hash.
-_HASH_SUFFIX = re.compile(r" \[[0-9a-fA-F]{8,64}\]$")
+_HASH_SUFFIX = r" \[[0-9a-fA-F]{8,64}\]$"
 
 
 def is_same_model(value: str | None, model: SdModel) -> bool:
@@ -373,7 +374,7 @@ def is_same_model(value: str | None, model: SdModel) -> bool:
         return False
     if value in model_aliases(model):
         return True
-    bare = _HASH_SUFFIX.sub("", value)
+    bare = re.sub(_HASH_SUFFIX, "", value)
     if bare != value and bare == model.name:
         suffix = value[len(bare) + 2 : -1].lower()
         return not model.hash or suffix == model.hash.lower()
@@ -399,6 +400,6 @@ def checkpoint_option(options: Mapping[str, Any]) -> str | None:
 
 def loaded_title(value: str | None, model: SdModel) -> str:
     """The title to report: the server's normalised one when it is a title, else ours."""
-    if value and (value == model.title or _HASH_SUFFIX.sub("", value) == model.name):
+    if value and (value == model.title or re.sub(_HASH_SUFFIX, "", value) == model.name):
         return value
     return model.title
