@@ -50,6 +50,8 @@ class SdModel:
 
 @dataclass(frozen=True)
 class Sampler:
+    """A sampler from /samplers; `aliases` are other names the server takes for it."""
+
     name: str
     aliases: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
@@ -57,6 +59,8 @@ class Sampler:
 
 @dataclass(frozen=True)
 class Scheduler:
+    """A scheduler from /schedulers; `label` is the name the web UI shows."""
+
     name: str
     label: str
     aliases: tuple[str, ...] = ()
@@ -99,6 +103,8 @@ class TaskProgress:
 
 @dataclass(frozen=True)
 class PngInfo:
+    """The server's reading of an image's metadata (/png-info)."""
+
     info: str
     items: dict[str, Any]
     parameters: dict[str, Any]

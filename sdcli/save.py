@@ -25,6 +25,8 @@ EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif"}
 
 @dataclass(frozen=True)
 class SavedImage:
+    """One image on disk and the parameters it was made with (the JSON line, the history)."""
+
     path: Path
     seed: int | None
     prompt: str

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class AppState:
+    """The global options; settings and the client are made when a command first asks."""
+
     url: str | None = None
     auth: str | None = field(default=None, repr=False)
     timeout: str | None = None

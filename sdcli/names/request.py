@@ -18,6 +18,8 @@ from sdcli.payload import build_payload
 
 @dataclass(frozen=True)
 class Resolved:
+    """The names of a request as the server spells them, and what sdcli fills in itself."""
+
     sampler_name: str | None = None
     scheduler: str | None = None
     model: SdModel | None = None
