@@ -125,6 +125,7 @@ class GridSaved:
     missing: int = 0
     unit: Unit | None = None
     server: str = ""
+    data: bytes = field(default=b"", repr=False, compare=False)  # the PNG written
 
 
 Event = (

@@ -127,6 +127,7 @@ class GridMaker:
                 cells,
                 cells - len(group.images),
                 group.unit,
+                data=data,
             )
         )
 

@@ -258,3 +258,20 @@ def test_a_preview_is_asked_for_at_most_once_a_second_in_place_of_a_poll(
     previews = [s.preview for s in seen if s.preview is not None]
     assert len(previews) == 1 and previews[0][:8] == b"\x89PNG\r\n\x1a\n"  # sent once
     assert all(q.query["skip_current_image"] == "true" for q in polled)
+
+
+def test_an_xy_grid_gets_its_thumbnail_too(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    args = _generate(fake_webui, "-W", "64", "-H", "64", "--xy", "cfg=5,7", "a cat")
+    term = Terminal(*args, columns=90, rows=60, cwd=tmp_path)
+    try:
+        assert term.wait_exit() == 0
+        lines = term.lines()
+        [grid] = sorted((tmp_path / "out").glob("*-grid-*.png"))
+        at = lines.index(f"out/{grid.name}")
+        expected = _expected_cells(grid, THUMB_COLUMNS, THUMB_ROWS)
+        for y, row in enumerate(expected):
+            assert lines[at + 1 + y] == HALF * len(row)
+            assert _cells(term, at + 1 + y, len(row)) == row, y
+        assert at + 1 + len(expected) == len(lines)  # the grid and its picture come last
+    finally:
+        term.close()

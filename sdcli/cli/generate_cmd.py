@@ -415,17 +415,19 @@ def _run(
     reporter_cls = LiveReporter if show_progress else CliReporter
     reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
     sinks: list[Sink] = [KeepHeap(), reporter]
+    shown: list[Sink] = [reporter]  # where a grid's path (and picture) goes
     if thumbnails is not None:
         from sdcli.cli.thumbnails import Thumbnails
 
-        sinks.append(Thumbnails(thumbnails))  # after the reporter: the path comes first
+        shown.append(Thumbnails(thumbnails))
+        sinks.append(shown[-1])  # after the reporter: the path comes first
     if history is not None:
         sinks.append(history)
     grids = None
     if job.axes:
         from sdcli.grid import GridMaker
 
-        grids = GridMaker(job, reporter, overwrite=job.overwrite)
+        grids = GridMaker(job, fanout(*shown), overwrite=job.overwrite)
         sinks.append(grids)
     runner = Runner(
         state.client,

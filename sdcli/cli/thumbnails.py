@@ -1,4 +1,5 @@
-"""A sink of run events that draws a thumbnail of each saved image on stderr, under its path.
+"""A sink of run events that draws a thumbnail of each saved image (and X/Y/Z grid) on stderr,
+under its path.
 
 It comes after the reporter in the fan-out, so the path is on the screen first. The picture is
 made from the bytes the run just wrote (`ImageSaved.data`): the file is never read back.
@@ -10,7 +11,7 @@ import sys
 
 from sdcli.cli import render
 from sdcli.cli.pictures import Mode
-from sdcli.events import Event, ImageSaved
+from sdcli.events import Event, GridSaved, ImageSaved
 
 THUMB_COLUMNS = 40  # at most, and never wider than the terminal
 THUMB_ROWS = 10
@@ -23,7 +24,7 @@ class Thumbnails:
         self.mode = mode
 
     def __call__(self, event: Event) -> None:
-        if not isinstance(event, ImageSaved) or not event.data:
+        if not isinstance(event, ImageSaved | GridSaved) or not event.data:
             return
         from sdcli.cli.pictures import thumbnail
         from sdcli.cli.statusline import terminal_columns
