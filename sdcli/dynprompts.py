@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # `{a|…` (a variant; an unclosed one is a mistake to report) or `__name__` (`__~name__`,
 # `__sub/name__`, `__name*__`): what makes a prompt a template when expansion is automatic.
-SYNTAX: Final = re.compile(r"\{[^{}]*\||__[~@!]?[\w*/.\-]+?__")
+SYNTAX: Final = r"\{[^{}]*\||__[~@!]?[\w*/.\-]+?__"  # compiled (and cached) by `re` at first use
 # With --combinatorial and no --variants, a template that gives more prompts is refused.
 COMBINATORIAL_CAP: Final = 1000
 MAX_VARIANTS: Final = 10000
@@ -36,7 +36,7 @@ Switch = Literal["auto", "on"]
 
 def has_syntax(text: str) -> bool:
     """Whether `text` holds a variant `{a|b}` or a wildcard `__name__`."""
-    return SYNTAX.search(text) is not None
+    return re.search(SYNTAX, text) is not None
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,8 @@ def _split(raw: str, where: str) -> list[str]:
     return out
 
 
-_RANGE = re.compile(
+# `10-30`, `10-30 (+10)`, `5-9 [3]`; kept as text: `re` compiles it at first use
+_RANGE = (
     r"^\s*([+-]?\d+(?:\.\d+)?)\s*-\s*([+-]?\d+(?:\.\d+)?)\s*"
     r"(?:\(\s*([+-]\s*\d+(?:\.\d+)?)\s*\)|\[\s*(\d+)\s*\])?\s*$"
 )
@@ -263,7 +264,7 @@ _RANGE = re.compile(
 
 def _range(text: str, where: str) -> list[str] | None:
     """`10-30 (+10)`, `1-5`, `5-9 [3]` as their values; None when `text` is no range."""
-    match = _RANGE.match(text)
+    match = re.match(_RANGE, text)
     if match is None:
         return None
     start, end, step_text, count_text = match.groups()
