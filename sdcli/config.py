@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,20 @@ ENV_VARS = {
     "wildcards_dir": "SDCLI_WILDCARDS",
 }
 FILE_KEYS = frozenset(
-    {*ENV_VARS, "connect_timeout", "thumbnails", "live_preview", "history", "history_file"}
+    {
+        *ENV_VARS,
+        "connect_timeout",
+        "thumbnails",
+        "live_preview",
+        "history",
+        "history_file",
+        "servers",
+    }
 )
+# The keys of a `[servers.NAME]` table; `--url NAME` picks one, `--url all` every one.
+SERVER_KEYS = ("url", "auth", "weight")
+ALL_SERVERS = "all"
+MAX_WEIGHT = 100
 # How pictures are drawn: auto picks from the terminal (sdcli/cli/pictures.py), none draws none.
 IMAGE_MODES = ("auto", "kitty", "iterm", "sixel", "blocks", "none")
 HISTORY_FILE_NAME = "history.db"
@@ -120,6 +132,19 @@ def builtin_presets_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class Server:
+    """One web UI a run may use: a `[servers.NAME]` table of the config file, or a URL.
+
+    `weight`: when several servers are free at once, the next unit goes to the heaviest.
+    """
+
+    name: str  # the table's name, or the URL's host:port: safe to print
+    url: str  # without credentials
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    weight: int = 1
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know about where and how to talk to the web UI."""
 
@@ -143,6 +168,9 @@ class Settings:
     # dynamic prompts: the directory of `__name__` wildcard files, and where that came from
     wildcards_dir: Path | None = None
     wildcards_source: str = "default"
+    # A run over several servers (`--url` given more than once, a table name, `all`); the
+    # first is `url` and `auth`. Empty or one: the one server `url`, as always.
+    servers: tuple[Server, ...] = ()
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -258,7 +286,12 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], list[str]]:
             hint="known keys: " + ", ".join(sorted(FILE_KEYS)),
         )
     warnings: list[str] = []
-    has_secret = "auth" in data or "@" in str(data.get("url", ""))
+    tables = data.get("servers")
+    table_secret = isinstance(tables, dict) and any(
+        isinstance(t, dict) and ("auth" in t or "@" in str(t.get("url", "")))
+        for t in tables.values()
+    )
+    has_secret = "auth" in data or "@" in str(data.get("url", "")) or table_secret
     if has_secret and os.name == "posix":
         mode = path.stat().st_mode
         if mode & (stat.S_IRGRP | stat.S_IROTH):
@@ -271,14 +304,17 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], list[str]]:
 
 def load_settings(
     *,
-    url: str | None = None,
+    url: str | Sequence[str] | None = None,
     auth: str | None = None,
     timeout: str | float | None = None,
     output_dir: Path | None = None,
     debug: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Resolve each setting from the first place that has it: flag, environment, file, default."""
+    """Resolve each setting from the first place that has it: flag, environment, file, default.
+
+    `url`: one or several `--url` values, each a URL, a `[servers.NAME]` name or `all`.
+    """
     environ = os.environ if env is None else env
     file_data, warnings = read_config_file(config_file())
 
@@ -292,14 +328,17 @@ def load_settings(
             return file_data[key], "config"
         return None, "default"
 
-    raw_url, url_source = pick("url", url)
-    base_url, url_auth = split_credentials(str(raw_url) if raw_url else DEFAULT_URL)
-
+    flags = [url] if isinstance(url, str) else [u for u in url or () if u]
+    raw_url, url_source = pick("url", flags or None)
     raw_auth, auth_source = pick("auth", auth)
-    credentials = url_auth
+    global_auth = None
     if raw_auth:
         where = {"flag": "--auth", "env": "SDCLI_AUTH", "config": "config key 'auth'"}[auth_source]
-        credentials = parse_auth(str(raw_auth), where=where)
+        global_auth = parse_auth(str(raw_auth), where=where)
+    tables = parse_servers(file_data.get("servers"))
+    values = flags or [str(raw_url) if raw_url else DEFAULT_URL]
+    servers = _servers(values, tables, global_auth)
+    base_url, credentials = servers[0].url, servers[0].auth
 
     raw_timeout, timeout_source = pick("timeout", timeout)
     read_timeout = (
@@ -328,10 +367,12 @@ def load_settings(
     wildcards = (
         Path(raw_wildcards).expanduser() if raw_wildcards is not None else default_wildcards_dir()
     )
-    if credentials and urlsplit(base_url).scheme == "http" and not _is_loopback(base_url):
-        warnings.append(
-            f"sending the password unencrypted over http:// to {base_url} (use https:// if you can)"
-        )
+    for server in servers:
+        if server.auth and urlsplit(server.url).scheme == "http" and not _is_loopback(server.url):
+            warnings.append(
+                f"sending the password unencrypted over http:// to {server.url} "
+                "(use https:// if you can)"
+            )
     return Settings(
         url=base_url,
         auth=credentials,
@@ -350,7 +391,71 @@ def load_settings(
         history_path=history_path,
         wildcards_dir=wildcards,
         wildcards_source=wildcards_source,
+        servers=tuple(servers) if len(servers) > 1 else (),
     )
+
+
+def parse_servers(raw: Any) -> dict[str, Server]:
+    """The config file's `[servers.NAME]` tables (url, auth, weight), checked, in file order.
+
+    A table's credentials are its own (`auth`, or the URL's `user:pass@`): the global `auth`
+    is never sent to it.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError("config key 'servers' must hold tables: [servers.NAME] with url = …")
+    servers: dict[str, Server] = {}
+    for name, table in raw.items():
+        where = f"config table [servers.{name}]"
+        if not isinstance(table, dict):
+            raise UsageError(f"{where} must be a table with url = …")
+        unknown = sorted(set(table) - set(SERVER_KEYS))
+        if unknown:
+            raise UsageError(
+                f"{where}: unknown key {unknown[0]!r}", hint="known keys: " + ", ".join(SERVER_KEYS)
+            )
+        raw_url = table.get("url")
+        if not isinstance(raw_url, str) or not raw_url.strip():
+            raise UsageError(f'{where} needs url = "http://HOST:PORT"')
+        url, auth = split_credentials(raw_url)
+        if "auth" in table:
+            if not isinstance(table["auth"], str):
+                raise UsageError(f"{where}: auth must look like USER:PASS")
+            auth = parse_auth(table["auth"], where=f"{where}: auth")
+        weight = table.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
+            raise UsageError(
+                f"{where}: weight must be a whole number from 1 to {MAX_WEIGHT}, not {weight!r}"
+            )
+        servers[name] = Server(name, url, auth, weight)
+    return servers
+
+
+def _servers(
+    values: Sequence[str], tables: Mapping[str, Server], global_auth: tuple[str, str] | None
+) -> list[Server]:
+    """What each `--url` value names: a table, every table (`all`) or a URL (which gets the
+    global auth, else its own `user:pass@`); the same URL twice counts once."""
+    found: list[Server] = []
+    for value in values:
+        if value == ALL_SERVERS:
+            if not tables:
+                raise UsageError(
+                    "--url all: the config file has no [servers.NAME] tables",
+                    hint=f"see {config_file()}",
+                )
+            found += tables.values()
+        elif value in tables:
+            found.append(tables[value])
+        else:
+            url, url_auth = split_credentials(value)
+            host = urlsplit(url).netloc
+            found.append(Server(host, url, global_auth or url_auth))
+    unique: dict[str, Server] = {}
+    for server in found:
+        unique.setdefault(server.url, server)
+    return list(unique.values())
 
 
 def retry_backoff(env: Mapping[str, str] | None = None) -> float:

@@ -25,6 +25,10 @@ EXIT_CODES_HELP = (
 )
 
 
+# The commands that run units and can spread them over several servers (--url repeated).
+MANY_SERVER_COMMANDS = ("generate", "img2img", "rerun")
+
+
 class SdcliGroup(HelpGroup):
     """Turns every failure (our errors, Ctrl-C, even a bug of ours) into one line on stderr and a
     documented exit code. A reader that went away is the entry point's (sdcli.__main__)."""
@@ -175,11 +179,13 @@ def _version_callback(value: bool) -> None:
 def main_callback(
     ctx: typer.Context,
     url: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--url",
             metavar="URL",
-            help="Web UI address (env SDCLI_URL) \\[default: http://127.0.0.1:7860].",
+            help="Web UI address, or the NAME of a \\[servers.NAME] table of the config file "
+            "(env SDCLI_URL) \\[default: http://127.0.0.1:7860]. generate and img2img take it "
+            "several times (or `all` for every table) to spread a run over several servers.",
         ),
     ] = None,
     auth: Annotated[
@@ -222,7 +228,19 @@ def main_callback(
     ] = False,
 ) -> None:
     # Environment variables and the config file are resolved in sdcli.config, in one place.
-    state = AppState(url=url, auth=auth, timeout=timeout, debug=debug, no_cache=no_cache)
+    urls = list(url or [])
+    if len(urls) > 1 and ctx.invoked_subcommand not in MANY_SERVER_COMMANDS:
+        from sdcli.errors import UsageError
+
+        command = f"sdcli {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "this command"
+        render.failure(
+            UsageError(
+                f"{command} talks to one server, but --url was given {len(urls)} times",
+                hint="several servers are for " + ", ".join(MANY_SERVER_COMMANDS),
+            )
+        )
+        raise typer.Exit(int(ExitCode.USAGE))
+    state = AppState(url=urls or None, auth=auth, timeout=timeout, debug=debug, no_cache=no_cache)
     ctx.obj = state
     ctx.call_on_close(state.close)
     if _debug(ctx):
