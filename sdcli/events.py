@@ -9,6 +9,7 @@ must not raise (an exception from a sink ends the run like any other error).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,17 @@ class GridSaved:
     data: bytes = field(default=b"", repr=False, compare=False)  # the PNG written
 
 
+@dataclass(frozen=True)
+class ServerDropped:
+    """A server failed after its retries and left a run over several servers; its `unit` (if
+    one was running) goes back to the queue for another server. `left`: servers still in it."""
+
+    server: str
+    error: SdcliError
+    unit: Unit | None = None
+    left: int = 0
+
+
 Event = (
     UnitStarted
     | Progressed
@@ -138,6 +150,7 @@ Event = (
     | Retrying
     | Warned
     | GridSaved
+    | ServerDropped
 )
 Sink = Callable[[Event], None]
 
@@ -147,6 +160,18 @@ def fanout(*sinks: Sink) -> Sink:
 
     def emit(event: Event) -> None:
         for sink in sinks:
+            sink(event)
+
+    return emit
+
+
+def serialised(sink: Sink) -> Sink:
+    """`sink` for Runners on several threads (a run over several servers): one event at a time,
+    so a reporter's lines and a history's rows never interleave."""
+    held = threading.RLock()
+
+    def emit(event: Event) -> None:
+        with held:
             sink(event)
 
     return emit

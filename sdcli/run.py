@@ -12,10 +12,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from sdcli.apitypes import GenerationResult
 from sdcli.catalog import Catalog
@@ -93,10 +94,16 @@ class Runner:
         poll_interval: float = POLL_INTERVAL,
         interrupt_grace: float = INTERRUPT_GRACE,
         cache: ListCache | None = None,
+        name: str | None = None,
+        weight: int = 1,
     ) -> None:
         self.client = client
         self.sink = sink
         self.server = client.base_url
+        # A run over several servers names each (a [servers.NAME] table, else host:port) and,
+        # when several are free, gives the next unit to the heaviest (sdcli.schedule).
+        self.name = name or urlsplit(self.server).netloc or self.server
+        self.weight = weight
         self.catalog = Catalog(client, cache)
         self.progress = progress
         self.poll_interval = poll_interval
@@ -106,6 +113,22 @@ class Runner:
         self._job: Job | None = None
         self._resolved: Resolved | None = None
         self._cells: Cells = {}  # an X/Y/Z plot's cells with names of their own, resolved
+        # stop(): Ctrl-C reached the main thread while this Runner works in another one
+        self._stop: KeyboardInterrupt | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def label(self) -> str:
+        """How messages name this server: `gpu2 (http://host:7860)`, or just the URL."""
+        if self.name == urlsplit(self.server).netloc:
+            return self.server
+        return f"{self.name} ({self.server})"
+
+    def stop(self, cause: KeyboardInterrupt) -> None:
+        """Take Ctrl-C's path in this Runner's own thread: ask the server to stop the job, keep
+        what it returned (signals reach the main thread only; sdcli.schedule relays them)."""
+        self._stop = cause
+        self._stopping.set()
 
     def emit(self, event: Event) -> None:
         self.sink(event)
@@ -263,7 +286,7 @@ class Runner:
                 check_size(payload, partial.result, self.warn)
             signum, by = interruption(partial.cause)
             total = len(kept)
-            raise Interrupted(_kept(by, total, total - before), signum=signum) from None
+            raise Interrupted(kept_message(by, total, total - before), signum=signum) from None
         except Interrupted as exc:
             if kept:
                 message = f"{exc}; kept the {len(kept)} image(s) saved before"
@@ -365,7 +388,8 @@ class Runner:
                 attempt += 1
                 delay = min(job.retry_backoff * 2 ** (attempt - 1), 30.0)
                 self.emit(Retrying(self._unit, self.server, exc, attempt, delay))
-                time.sleep(delay)
+                if self._stopping.wait(delay) and self._stop is not None:
+                    raise Interrupted(f"interrupted{interruption(self._stop)[1]}") from None
 
     def _generate_once(self, job: Job, payload: dict[str, Any]) -> GenerationResult:
         task_id = f"task(sdcli-{uuid.uuid4().hex[:12]})"
@@ -390,6 +414,8 @@ class Runner:
         worker.start()
         try:
             while not done.wait(self.poll_interval if self.progress else 0.5):
+                if self._stop is not None:
+                    raise self._stop
                 if self.progress:
                     self.poller.poll(task_id, started)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Terminated)
@@ -423,20 +449,31 @@ class Runner:
 
 
 def run_job(
-    job: Job, runner: Runner, *, saver: Saver | None = None, summary: RunSummary | None = None
+    job: Job,
+    runner: Runner | Sequence[Runner],
+    *,
+    saver: Saver | None = None,
+    summary: RunSummary | None = None,
 ) -> RunSummary:
     """Run every prompt of `job`, unit by unit; `summary` (if given) is filled in as it goes, so
     a caller still has the counts when an error or Ctrl-C ends the run early.
 
     With `job.keep_going`, a failed prompt is told (UnitFailed) and the next one goes; after
     MAX_CONNECTION_FAILURES prompts in a row cannot connect, the run stops (`summary.gave_up`).
+    Several Runners (one per server) share the units through sdcli.schedule.
     """
-    prompts: Iterator[str] = first_prompt(job)
     saver = Saver.for_job(job) if saver is None else saver
+    summary = RunSummary() if summary is None else summary
+    if not isinstance(runner, Runner):
+        if len(runner) > 1:
+            from sdcli.schedule import run_on_servers
+
+            return run_on_servers(job, runner, saver=saver, summary=summary)
+        (runner,) = runner
+    prompts: Iterator[str] = first_prompt(job)
     check_job(job)
     saver.check()
     runner.prepare(job)
-    summary = RunSummary() if summary is None else summary
     unreachable = 0  # prompts in a row that failed to connect: is the server gone?
     for prompt in prompts:
         summary.prompts += 1
@@ -460,9 +497,9 @@ def run_job(
     return summary
 
 
-def _kept(by: str, total: int, partial: int) -> str:
+def kept_message(by: str, total: int, partial: int, servers: str = "the server") -> str:
     """The Ctrl-C message: how many images this whole run kept, the interrupted job's among them."""
-    text = f"interrupted{by}; kept {total} image(s) the server had made"
+    text = f"interrupted{by}; kept {total} image(s) {servers} had made"
     return text if partial == total else f"{text} ({partial} from the interrupted job)"
 
 

@@ -21,6 +21,7 @@ LAYERS = {
     "sdcli.plan": USE_CASES,
     "sdcli.job": USE_CASES,
     "sdcli.run": USE_CASES,
+    "sdcli.schedule": USE_CASES,
     "sdcli.progress": USE_CASES,
     "sdcli.save": USE_CASES,
     "sdcli.events": USE_CASES,

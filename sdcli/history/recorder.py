@@ -26,6 +26,7 @@ from sdcli.events import (
     Event,
     ImageSaved,
     Interrupting,
+    ServerDropped,
     UnitFailed,
     UnitFinished,
     UnitStarted,
@@ -71,7 +72,8 @@ class HistoryRecorder:
         self._stopping: set[int] = set()  # rows of units being interrupted
 
     def __call__(self, event: Event) -> None:
-        if not isinstance(event, (UnitStarted, ImageSaved, UnitFinished, UnitFailed, Interrupting)):
+        kinds = (UnitStarted, ImageSaved, UnitFinished, UnitFailed, Interrupting, ServerDropped)
+        if not isinstance(event, kinds):
             return  # progress, retries and warnings are not history
         self._queue.put((time.time(), time.monotonic(), event))
         if self._thread is None:
@@ -124,6 +126,9 @@ class HistoryRecorder:
         elif isinstance(item, UnitFinished):
             self._finish(item.server, item.unit, "ok", None, item.seconds)
         elif isinstance(item, UnitFailed):
+            self._finish(item.server, item.unit, "failed", str(item.error), mono)
+        elif isinstance(item, ServerDropped) and item.unit is not None:
+            # the server left the run; its unit goes to another one (a new row there)
             self._finish(item.server, item.unit, "failed", str(item.error), mono)
         elif isinstance(item, Interrupting):
             opened = self._open.get((item.server, item.unit))

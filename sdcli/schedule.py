@@ -1,0 +1,270 @@
+"""A run over several servers: one queue of units, one worker thread per server pulling from it.
+
+A free server takes the next unit at once (no fixed split); when several are free, the
+heaviest (`Runner.weight`) goes first. A server that fails after its retries (connection lost,
+a timeout, a 5xx) leaves the run and its unit goes back to the front of the queue for another
+one; the run ends when every unit is done or no server is left. Prompts are read as units are
+needed, so a long `generate -` keeps nothing but the units in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sdcli.errors import (
+    ApiError,
+    AuthError,
+    ConnectionFailed,
+    Interrupted,
+    SdcliError,
+    UsageError,
+    interruption,
+)
+from sdcli.events import ServerDropped, UnitFailed, Warned, serialised
+from sdcli.job import Job, Unit, units
+from sdcli.plan import check_job, first_prompt
+from sdcli.run import Failure, Runner, RunSummary, kept_message
+from sdcli.save import Saver
+
+JOIN_POLL = 0.2  # the main thread wakes this often while the workers run (Ctrl-C lands there)
+
+
+def server_failed(error: BaseException) -> bool:
+    """An error that says the server, not the unit, is the trouble: it leaves the run."""
+    if isinstance(error, ConnectionFailed):  # refused, lost, timed out (after the retries)
+        return True
+    return isinstance(error, ApiError) and error.status is not None and error.status >= 500
+
+
+@dataclass(eq=False)
+class _Worker:
+    runner: Runner
+    order: int
+    gone: bool = False
+
+
+@dataclass(eq=False)
+class _Item:
+    """A unit in the queue, with the number of its prompt (the same text may come twice)."""
+
+    prompt_no: int
+    unit: Unit
+
+
+@dataclass
+class _State:
+    pending: deque[_Item] = field(default_factory=deque)
+    running: int = 0
+    exhausted: bool = False  # every prompt has been read
+    stopping: bool = False  # an error, Ctrl-C or the last server gone: hand out nothing more
+    fatal: BaseException | None = None
+    failed_prompts: set[int] = field(default_factory=set)
+
+
+class Scheduler:
+    """Hands a job's units to the Runners, each in a thread of its own (see the module doc)."""
+
+    def __init__(self, job: Job, runners: Sequence[Runner], saver: Saver, summary: RunSummary):
+        self.job = job
+        self.saver = saver
+        self.summary = summary
+        self.workers = [_Worker(runner, n) for n, runner in enumerate(runners)]
+        sink = serialised(runners[0].sink)  # one event at a time, whichever thread sends it
+        for runner in runners:
+            runner.sink = sink
+        self.emit = sink
+        self.cv = threading.Condition()
+        self.state = _State()
+        self._prompts: Iterator[str] = iter(())
+        self._idle: list[_Worker] = []
+        self._live = 0  # worker threads still running
+        self._finished = threading.Event()
+
+    # --- before anything is sent -------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Resolve the names on every server first: a name one of them lacks stops the run
+        before any image is asked for, and says where; a server that cannot be reached is
+        left out (with a warning) as long as another one answers."""
+        self._prompts = first_prompt(self.job)
+        check_job(self.job)
+        self.saver.check()
+        last: SdcliError | None = None
+        for worker in self.workers:
+            runner = worker.runner
+            try:
+                runner.prepare(self.job)
+            except SdcliError as exc:
+                if not server_failed(exc):
+                    exc.message = f"on {runner.label}: {exc.message}"
+                    raise
+                last = exc
+                worker.gone = True
+                self._dropped(worker, exc, None)
+        if last is not None and all(w.gone for w in self.workers):
+            raise last
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        threads = [
+            threading.Thread(
+                target=self._work, args=(w,), name=f"sdcli-{w.runner.name}", daemon=True
+            )
+            for w in self.workers
+            if not w.gone
+        ]
+        self._live = len(threads)
+        for thread in threads:
+            thread.start()
+        try:
+            self._wait_for_workers()
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: every server stops
+            self._interrupt(exc)
+        if self.state.fatal is not None:
+            raise self.state.fatal
+        return self.summary
+
+    def _wait_for_workers(self) -> None:
+        """Until every worker has ended. Not Thread.join: a Ctrl-C that lands inside join() can
+        leave a running thread marked as ended (CPython's tstate lock)."""
+        while not self._finished.wait(JOIN_POLL):
+            pass
+
+    def _interrupt(self, cause: KeyboardInterrupt) -> None:
+        """Each server is asked to stop and what it returned is saved; a second Ctrl-C while
+        waiting for them leaves at once."""
+        before = len(self.summary.saved)
+        with self.cv:
+            self.state.stopping = True
+            self.cv.notify_all()
+        for worker in self.workers:
+            worker.runner.stop(cause)
+        self._wait_for_workers()
+        signum, by = interruption(cause)
+        total = len(self.summary.saved)
+        if not total:
+            raise Interrupted(
+                f"interrupted{by} before the servers returned any image", signum=signum
+            ) from None
+        message = kept_message(by, total, total - before, "the servers")
+        raise Interrupted(message, signum=signum) from None
+
+    def _work(self, worker: _Worker) -> None:
+        try:
+            self._pull(worker)
+        finally:
+            with self.cv:
+                self._live -= 1
+                if not self._live:
+                    self._finished.set()
+
+    def _pull(self, worker: _Worker) -> None:
+        while True:
+            item = self._take(worker)
+            if item is None:
+                return
+            try:
+                worker.runner.run_unit(self.job, item.unit, self.saver, into=self.summary.saved)
+            except Interrupted:
+                self._done(worker, item, None)
+                return
+            except BaseException as exc:  # every ending is the run's to judge
+                self._done(worker, item, exc)
+            else:
+                self._done(worker, item, None)
+
+    def _take(self, worker: _Worker) -> _Item | None:
+        """The next unit for `worker`, once it is the heaviest free server; None: no more."""
+        with self.cv:
+            self._idle.append(worker)
+            try:
+                while True:
+                    state = self.state
+                    if state.stopping or worker.gone:
+                        return None
+                    if not state.pending and not state.exhausted:
+                        self._read_prompt()
+                        self.cv.notify_all()
+                        continue
+                    if state.pending:
+                        if self._first_free() is worker:
+                            state.running += 1
+                            return state.pending.popleft()
+                    elif state.running == 0:
+                        return None  # all done: nothing queued, nothing that may come back
+                    self.cv.wait()
+            finally:
+                self._idle.remove(worker)
+                self.cv.notify_all()
+
+    def _first_free(self) -> _Worker:
+        return max(self._idle, key=lambda w: (w.runner.weight, -w.order))
+
+    def _read_prompt(self) -> None:
+        """Queue the next prompt's units (called with the lock held)."""
+        state = self.state
+        try:
+            prompt = next(self._prompts, None)
+        except SdcliError as exc:  # a bad line further on: what came before is done
+            state.fatal, state.stopping = exc, True
+            return
+        if prompt is None:
+            state.exhausted = True
+            return
+        self.summary.prompts += 1
+        state.pending.extend(_Item(self.summary.prompts, u) for u in units(self.job, prompt))
+
+    def _done(self, worker: _Worker, item: _Item, error: BaseException | None) -> None:
+        """Account for a unit that ended: done, back in the queue, or the run's end."""
+        event = None
+        with self.cv:
+            state = self.state
+            state.running -= 1
+            self.cv.notify_all()
+            if error is None:
+                return
+            if server_failed(error) and not state.stopping:
+                worker.gone = True
+                state.pending.appendleft(item)
+                if all(w.gone for w in self.workers):
+                    state.fatal, state.stopping = error, True
+                dropped = True
+            else:
+                dropped = False
+                keep_going = self.job.keep_going and isinstance(error, SdcliError)
+                if keep_going and not isinstance(error, (UsageError, AuthError, Interrupted)):
+                    assert isinstance(error, SdcliError)
+                    if item.prompt_no not in state.failed_prompts:
+                        state.failed_prompts.add(item.prompt_no)
+                        self.summary.failures.append(Failure(item.unit.prompt, error))
+                        event = UnitFailed(item.unit, worker.runner.server, error)
+                    # the prompt's other units are not sent (as on one server)
+                    state.pending = deque(i for i in state.pending if i.prompt_no != item.prompt_no)
+                elif state.fatal is None:
+                    state.fatal, state.stopping = error, True
+        if dropped:
+            assert isinstance(error, SdcliError)
+            self._dropped(worker, error, item.unit)
+        elif event is not None:
+            self.emit(event)
+
+    def _dropped(self, worker: _Worker, error: SdcliError, unit: Unit | None) -> None:
+        left = sum(1 for w in self.workers if not w.gone)
+        self.emit(ServerDropped(worker.runner.server, error, unit, left))
+        if left:
+            again = "; its unit goes to another server" if unit is not None else ""
+            message = f"{worker.runner.label} left the run: {error}{again} ({left} left)"
+            self.emit(Warned(message, unit, worker.runner.server))
+
+
+def run_on_servers(
+    job: Job, runners: Sequence[Runner], *, saver: Saver, summary: RunSummary
+) -> RunSummary:
+    """`run_job` over several servers (see the module doc)."""
+    scheduler = Scheduler(job, runners, saver, summary)
+    scheduler.prepare()
+    return scheduler.run()
