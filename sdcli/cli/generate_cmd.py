@@ -412,6 +412,8 @@ def _run(
     from sdcli.heap import KeepHeap
     from sdcli.run import Runner, RunSummary, run_job
 
+    if len(state.settings.servers) > 1:
+        show_progress = False  # one bar cannot show several servers
     reporter_cls = LiveReporter if show_progress else CliReporter
     reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
     sinks: list[Sink] = [KeepHeap(), reporter]
@@ -429,18 +431,25 @@ def _run(
 
         grids = GridMaker(job, fanout(*shown), overwrite=job.overwrite)
         sinks.append(grids)
-    runner = Runner(
-        state.client,
-        fanout(*sinks),
-        progress=show_progress,
-        preview=show_progress and preview,
-        cache=state.list_cache(),
-    )
+    servers = state.servers()
+    sink = fanout(*sinks)
+    runners = [
+        Runner(
+            client,
+            sink,
+            progress=show_progress,
+            preview=show_progress and preview,
+            cache=state.list_cache(url=server.url),
+            name=server.name if len(servers) > 1 else None,
+            weight=server.weight,
+        )
+        for server, client in servers
+    ]
     summary = RunSummary()
     started = time.monotonic()
     ended: BaseException | None = None
     try:
-        run_job(job, runner, summary=summary)
+        run_job(job, runners if len(runners) > 1 else runners[0], summary=summary)
     except BaseException as exc:
         ended = exc
         raise

@@ -34,17 +34,22 @@ class CliReporter:
         self.json_lines = json_lines
         self.quiet = quiet
         self._label = ""
+        self.server = ""  # the URL of the server that made the image being reported
+        self._interrupting = False
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progressed):
             self.progress(event.snapshot)
         elif isinstance(event, ImageSaved):
+            self.server = event.server
             self.image_saved(event.image, event.unit)
         elif isinstance(event, GridSaved):
             self.grid_saved(event)
         elif isinstance(event, UnitStarted):
             self.batch_started(event.unit.prompt, event.unit.batch, event.unit.batches)
         elif isinstance(event, UnitFinished):
+            # the unit's own label: on several servers, other units start in between
+            self._label = self._label_of(event.unit.prompt, event.unit.batch, event.unit.batches)
             self.batch_finished(event.images, event.seconds)
         elif isinstance(event, Warned):
             self.warning(event.message)
@@ -63,7 +68,7 @@ class CliReporter:
                 from sdcli.sweeps import unit_fields
 
                 fields.update(unit_fields(unit))
-            render.result_json(fields)
+            render.result_json({**fields, "server": self.server})
         else:
             render.result(str(image.path))
 
@@ -87,8 +92,12 @@ class CliReporter:
             self.message(f"{grid.path}: {grid.missing} of {grid.cells} cells left blank")
 
     def batch_started(self, prompt: str, batch: int, batches: int) -> None:
+        self._label = self._label_of(prompt, batch, batches)
+
+    @staticmethod
+    def _label_of(prompt: str, batch: int, batches: int) -> str:
         short = prompt if len(prompt) <= 40 else prompt[:39] + "…"
-        self._label = f"{short!r}" + (f" batch {batch}/{batches}" if batches > 1 else "")
+        return f"{short!r}" + (f" batch {batch}/{batches}" if batches > 1 else "")
 
     def progress(self, snapshot: ProgressSnapshot) -> None:
         pass
@@ -112,6 +121,9 @@ class CliReporter:
         self.message(f"failed {prompt[:60]!r}: {error}", kind="error")
 
     def interrupting(self) -> None:
+        if self._interrupting:
+            return  # once a run, however many servers are asked to stop
+        self._interrupting = True
         self.message("interrupting: waiting for the images made so far (Ctrl-C again to quit now)")
 
     def retrying(self, error: SdcliError, attempt: int, delay: float) -> None:

@@ -212,6 +212,23 @@ class FakeWebUI:
                     return
         raise ValueError(f"no sampler is called {old!r}")
 
+    def remove_checkpoint(self, alias: str) -> None:
+        """A machine without that checkpoint file: gone from the list (never the loaded one)."""
+        with self._engine.cv:
+            model = find_checkpoint(self._engine.models, alias)
+            if model is None or model is self._engine.loaded:
+                raise ValueError(f"no checkpoint to remove answers to {alias!r}")
+            self._engine.models.remove(model)
+
+    def move_checkpoint(self, alias: str, name: str) -> None:
+        """The same file in another folder on this machine (`sub/x.safetensors`): another
+        title, the same hash; as after a refresh of the checkpoints."""
+        with self._engine.cv:
+            model = find_checkpoint(self._engine.models, alias)
+            if model is None:
+                raise ValueError(f"no checkpoint answers to {alias!r}")
+            model.name = name
+
     # --- server state ----------------------------------------------------------------------
 
     @property

@@ -1,0 +1,282 @@
+"""A run over several servers (issue 17): `--url` repeated and `[servers.NAME]` tables; one queue
+that every server pulls from; a server that goes away has its unit redone on another; names
+resolved on each server before anything is generated."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdcli.config import load_settings
+from sdcli.errors import UsageError
+from sdcli.testing.fake_webui import FakeWebUI
+
+from cli_helpers import SdcliProcess, error_line, run_sdcli, warnings
+
+TXT2IMG = "/sdapi/v1/txt2img"
+TINY = ("--steps", "3", "-W", "64", "-H", "64")
+MakeFake = Callable[..., FakeWebUI]
+
+
+def json_rows(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def run_many(
+    spawn_sdcli: Callable[..., SdcliProcess], urls: list[str], out: Path, *args: str
+) -> SdcliProcess:
+    """`sdcli --url A --url B … generate --json -o OUT ARGS -`, prompts to be sent on stdin."""
+    flags = [word for url in urls for word in ("--url", url)]
+    return spawn_sdcli(*flags, "generate", *TINY, "--json", "-o", str(out), *args, "-")
+
+
+def close_stdin(process: SdcliProcess) -> None:
+    assert process.proc.stdin is not None
+    process.proc.stdin.close()
+    process.proc.stdin = None
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def test_url_repeated_and_server_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[servers.gpu1]\nurl = "http://10.0.0.1:7860"\nauth = "me:s3cret"\nweight = 3\n'
+        '[servers.gpu2]\nurl = "http://u:pw@10.0.0.2:7860"\n'
+    )
+    config.chmod(0o600)
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    s = load_settings(url=["gpu2", "http://127.0.0.1:9", "gpu2"], auth="g:lobal", env={})
+    assert [(x.name, x.url, x.auth, x.weight) for x in s.servers] == [
+        ("gpu2", "http://10.0.0.2:7860", ("u", "pw"), 1),
+        ("127.0.0.1:9", "http://127.0.0.1:9", ("g", "lobal"), 1),  # a URL gets the global auth
+    ]
+    assert (s.url, s.auth) == ("http://10.0.0.2:7860", ("u", "pw"))  # the first one
+    every = load_settings(url="all", env={})
+    assert [x.name for x in every.servers] == ["gpu1", "gpu2"]
+    assert every.servers[0].auth == ("me", "s3cret")
+    assert "s3cret" not in repr(every) and "pw" not in repr(every.servers)
+    one = load_settings(url="gpu1", env={})  # one server: as always
+    assert one.servers == () and (one.url, one.auth) == ("http://10.0.0.1:7860", ("me", "s3cret"))
+    assert load_settings(env={}).servers == ()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[servers.a]\nurl = "http://h:1"\nwieght = 2\n', "[servers.a]: unknown key 'wieght'"),
+        ("[servers.a]\nweight = 2\n", "[servers.a] needs url ="),
+        ('[servers.a]\nurl = "http://h:1"\nweight = 0\n', "weight must be a whole number"),
+        ('[servers.a]\nurl = "http://h:1"\nauth = "nocolon"\n', "auth must look like USER:PASS"),
+        ('servers = "http://h:1"\n', "config key 'servers' must hold tables"),
+    ],
+)
+def test_bad_server_tables_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, message: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(table)
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(env={})
+
+
+def test_url_all_without_tables_is_refused(tmp_path: Path) -> None:
+    r = run_sdcli("--url", "all", "generate", *TINY, "-o", str(tmp_path), "a cat")
+    assert r.returncode == 2
+    assert "--url all: the config file has no [servers.NAME] tables" in error_line(r.stderr)
+
+
+def test_a_one_server_command_refuses_several_urls(make_fake_webui: MakeFake) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    r = run_sdcli("--url", a.url, "--url", b.url, "models")
+    assert r.returncode == 2
+    assert "sdcli models talks to one server, but --url was given 2 times" in error_line(r.stderr)
+    assert a.requests == [] and b.requests == []
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def test_both_servers_work_at_once_and_json_says_which(
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    for fake in (a, b):
+        fake.pause_at_step(1)  # each server's first job waits: both can only be seen paused
+    run = run_many(spawn_sdcli, [a.url, b.url], tmp_path, "--seed", "7")  # if both run at once
+    run.send("one", "two", "three", "four")
+    close_stdin(run)
+    assert a.wait_paused(30) and b.wait_paused(30)
+    a.resume()
+    b.resume()
+    code, out, err = run.finish()
+    assert code == 0, err
+    rows = json_rows(out)
+    assert sorted(r["prompt"] for r in rows) == ["four", "one", "three", "two"]
+    made = Counter(r["server"] for r in rows)
+    sent = {fake.url: len(fake.requests_to(TXT2IMG)) for fake in (a, b)}
+    assert made == sent and min(sent.values()) >= 1 and sum(sent.values()) == 4
+    assert len(list(tmp_path.iterdir())) == 4
+    assert "done: 4 prompts · 4 images · 0 failed" in err
+
+
+def test_a_server_stopped_mid_run_has_its_unit_redone_elsewhere(
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    a.pause_at_step(1)
+    prompts = [f"prompt {n}" for n in range(6)]
+    run = run_many(spawn_sdcli, [a.url, b.url], tmp_path, "--seed", "100", "-b", "2")
+    run.send(*prompts)
+    close_stdin(run)
+    assert a.wait_paused(30)  # a has its first unit in hand …
+    a_url = a.url
+    a.stop()  # … and goes away: the connection drops mid-job
+    code, out, err = run.finish()
+    assert code == 0, err
+    rows = json_rows(out)
+    # every planned image saved exactly once, with its planned seeds
+    assert sorted((r["prompt"], r["seed"]) for r in rows) == sorted(
+        (p, seed) for p in prompts for seed in (100, 101)
+    )
+    assert len({r["path"] for r in rows}) == 12 and len(list(tmp_path.iterdir())) == 12
+    assert {r["server"] for r in rows} == {b.url}
+    assert len(a.requests_to(TXT2IMG)) == 1 and len(b.requests_to(TXT2IMG)) == 6
+    (dropped,) = warnings(err)
+    assert f"{a_url} left the run: " in dropped
+    assert "its unit goes to another server (1 left)" in dropped
+
+
+def test_the_run_ends_with_the_usual_error_when_no_server_is_left(
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    for fake in (a, b):
+        fake.pause_at_step(1)
+    run = run_many(spawn_sdcli, [a.url, b.url], tmp_path)
+    run.send("one", "two", "three")
+    close_stdin(run)
+    assert a.wait_paused(30) and b.wait_paused(30)
+    a.stop()
+    b.stop()
+    code, out, err = run.finish()
+    assert code == 3, err
+    assert out == "" and list(tmp_path.iterdir()) == []
+    assert "cannot reach" in error_line(err) or "closed before" in error_line(err)
+    assert len(warnings(err)) == 1  # the first one gone; the last one is the error
+
+
+def test_a_model_missing_on_one_server_refuses_before_generating(
+    make_fake_webui: MakeFake, tmp_path: Path
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    b.remove_checkpoint("qteamixQ_gamma")
+    r = run_sdcli(
+        "--url", a.url, "--url", b.url, "generate", *TINY, "--model", "qteamix",
+        "-o", str(tmp_path), "a cat",
+    )  # fmt: skip
+    assert r.returncode == 2
+    line = error_line(r.stderr)
+    assert line.startswith(f"sdcli: error: on {b.url}: ") and "qteamix" in line
+    assert a.requests_to(TXT2IMG) == [] and b.requests_to(TXT2IMG) == []
+    assert r.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_names_are_resolved_on_each_server(
+    make_fake_webui: MakeFake,
+    spawn_sdcli: Callable[..., SdcliProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    b.move_checkpoint("qteamixQ_gamma", "anime/qteamixQ_gamma.safetensors")  # another title
+    config = tmp_path / "config.toml"
+    config.write_text(f'[servers.left]\nurl = "{a.url}"\n[servers.right]\nurl = "{b.url}"\n')
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    for fake in (a, b):
+        fake.pause_at_step(1)
+    out = tmp_path / "out"
+    run = run_many(spawn_sdcli, ["all"], out, "--model", "qteamix")
+    run.send("x", "y", "z")
+    close_stdin(run)
+    assert a.wait_paused(30) and b.wait_paused(30)
+    a.resume()
+    b.resume()
+    code, stdout, err = run.finish()
+    assert code == 0, err
+    sent = {
+        fake.url: {
+            q.json["override_settings"]["sd_model_checkpoint"] for q in fake.requests_to(TXT2IMG)
+        }
+        for fake in (a, b)
+    }
+    assert sent == {
+        a.url: {"qteamixQ_gamma.safetensors [58174ec2a4]"},
+        b.url: {"anime/qteamixQ_gamma.safetensors [58174ec2a4]"},
+    }
+    assert len(json_rows(stdout)) == 3 and len(list(out.iterdir())) == 3
+
+
+def test_one_server_of_a_table_behaves_as_a_url(
+    fake_webui: FakeWebUI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[servers.box]\nurl = "{fake_webui.url}"\n')
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    out = tmp_path / "out"
+    r = run_sdcli("--url", "box", "generate", *TINY, "--json", "-o", str(out), "a cat")
+    assert r.returncode == 0, r.stderr
+    (row,) = json_rows(r.stdout)
+    assert row["server"] == fake_webui.url and Path(row["path"]).parent == out
+
+
+def test_ctrl_c_interrupts_every_server_and_keeps_what_they_made(
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    for fake in (a, b):
+        fake.pause_at_step(1)
+    run = run_many(spawn_sdcli, [a.url, b.url], tmp_path)
+    run.send("one", "two", "three", "four")
+    close_stdin(run)
+    assert a.wait_paused(30) and b.wait_paused(30)
+    run.proc.send_signal(signal.SIGINT)
+    code, out, err = run.finish()
+    assert code == 130, err
+    for fake in (a, b):  # each server was asked to stop its job, and sent nothing more
+        assert len(fake.requests_to("/sdapi/v1/interrupt")) >= 1
+        assert len(fake.requests_to(TXT2IMG)) == 1
+    rows = json_rows(out)
+    assert len(rows) == 2 and all(row["interrupted"] for row in rows)
+    assert {row["server"] for row in rows} == {a.url, b.url}
+    assert error_line(err) == "sdcli: error: interrupted; kept 2 image(s) the servers had made"
+    assert err.count("interrupting: waiting for the images made so far") == 1
+
+
+def test_keep_going_fails_a_prompt_not_a_server(
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    a.fail(TXT2IMG, 422, {"detail": "steps: value is not a valid integer"})  # the unit's fault
+    b.pause_at_step(1)
+    run = run_many(spawn_sdcli, [a.url, b.url], tmp_path, "--keep-going")
+    run.send("one", "two", "three", "four")
+    close_stdin(run)
+    assert b.wait_paused(30) and a.wait_for_request(TXT2IMG)
+    b.resume()
+    code, out, err = run.finish()
+    assert code == 1, err
+    assert len(json_rows(out)) == 3 and len(list(tmp_path.iterdir())) == 3
+    assert err.splitlines()[-1] == "sdcli: error: 1 prompt failed, 3 image(s) saved"
+    (failed,) = [line for line in err.splitlines() if line.startswith("sdcli: error: failed '")]
+    assert "': the server refused the request (422)" in failed
+    assert "left the run" not in err  # a 4xx is the request's fault: the server stays
+    assert len(a.requests_to(TXT2IMG)) >= 2  # a went on with the next units
