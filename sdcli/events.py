@@ -140,6 +140,15 @@ class ServerDropped:
     left: int = 0
 
 
+@dataclass(frozen=True)
+class Queued:
+    """How many units a run over several servers knows of so far (prompts are read as the
+    servers need them); `complete` once every prompt has been read."""
+
+    units: int
+    complete: bool
+
+
 Event = (
     UnitStarted
     | Progressed
@@ -151,6 +160,7 @@ Event = (
     | Warned
     | GridSaved
     | ServerDropped
+    | Queued
 )
 Sink = Callable[[Event], None]
 

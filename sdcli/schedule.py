@@ -23,7 +23,7 @@ from sdcli.errors import (
     UsageError,
     interruption,
 )
-from sdcli.events import ServerDropped, UnitFailed, Warned, serialised
+from sdcli.events import Queued, ServerDropped, UnitFailed, Warned, serialised
 from sdcli.job import Job, Unit, units
 from sdcli.plan import check_job, first_prompt
 from sdcli.run import Failure, Runner, RunSummary, kept_message
@@ -62,6 +62,7 @@ class _State:
     stopping: bool = False  # an error, Ctrl-C or the last server gone: hand out nothing more
     fatal: BaseException | None = None
     failed_prompts: set[int] = field(default_factory=set)
+    planned: int = 0  # units known so far (Queued)
 
 
 class Scheduler:
@@ -205,7 +206,7 @@ class Scheduler:
         return max(self._idle, key=lambda w: (w.runner.weight, -w.order))
 
     def _read_prompt(self) -> None:
-        """Queue the next prompt's units (called with the lock held)."""
+        """Queue the next prompt's units (called with the lock held: the sink never takes it)."""
         state = self.state
         try:
             prompt = next(self._prompts, None)
@@ -214,9 +215,13 @@ class Scheduler:
             return
         if prompt is None:
             state.exhausted = True
+            self.emit(Queued(state.planned, True))
             return
         self.summary.prompts += 1
-        state.pending.extend(_Item(self.summary.prompts, u) for u in units(self.job, prompt))
+        items = [_Item(self.summary.prompts, u) for u in units(self.job, prompt)]
+        state.pending.extend(items)
+        state.planned += len(items)
+        self.emit(Queued(state.planned, False))
 
     def _done(self, worker: _Worker, item: _Item, error: BaseException | None) -> None:
         """Account for a unit that ended: done, back in the queue, or the run's end."""
