@@ -5,6 +5,7 @@ resolved on each server before anything is generated."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from sdcli.errors import UsageError
 from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import SdcliProcess, error_line, run_sdcli, warnings
+from terminal_helpers import Terminal, leftover_bar
 
 TXT2IMG = "/sdapi/v1/txt2img"
 TINY = ("--steps", "3", "-W", "64", "-H", "64")
@@ -126,6 +128,7 @@ def test_both_servers_work_at_once_and_json_says_which(
     assert made == sent and min(sent.values()) >= 1 and sum(sent.values()) == 4
     assert len(list(tmp_path.iterdir())) == 4
     assert "done: 4 prompts · 4 images · 0 failed" in err
+    assert "\x1b[" not in err and " done · " not in err  # no rows when stderr is no terminal
 
 
 def test_a_server_stopped_mid_run_has_its_unit_redone_elsewhere(
@@ -280,3 +283,43 @@ def test_keep_going_fails_a_prompt_not_a_server(
     assert "': the server refused the request (422)" in failed
     assert "left the run" not in err  # a 4xx is the request's fault: the server stays
     assert len(a.requests_to(TXT2IMG)) >= 2  # a went on with the next units
+
+
+# --- on a terminal -----------------------------------------------------------------------------
+
+
+def test_a_terminal_shows_a_row_per_server_and_the_run_then_only_the_results(
+    make_fake_webui: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[servers.left]\nurl = "{a.url}"\n[servers.right]\nurl = "{b.url}"\n')
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"prompt number {n}\n" for n in range(4)))
+    for fake in (a, b):
+        fake.pause_at_step(2)
+    term = Terminal(
+        "--url", "left", "--url", "right", "generate", "--steps", "4", "-W", "64", "-H", "64",
+        "--no-show", "-o", "out", "--prompts-file", str(prompts), columns=80, rows=24,
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        both = re.compile(r"^(left|right) +'prompt number \d' .* step 2/4$")
+        term.wait_for(lambda t: sum(bool(both.match(row)) for row in t.lines()) == 2)
+        rows = term.lines()
+        assert rows[-3].startswith("left ") and rows[-2].startswith("right ")
+        assert re.fullmatch(r"0/2\+ done · 0 images · 2 servers", rows[-1]), rows
+        a.resume()
+        b.resume()
+        assert term.wait_exit() == 0, term.dump()
+        final = term.lines()
+    finally:
+        term.close()
+    paths = [row for row in final if row.startswith("out/") and row.endswith(".png")]
+    saved = [row for row in final if ": saved 1 image · seed " in row]
+    assert len(paths) == 4 and len(saved) == 4
+    assert {row.rsplit(" · ", 1)[1] for row in saved} == {"left", "right"}
+    assert re.fullmatch(r"done: 4 prompts · 4 images · 0 failed · [\d.]+ s", final[-1])
+    assert len(final) == 9, final  # the results and the summary, no row left behind
+    assert leftover_bar(final) == [] and not any(" done · " in row for row in final)

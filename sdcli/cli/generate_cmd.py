@@ -412,10 +412,17 @@ def _run(
     from sdcli.heap import KeepHeap
     from sdcli.run import Runner, RunSummary, run_job
 
-    if len(state.settings.servers) > 1:
-        show_progress = False  # one bar cannot show several servers
-    reporter_cls = LiveReporter if show_progress else CliReporter
-    reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
+    servers = state.servers()
+    reporter: CliReporter
+    if len(servers) > 1 and show_progress:  # a row per server under the lines, and the run's
+        from sdcli.cli.serverrows import ServersReporter
+
+        rows = [(server.url, server.name) for server, _ in servers]
+        reporter = ServersReporter(json_lines=json_lines, quiet=quiet, servers=rows)
+        preview = False  # the rows have no room for a picture
+    else:
+        reporter_cls = LiveReporter if show_progress else CliReporter
+        reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
     sinks: list[Sink] = [KeepHeap(), reporter]
     shown: list[Sink] = [reporter]  # where a grid's path (and picture) goes
     if thumbnails is not None:
@@ -431,7 +438,6 @@ def _run(
 
         grids = GridMaker(job, fanout(*shown), overwrite=job.overwrite)
         sinks.append(grids)
-    servers = state.servers()
     sink = fanout(*sinks)
     runners = [
         Runner(
