@@ -82,6 +82,7 @@ class Scheduler:
         self._prompts: Iterator[str] = iter(())
         self._idle: list[_Worker] = []
         self._live = 0  # worker threads still running
+        self._arrived: set[int] = set()  # workers that have asked for a unit at least once
         self._finished = threading.Event()
 
     # --- before anything is sent -------------------------------------------------------------
@@ -160,6 +161,7 @@ class Scheduler:
         finally:
             with self.cv:
                 self._live -= 1
+                self.cv.notify_all()
                 if not self._live:
                     self._finished.set()
 
@@ -182,11 +184,15 @@ class Scheduler:
         """The next unit for `worker`, once it is the heaviest free server; None: no more."""
         with self.cv:
             self._idle.append(worker)
+            self._arrived.add(worker.order)
             try:
                 while True:
                     state = self.state
                     if state.stopping or worker.gone:
                         return None
+                    if len(self._arrived) < self._live:
+                        self.cv.wait()  # the first units wait for every server: weight decides
+                        continue
                     if not state.pending and not state.exhausted:
                         self._read_prompt()
                         self.cv.notify_all()

@@ -177,6 +177,21 @@ def test_the_run_ends_with_the_usual_error_when_no_server_is_left(
     assert len(warnings(err)) == 1  # the first one gone; the last one is the error
 
 
+def test_the_heaviest_free_server_takes_the_unit(
+    make_fake_webui: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    light, heavy = make_fake_webui(), make_fake_webui()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[servers.light]\nurl = "{light.url}"\n[servers.heavy]\nurl = "{heavy.url}"\nweight = 3\n'
+    )
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    out = tmp_path / "out"
+    r = run_sdcli("--url", "light", "--url", "heavy", "generate", *TINY, "-o", str(out), "x")
+    assert r.returncode == 0, r.stderr
+    assert len(heavy.requests_to(TXT2IMG)) == 1 and light.requests_to(TXT2IMG) == []
+
+
 def test_a_model_missing_on_one_server_refuses_before_generating(
     make_fake_webui: MakeFake, tmp_path: Path
 ) -> None:
