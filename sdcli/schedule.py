@@ -167,7 +167,15 @@ class Scheduler:
 
     def _pull(self, worker: _Worker) -> None:
         while True:
-            item = self._take(worker)
+            try:
+                item = self._take(worker)
+            except BaseException as exc:  # a bug: the run ends with it, never a lost thread
+                with self.cv:
+                    if self.state.fatal is None:
+                        self.state.fatal = exc
+                    self.state.stopping = True
+                    self.cv.notify_all()
+                return
             if item is None:
                 return
             try:
@@ -216,7 +224,8 @@ class Scheduler:
         state = self.state
         try:
             prompt = next(self._prompts, None)
-        except SdcliError as exc:  # a bad line further on: what came before is done
+            made = units(self.job, prompt) if prompt is not None else []
+        except SdcliError as exc:  # a bad line or template further on: what came before is done
             state.fatal, state.stopping = exc, True
             return
         if prompt is None:
@@ -224,7 +233,7 @@ class Scheduler:
             self.emit(Queued(state.planned, True))
             return
         self.summary.prompts += 1
-        items = [_Item(self.summary.prompts, u) for u in units(self.job, prompt)]
+        items = [_Item(self.summary.prompts, u) for u in made]
         state.pending.extend(items)
         state.planned += len(items)
         self.emit(Queued(state.planned, False))

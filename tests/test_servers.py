@@ -338,3 +338,20 @@ def test_a_terminal_shows_a_row_per_server_and_the_run_then_only_the_results(
     assert re.fullmatch(r"done: 4 prompts · 4 images · 0 failed · [\d.]+ s", final[-1])
     assert len(final) == 9, final  # the results and the summary, no row left behind
     assert leftover_bar(final) == [] and not any(" done · " in row for row in final)
+
+
+def test_a_prompt_that_cannot_be_planned_further_on_ends_the_run_with_exit_2(
+    make_fake_webui: MakeFake, tmp_path: Path
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n{a|b|c|d} dog\n")  # 4 prompts: their seeds pass 2**32 - 1
+    out = tmp_path / "out"
+    r = run_sdcli(
+        "--url", a.url, "--url", b.url, "generate", *TINY, "-o", str(out), "--combinatorial",
+        "--seed", "4294967294", "--prompts-file", str(prompts),
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "exception in thread" not in r.stderr.lower()
+    assert "4294967295" in error_line(r.stderr)
+    assert len(r.stdout.splitlines()) == 1 and len(list(out.iterdir())) == 1  # 'a cat' is kept
