@@ -9,13 +9,8 @@ UI's own syntax (`(word:1.2)`, `[a|b]`, `<lora:x:1>`) is never touched.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import logging
 import re
-import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -39,21 +34,32 @@ def has_syntax(text: str) -> bool:
     return re.search(SYNTAX, text) is not None
 
 
-@dataclass(frozen=True)
 class DynamicPrompts:
     """How a run turns templates into prompts (see README "Prompt sweeps").
 
     `switch`: "auto" expands prompts that hold the syntax, "on" every prompt. `variants`: how
     many prompts a template gives (random: default 1; --combinatorial: at most that many, all
     by default up to COMBINATORIAL_CAP). `wildcards`: the directory of `name.txt` files;
-    `wildcards_given` when the user named it (then it must exist).
+    `wildcards_given` when the user named it (then it must exist). A plain class, not a
+    dataclass: every `generate` makes one, and a dataclass costs milliseconds to define.
     """
 
-    wildcards: Path
-    wildcards_given: bool = False
-    switch: Switch = "auto"
-    combinatorial: bool = False
-    variants: int | None = None
+    __slots__ = ("combinatorial", "switch", "variants", "wildcards", "wildcards_given")
+
+    def __init__(
+        self,
+        wildcards: Path,
+        *,
+        wildcards_given: bool = False,
+        switch: Switch = "auto",
+        combinatorial: bool = False,
+        variants: int | None = None,
+    ) -> None:
+        self.wildcards = wildcards
+        self.wildcards_given = wildcards_given
+        self.switch = switch
+        self.combinatorial = combinatorial
+        self.variants = variants
 
     def applies(self, text: str) -> bool:
         return self.switch == "on" or has_syntax(text)
@@ -65,7 +71,7 @@ class DynamicPrompts:
     def check(self, template: str, what: str = "the prompt") -> None:
         """Refuse, before anything is sent, a template the library cannot parse or one that
         names a wildcard file that is not there."""
-        with _library():
+        with _Library():
             self._check(template, what)
 
     def _check(self, template: str, what: str) -> None:
@@ -82,7 +88,7 @@ class DynamicPrompts:
         """The prompts of one template: random ones (prompt k drawn with `seeds[k]` when the
         run's seed is fixed, so a command gives the same prompts again), or every
         combination in the library's order."""
-        with _library():
+        with _Library():
             return self._expand(template, seeds)
 
     def _expand(self, template: str, seeds: Sequence[int] | None) -> list[str]:
@@ -187,6 +193,8 @@ def missing_wildcard(name: str, directory: Path | None, where: str) -> UsageErro
 
 def _walk(node: Any) -> Iterator[Any]:
     """Every command in a parsed template (they are dataclasses holding commands and lists)."""
+    import dataclasses
+
     yield node
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         for item in dataclasses.fields(node):
@@ -200,7 +208,7 @@ def _children(value: Any) -> Iterator[Any]:
     elif isinstance(value, dict):
         for item in value.values():
             yield from _children(item)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+    elif hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
         yield from _walk(value)
 
 
@@ -208,14 +216,21 @@ def _short(template: str) -> str:
     return repr(template if len(template) <= 60 else template[:59] + "…")
 
 
-@contextlib.contextmanager
-def _library() -> Iterator[None]:
+class _Library:
     """The library's own notes stay off stderr: its log lines (a wildcard found in a
     subdirectory…) would reach it through Python's last-resort handler (--debug's logging still
     shows them), and pyparsing's deprecation warnings are none of the user's business."""
-    logger = logging.getLogger("dynamicprompts")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-    with warnings.catch_warnings():
+
+    def __enter__(self) -> None:
+        import logging
+        import warnings
+
+        logger = logging.getLogger("dynamicprompts")
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
         warnings.simplefilter("ignore")
-        yield
+
+    def __exit__(self, *exc: object) -> None:
+        self._warnings.__exit__(None, None, None)

@@ -76,11 +76,14 @@ def units(job: Job, prompt: str) -> list[Unit]:
 
         check_seed_span(base, per_prompt * len(prompts))
     inits: tuple[Path | None, ...] = job.inputs if job.mode == "img2img" else (None,)
-    from sdcli.sweeps import cells
+    plain: list[tuple[tuple[int, ...], tuple[tuple[str, Any], ...]]] = [((), ())]
+    if job.axes:
+        from sdcli.sweeps import cells
 
+        plain = cells(job.axes)
     made = []
     for k, (text, template, negative) in enumerate(prompts):
-        for where, overrides in cells(job.axes):
+        for where, overrides in plain:
             start = dict(overrides).get("seed", base)
             if isinstance(start, int) and not isinstance(start, bool) and start >= 0:
                 if start is not base:

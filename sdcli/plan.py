@@ -383,11 +383,13 @@ Cells = dict[tuple[tuple[str, Any], ...], "Resolved"]
 def resolve_cells(job: Job, catalog: Catalog) -> Cells:
     """The names of every X/Y/Z cell resolved (a sampler axis, a model axis…), before the
     first request: a wrong name in any cell stops the run before anything is sent."""
+    if not job.axes:
+        return {}
     from sdcli.names.request import resolve_names
     from sdcli.sweeps import cell_key, cell_values, cells
 
     resolved: Cells = {}
-    for _, overrides in cells(job.axes) if job.axes else ():
+    for _, overrides in cells(job.axes):
         key = cell_key(overrides)
         if key not in resolved:
             values = cell_values(job.values, overrides)

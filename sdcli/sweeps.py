@@ -9,7 +9,6 @@ searched in the prompt and replaced by each value in turn.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
 import re
@@ -242,6 +241,8 @@ def _axis_key(typed: str, mode: str) -> str:
 
 def _split(raw: str, where: str) -> list[str]:
     """Values split at commas (a value with a comma in quotes); ranges stepped through."""
+    import csv
+
     try:
         row = next(csv.reader([raw], skipinitialspace=True))
     except (csv.Error, StopIteration):

@@ -195,7 +195,8 @@ def test_the_library_is_imported_only_for_a_template(prompt: str, loaded: bool) 
         f"sys.argv = ['sdcli', 'generate', '--dry-run', {prompt!r}]\n"
         "try:\n    runpy.run_module('sdcli', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "print('LOADED', sorted(m for m in ('dynamicprompts', 'pyparsing', 'PIL') "
+        "print('LOADED', sorted(m for m in ('dynamicprompts', 'pyparsing', 'PIL', 'sdcli.sweeps', "
+        "'sdcli.grid') "
         "if m in sys.modules), file=sys.stderr)"
     )
     done = subprocess.run(
