@@ -411,8 +411,10 @@ class Runner:
 
         worker = threading.Thread(target=work, name=f"sdcli-{job.mode}", daemon=True)
         started = time.monotonic()
-        worker.start()
         try:
+            # start() inside: a Ctrl-C that lands while it waits for the thread (the request
+            # may be on its way already) must still interrupt the server's job
+            worker.start()
             while not done.wait(self.poll_interval if self.progress else 0.5):
                 if self._stop is not None:
                     raise self._stop
