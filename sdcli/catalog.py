@@ -39,7 +39,7 @@ class Catalog:
         self._sdnext: bool | None = None
         self._loras: list[str] | None = None
         self._loras_known = False
-        self._named: dict[str, list[str] | None] = {}  # vaes, styles
+        self._named: dict[str, list[str] | None] = {}  # vaes, styles, extras upscalers…
         self._forge: bool | None = None
         self.broken: dict[str, ApiError] = {}  # list endpoints that failed (5xx): not checked
 
@@ -77,7 +77,7 @@ class Catalog:
                 self.cache.read = False
             return False
         for key in self.from_cache:
-            if key in ("vaes", "styles"):
+            if key in self._named:
                 self._named.pop(key, None)
             else:
                 setattr(self, "_" + key, None)
@@ -157,6 +157,41 @@ class Catalog:
                 "styles", lambda: [s.name for s in self.client.prompt_styles()]
             )
         return self._named["styles"] or []
+
+    def extras_upscalers(self) -> list[str]:
+        """What /extra-single-image takes (`--upscale`): /upscalers alone, no latent modes."""
+        if "extras_upscalers" not in self._named:
+            self._named["extras_upscalers"] = self._cached(
+                "extras_upscalers", lambda: [u.name for u in self.client.upscaler_list()]
+            )
+        return self._named["extras_upscalers"] or []
+
+    def embeddings(self) -> list[str] | None:
+        """Every embedding's name, loaded or skipped: which ones the loaded model skips changes
+        with the model, the names do not (so they may come from the cache). None where the
+        server cannot say (no such route, or it fails): then prompts go unchecked."""
+        if "embeddings" not in self._named:
+            self._named["embeddings"] = self._unless_failing(
+                "embeddings", lambda: self._cached("embeddings", self._ask_embeddings)
+            )
+        return self._named["embeddings"]
+
+    def _ask_embeddings(self) -> list[str] | None:
+        try:
+            return [e.name for e in self.client.embeddings()]
+        except ApiError as exc:
+            if exc.status == 404:  # a fork without the route
+                return None
+            raise
+
+    def skipped_embeddings(self) -> list[str]:
+        """The embeddings the loaded model skips (another architecture's), asked afresh once:
+        never from the cache, as they change with the loaded model."""
+        if "skipped_embeddings" not in self._named:
+            ask = self.client.embeddings
+            found = self._unless_failing("skipped_embeddings", lambda: self.fetch(ask)) or []
+            self._named["skipped_embeddings"] = [e.name for e in found if not e.loaded]
+        return self._named["skipped_embeddings"] or []
 
     def options(self) -> dict[str, Any]:
         """GET /options as the process first saw it: asked only for hires fix or an override.

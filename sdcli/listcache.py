@@ -75,6 +75,8 @@ DECODERS: dict[str, Callable[[Any], Any]] = {
     "loras": _strings_or_none,  # None: no Lora extension route
     "vaes": _strings_or_none,  # None: no /sd-vae (Forge)
     "styles": _strings,
+    "embeddings": _strings_or_none,  # every name, loaded or skipped; None: no such route
+    "extras_upscalers": _strings,  # what `--upscale` may name (no latent modes)
     "sdnext": _flag,  # the flavour: SD.Next or not (GET /sdapi/v1/version)
     "forge": _flag,  # Forge or not (its forge_* options)
     "held": _strings,  # options the server holds, so never need a pin (sdcli.pinning)

@@ -54,6 +54,34 @@ def parse_size(text: str, label: str = "--size") -> tuple[int, int]:
     return int(w), int(h)
 
 
+def parse_upscale(
+    text: str, label: str = "--upscale"
+) -> tuple[str, float | None, tuple[int, int] | None]:
+    """`NAME`, `NAME:SCALE` or `NAME:WxH` (an extras upscale after generating) as (name, scale,
+    size); a bare NAME doubles the size, as `sdcli upscale` does by default."""
+    name, sep, amount = text.rpartition(":")
+    if not sep:
+        name, amount = text, ""
+    name = name.strip()
+    if not name:
+        raise UsageError(f"{label} {text!r} needs an upscaler name (`sdcli upscalers`)")
+    amount = amount.strip()
+    if not amount:
+        return name, 2.0, None
+    if "x" in amount.lower() and not amount.lower().startswith("x"):
+        return name, None, parse_size(amount, label)
+    try:
+        scale = float(amount.lower().removeprefix("x"))
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and 0 < scale <= 8):
+        raise UsageError(
+            f"{label} {text!r}: the scale must be a number above 0 and at most 8, or WxH",
+            hint="e.g. --upscale 'R-ESRGAN 4x+:2' or --upscale Lanczos:1920x1080",
+        )
+    return name, scale, None
+
+
 def merge_values(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Later layers win; `params` tables merge key by key. `None` means "not given"."""
     merged: dict[str, Any] = {}

@@ -272,6 +272,10 @@ def check_job(job: Job) -> None:
 
         for _, overrides in cells(job.axes):
             job_body(job, cell_values(job.values, overrides), "")
+    if job.values.get("upscale"):  # `--upscale NAME:2`: its form, before anything is sent
+        from sdcli.payload import parse_upscale
+
+        parse_upscale(str(job.values["upscale"]))
     images = job.batches * int(job.values.get("batch_size") or 1)
     check_seed_span(job.values.get("seed"), images)
 
@@ -282,9 +286,12 @@ def job_body(
     prompt: str,
     resolved: Resolved | None = None,
     unit: Unit | None = None,
+    *,
+    shown: bool = False,
 ) -> dict[str, Any]:
     """The checked request body: with the names the server spells and the defaults sdcli fills in
-    (`resolved`), else the names as typed; img2img's with the unit's init image (and mask)."""
+    (`resolved`), else the names as typed; img2img's with the unit's init image (and mask), or
+    with what stands for them on a screen (`shown`)."""
     from sdcli.payload import build_payload
     from sdcli.preset_schema import PRESET_KEYS
     from sdcli.requestcheck import check_body
@@ -321,7 +328,7 @@ def job_body(
         )
     check_body(body)
     if job.mode == "img2img" and unit is not None and unit.init is not None:
-        body.update(_init_fields(job, unit.init, body))
+        body.update(_init_fields(job, unit.init, body, shown=shown))
     return body
 
 
@@ -345,14 +352,22 @@ def round_to_8(side: int) -> int:
     return max(64, min(2048, (side + 4) // 8 * 8))
 
 
-def _init_fields(job: Job, init: Path, body: Mapping[str, Any]) -> dict[str, Any]:
-    """init_images (and mask) as the files are, base64; a mask repaints the whole picture
-    unless asked otherwise (the API's own default is "only masked", unlike the web UI's)."""
+def _init_fields(
+    job: Job, init: Path, body: Mapping[str, Any], *, shown: bool = False
+) -> dict[str, Any]:
+    """init_images (and mask) as the files are, base64, or `shown` as what they stand for; a
+    mask repaints the whole picture unless asked otherwise (the API's own default is "only
+    masked", unlike the web UI's)."""
     from sdcli.apiparse import encode_image
 
-    fields: dict[str, Any] = {"init_images": [encode_image(init.read_bytes())]}
+    def image(path: Path) -> str:
+        if shown:  # megabytes of base64 on a screen tell nobody anything
+            return f"<base64 of {path}, {path.stat().st_size} bytes>"
+        return encode_image(path.read_bytes())
+
+    fields: dict[str, Any] = {"init_images": [image(init)]}
     if job.mask is not None:
-        fields["mask"] = encode_image(job.mask.read_bytes())
+        fields["mask"] = image(job.mask)
         if "inpaint_full_res" not in body:
             fields["inpaint_full_res"] = False
     return fields
@@ -410,15 +425,13 @@ def dry_run_bodies(
     job: Job, prompts: Iterable[str], resolved: Resolved | None, cells: Cells | None = None
 ) -> Iterator[dict[str, Any]]:
     """One body per prompt, as it would be sent (names as typed when `resolved` is None): per
-    prompt a template gives and per X/Y/Z cell; the first batch's, without init images."""
-    from dataclasses import replace
-
+    prompt a template gives, per X/Y/Z cell and per init image; the first batch's, each image
+    shown by name and size rather than as base64."""
     from sdcli.job import unit_values, units
 
     for prompt in prompts:
         for unit in units(job, prompt):
-            if unit.batch != 1 or (unit.init is not None and unit.init != job.inputs[0]):
+            if unit.batch != 1:
                 continue
-            unit = replace(unit, init=None)
             names = unit_names(cells or {}, unit, resolved) if resolved is not None else None
-            yield job_body(job, unit_values(job, unit), unit.prompt, names, unit)
+            yield job_body(job, unit_values(job, unit), unit.prompt, names, unit, shown=True)

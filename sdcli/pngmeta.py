@@ -159,18 +159,26 @@ def _text_chunk(keyword: str, text: str) -> bytes:
         return _chunk(b"iTXt", key + b"\0\0\0\0\0" + text.encode("utf-8"))
 
 
-def with_parameters(data: bytes, text: str) -> bytes:
-    """Add a `parameters` chunk right after IHDR unless one exists; every other byte is kept.
+def with_parameters(data: bytes, text: str, *, replace: bool = False) -> bytes:
+    """Add a `parameters` chunk right after IHDR unless one exists (`replace`: in place of the
+    ones that exist); every other byte is kept.
 
     TextNotStorable if `text` holds a NUL (a spec-conforming chunk cannot carry it).
     """
     chunks = list(iter_chunks(data))  # checks the whole structure first; chunks[0] is IHDR
     key = _PARAMETERS.encode("latin-1")
-    for ctype, start, end in chunks:
-        if ctype in _TEXT_TYPES and data[start:end].partition(b"\0")[0] == key:
-            return data
+    found = [
+        (start - 8, end + 4)  # the whole chunk: length and type before the body, CRC after
+        for ctype, start, end in chunks
+        if ctype in _TEXT_TYPES and data[start:end].partition(b"\0")[0] == key
+    ]
+    if found and not replace:
+        return data
+    new = _text_chunk(_PARAMETERS, text)
+    for begin, end in reversed(found):  # all after IHDR: its end does not move
+        data = data[:begin] + data[end:]
     insert_at = chunks[0][2] + 4  # after IHDR's CRC, so before any IDAT
-    return data[:insert_at] + _text_chunk(_PARAMETERS, text) + data[insert_at:]
+    return data[:insert_at] + new + data[insert_at:]
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -177,6 +177,13 @@ PRESET_KEYS: Final[dict[str, KeySpec]] = {
         150,
         flag="--hr-steps",
     ),
+    "upscale": KeySpec(
+        str,
+        "after generating, each image upscaled on the server (extras) and saved in its place: "
+        "NAME, NAME:SCALE or NAME:WxH (`sdcli upscalers`), e.g. 'R-ESRGAN 4x+:2'",
+        non_empty=True,
+        flag="--upscale",
+    ),
     "vae": KeySpec(
         str, "VAE for this request (`sdcli vaes`; Automatic, None)", non_empty=True, flag="--vae"
     ),

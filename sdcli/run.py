@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from sdcli.apitypes import GenerationResult
@@ -48,10 +48,14 @@ from sdcli.events import (
 from sdcli.job import Job, Unit, unit_values, units
 from sdcli.listcache import ListCache
 from sdcli.names.answer import check_result, check_size
+from sdcli.names.embeddings import embedding_warnings
 from sdcli.names.request import Resolved, resolve_names
 from sdcli.plan import Cells, check_job, first_prompt, job_body, resolve_cells, unit_names
 from sdcli.progress import POLL_INTERVAL, Poller
 from sdcli.save import SavedImage, Saver
+
+if TYPE_CHECKING:
+    from sdcli.upscale import UpscaleSpec
 
 MAX_CONNECTION_FAILURES = 3  # --keep-going gives up after this many prompts in a row cannot connect
 INTERRUPT_GRACE = 10.0  # seconds to wait for the partial images after /interrupt
@@ -113,6 +117,8 @@ class Runner:
         self._job: Job | None = None
         self._resolved: Resolved | None = None
         self._cells: Cells = {}  # an X/Y/Z plot's cells with names of their own, resolved
+        self._upscale: UpscaleSpec | None = None
+        self._warned: set[str] = set()
         # stop(): Ctrl-C reached the main thread while this Runner works in another one
         self._stop: KeyboardInterrupt | None = None
         self._stopping = threading.Event()
@@ -153,6 +159,7 @@ class Runner:
             log.debug("%s", note)
         self._pin_options(job, resolved, cells)
         self._job, self._resolved, self._cells = job, resolved, cells
+        self._upscale = _chained_upscale(job, resolved)
         return resolved
 
     def _resolved_for(self, job: Job, unit: Unit | None = None) -> Resolved:
@@ -176,6 +183,12 @@ class Runner:
             body = job_body(job, values, unit.prompt, resolved, unit)
             self._check_loras(body)
             self._resolve_listed(values, body)
+        for warning in embedding_warnings(
+            body, self.catalog, model_given=bool(values.get("model"))
+        ):
+            if warning not in self._warned:  # once a run: the same prompts come back
+                self._warned.add(warning)
+                self.warn(warning)
         return body
 
     def _resolve_listed(self, values: Mapping[str, Any], body: dict[str, Any]) -> None:
@@ -335,6 +348,8 @@ class Runner:
                 warn=self.warn,
                 init=unit.init,
             )
+            if self._upscale is not None and not interrupted:
+                self._upscale_saved(saved, self._upscale)
         finally:
             # A run keeps its images' paths, never their bytes: only the event carries them.
             light = [replace(item, data=b"") for item in saved]
@@ -342,6 +357,20 @@ class Runner:
             for item, full in zip(light, saved, strict=True):
                 self.emit(ImageSaved(unit, self.server, item, data=full.data))
         return light
+
+    def _upscale_saved(self, saved: list[SavedImage], spec: UpscaleSpec) -> None:
+        """`--upscale`: each saved image through the extras tab, in its place, before anyone is
+        told of it (sdcli.upscale); a failure keeps the images as generated."""
+        from sdcli.upscale import upscale_in_place
+
+        assert self._job is not None
+        for i, image in enumerate(saved):
+            upscale = functools.partial(upscale_in_place, self.client, image, spec)
+            try:
+                saved[i] = self.with_retries(self._job, upscale)
+            except SdcliError as exc:
+                exc.message = f"upscaling {image.path}: {exc.message}; kept as generated"
+                raise
 
     def _differs(self, message: str) -> None:
         """The answer is not what was asked: say so, and trust no cached list next time."""
@@ -497,6 +526,16 @@ def run_job(
         else:
             unreachable = 0
     return summary
+
+
+def _chained_upscale(job: Job, resolved: Resolved) -> UpscaleSpec | None:
+    """`--upscale NAME:2`: what each saved image goes through (sdcli.upscale, off the start-up
+    path of a run without it)."""
+    if not job.values.get("upscale"):
+        return None
+    from sdcli.upscale import chained_spec
+
+    return chained_spec(job.values, resolved.upscaler)
 
 
 def kept_message(by: str, total: int, partial: int, servers: str = "the server") -> str:

@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 from sdcli.errors import ApiError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sdcli.client import WebUIClient
     from sdcli.inputs import InputImage
+    from sdcli.save import SavedImage
 
 BATCH_SIZE = 8  # images per /extra-batch-images request: one upload stays a few MB
 FACE_RESTORERS = {"gfpgan": "GFPGAN", "codeformer": "CodeFormer"}
@@ -145,8 +148,7 @@ def upscale_all(
     body = spec.body()
     if len(images) == 1:
         one = images[0]
-        result = client.extras_single({**body, "image": encode_image(one.data)})
-        yield _save(one, result.images[0], spec, output_dir, overwrite)
+        yield _save(one, upscale_one(client, one.data, spec), spec, output_dir, overwrite)
         return
     for start in range(0, len(images), batch_size):
         group = images[start : start + batch_size]
@@ -158,6 +160,66 @@ def upscale_all(
             )
         for source, data in zip(group, result.images, strict=True):
             yield _save(source, data, spec, output_dir, overwrite)
+
+
+def upscale_one(client: WebUIClient, data: bytes, spec: UpscaleSpec) -> bytes:
+    """One image through /extra-single-image: the answer's bytes, as the server encoded them."""
+    from sdcli.apiparse import encode_image
+
+    result = client.extras_single({**spec.body(), "image": encode_image(data)})
+    return result.images[0]
+
+
+def chained_spec(values: Mapping[str, Any], upscaler: str | None = None) -> UpscaleSpec | None:
+    """`generate --upscale NAME:2` (the preset key `upscale`) as a spec, or None without one;
+    `upscaler` is the server's spelling of the name (sdcli.names.request resolves it)."""
+    raw = values.get("upscale")
+    if not raw:
+        return None
+    from sdcli.payload import parse_upscale
+
+    name, scale, to = parse_upscale(str(raw))
+    return UpscaleSpec(upscaler=upscaler or name, scale=scale, to=to)
+
+
+def upscale_in_place(client: WebUIClient, image: SavedImage, spec: UpscaleSpec) -> SavedImage:
+    """`generate --upscale`: a saved image sent to the extras tab and replaced by the answer, as
+    the web UI's own upscale in txt2img does (it saves the upscaled image only). The answer
+    keeps the image's `parameters` and says what it did in a `postprocessing` chunk; that step
+    is added to `parameters` too ("…, Postprocess upscale by: 2.0, Postprocess upscaler: X"), as
+    the web UI writes it there. Anything wrong leaves the generated image where it is."""
+    from dataclasses import replace
+
+    from sdcli.output import write_atomic
+    from sdcli.pngmeta import (
+        NotPngError,
+        TextNotStorable,
+        read_text_chunks,
+        sniff_image_format,
+        with_parameters,
+    )
+
+    data = image.data or image.path.read_bytes()
+    answer = upscale_one(client, data, spec)
+    kind = sniff_image_format(answer)
+    if kind is None or kind != sniff_image_format(data):
+        raise ApiError(
+            f"the server's upscale of {image.path} is not a {sniff_image_format(data)} image; "
+            "the image is kept as generated"
+        )
+    text = image.infotext
+    if kind == "png" and text:
+        try:
+            step = read_text_chunks(answer).get("postprocessing") or ""
+            text = f"{text.rstrip()}, {step}" if step else text
+            answer = with_parameters(answer, text, replace=True)
+        except (NotPngError, TextNotStorable) as exc:
+            raise ApiError(
+                f"the server's upscale of {image.path} is a broken PNG ({exc}); "
+                "the image is kept as generated"
+            ) from exc
+    write_atomic(image.path, answer, overwrite=True)
+    return replace(image, data=answer, infotext=text)
 
 
 def _save(

@@ -227,3 +227,23 @@ def test_on_a_terminal_the_note_the_path_and_the_summary_stand_alone(
     assert any("photo.png: size 104x64 from the init image" in line for line in screen.lines)
     assert any(line.startswith("'a cat': saved 1 image") for line in screen.lines)
     assert leftover_bar(screen.lines) == []
+
+
+def test_dry_run_shows_the_init_image_and_mask_by_name_and_size(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    """What would be sent, each image as what it stands for: not megabytes of base64."""
+    first = image(tmp_path / "photo.png", (100, 60))
+    second = image(tmp_path / "room.png", (100, 60))
+    mask = image(tmp_path / "mask.png", (100, 60), "L")
+    result = sdcli(fake_webui, "img2img", "-i", str(first), "-i", str(second), "--mask",
+                   str(mask), *FAST, "-c", "2", "--dry-run", "a cat")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    bodies = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(bodies) == 2  # one per init image (not per batch)
+    for body, init in zip(bodies, (first, second), strict=True):
+        assert body["init_images"] == [f"<base64 of {init}, {init.stat().st_size} bytes>"]
+        assert body["mask"] == f"<base64 of {mask}, {mask.stat().st_size} bytes>"
+        assert (body["width"], body["height"]) == (104, 64)  # the size that would be sent
+        assert body["inpaint_full_res"] is False
+    assert fake_webui.requests_to(IMG2IMG) == []

@@ -184,6 +184,12 @@ def test_existing_parameters_chunk_leaves_bytes_unchanged(existing: str) -> None
     assert existing.encode() in {ctype for ctype, _ in chunk_list(data)}
     assert with_parameters(data, "new") == data
     assert with_parameters(SAMPLE, "new") == SAMPLE
+    replaced = with_parameters(data, "new 猫", replace=True)
+    assert read_text_chunks(replaced) == {"parameters": "new 猫"}
+    assert [c for c, _ in chunk_list(replaced)].count(existing.encode()) <= 1
+    with Image.open(BytesIO(replaced)) as image:  # a valid PNG: every CRC and length right
+        image.load()
+        assert image.size == (2, 2)
 
 
 def test_parameters_chunk_after_idat_also_counts() -> None:

@@ -209,6 +209,7 @@ def test_preset_keys_are_the_documented_ones() -> None:
         "batch_count",
         "model",
         "denoising_strength",
+        "upscale",
         "resize_mode",
         "mask_blur",
         "inpaint_fill",

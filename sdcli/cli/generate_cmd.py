@@ -390,6 +390,15 @@ def _dry_run(state: AppState, job: Job) -> None:
             render.note(note)
     for body in dry_run_bodies(job, prompts, resolved, cells):
         render.result_json(body)
+    if job.values.get("upscale"):
+        import json
+
+        from sdcli.upscale import chained_spec
+
+        spec = chained_spec(job.values, resolved.upscaler if resolved else None)
+        assert spec is not None
+        extras = json.dumps({**spec.body(), "image": "<each image as generated>"})
+        render.note(f"then each image is upscaled in its place by the extras tab: {extras}")
 
 
 def _run(

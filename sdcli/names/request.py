@@ -28,6 +28,7 @@ class Resolved:
     notes: tuple[str, ...] = ()  # what could not be honoured or checked, said before generating
     defaults: Mapping[str, Any] = field(default_factory=dict)  # fields sdcli fills in itself
     defaults_notes: tuple[str, ...] = ()  # why, for --dry-run and --debug
+    upscaler: str | None = None  # `--upscale NAME`: the extras upscaler as the server spells it
 
 
 # SD.Next's `schedulers_sigma` choices (modules/ui_definitions.py, master 058a7f0cf)
@@ -90,6 +91,7 @@ def _resolve_names(
                 exc.hint = f"SD.Next calls it {SDNEXT_HIRES_UPSCALER!r}"
             raise
     clip_skip_field = values.get("clip_skip") is not None and sdnext
+    upscaler = _extras_upscaler(values, catalog)
     return Resolved(
         sampler_name,
         scheduler_label,
@@ -99,7 +101,19 @@ def _resolve_names(
         tuple(notes),
         defaults,
         tuple(why),
+        upscaler,
     )
+
+
+def _extras_upscaler(values: Mapping[str, Any], catalog: Catalog) -> str | None:
+    """`--upscale NAME:2`: NAME among what the extras tab takes, before anything is generated."""
+    if not values.get("upscale"):
+        return None
+    from sdcli.names.listed import resolve_listed
+    from sdcli.payload import parse_upscale
+
+    name, _, _ = parse_upscale(str(values["upscale"]))
+    return resolve_listed(name, catalog.extras_upscalers(), "upscaler")
 
 
 def _unchecked(
