@@ -48,7 +48,6 @@ from sdcli.events import (
 from sdcli.job import Job, Unit, unit_values, units
 from sdcli.listcache import ListCache
 from sdcli.names.answer import check_result, check_size
-from sdcli.names.embeddings import embedding_warnings
 from sdcli.names.request import Resolved, resolve_names
 from sdcli.plan import Cells, check_job, first_prompt, job_body, resolve_cells, unit_names
 from sdcli.progress import POLL_INTERVAL, Poller
@@ -183,13 +182,18 @@ class Runner:
             body = job_body(job, values, unit.prompt, resolved, unit)
             self._check_loras(body)
             self._resolve_listed(values, body)
-        for warning in embedding_warnings(
-            body, self.catalog, model_given=bool(values.get("model"))
-        ):
-            if warning not in self._warned:  # once a run: the same prompts come back
+        self._warn_embeddings(body, model_given=bool(values.get("model")))
+        return body
+
+    def _warn_embeddings(self, body: dict[str, Any], *, model_given: bool) -> None:
+        """Near misses of embedding names, skipped embeddings (sdcli.names.embeddings): once a
+        run, as the same prompts come back unit after unit."""
+        from sdcli.names.embeddings import embedding_warnings
+
+        for warning in embedding_warnings(body, self.catalog, model_given=model_given):
+            if warning not in self._warned:
                 self._warned.add(warning)
                 self.warn(warning)
-        return body
 
     def _resolve_listed(self, values: Mapping[str, Any], body: dict[str, Any]) -> None:
         """VAE, styles and refiner as the server spells them: it ignores names it does not

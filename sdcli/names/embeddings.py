@@ -20,13 +20,14 @@ from sdcli.names.lookup import did_you_mean, fold
 if TYPE_CHECKING:
     from sdcli.catalog import Catalog
 
+# Patterns are kept as text: `re` compiles (and caches) each at first use, not at start-up.
 # CLIP's pre-tokenizer: letters, one digit, other signs (`_` counts as a sign, as in CLIP).
-_PIECES = re.compile(r"[^\W\d_]+|\d|(?:[^\w\s]|_)+")
+_PIECES = r"[^\W\d_]+|\d|(?:[^\w\s]|_)+"
 # What never reaches the tokenizer as text: <lora:…> and other extra networks' tags, the
 # attention syntax's brackets and weights (prompt_parser.parse_prompt_attention).
-_NOT_TEXT = re.compile(r"<[^<>]*>|:\s*-?\d+(?:\.\d+)?\s*(?=[)\]])|[()\[\]]")
+_NOT_TEXT = r"<[^<>]*>|:\s*-?\d+(?:\.\d+)?\s*(?=[)\]])|[()\[\]]"
 # A word of the prompt, as a person writes one: between spaces, commas and brackets.
-_WORD = re.compile(r"[^\s,()\[\]{}|<>]+")
+_WORD = r"[^\s,()\[\]{}|<>]+"
 _SIMILAR = 0.85  # how close a word must be to a name to be taken for a misspelling of it
 
 
@@ -41,7 +42,7 @@ class NearMiss:
 
 def pieces(text: str) -> list[str]:
     """`text` as the tokenizer's pre-tokens, lower case: "EasyNegative," -> easynegative, ","."""
-    return _PIECES.findall(text.lower())
+    return re.findall(_PIECES, text.lower())
 
 
 def embeddings_used(prompts: Iterable[str], names: Sequence[str]) -> list[str]:
@@ -119,11 +120,11 @@ def embedding_warnings(
 
 
 def _words(prompt: str) -> list[str]:
-    return [word.strip(".:;!?'\"") for word in _WORD.findall(_NOT_TEXT.sub(" ", prompt))]
+    return [word.strip(".:;!?'\"") for word in re.findall(_WORD, re.sub(_NOT_TEXT, " ", prompt))]
 
 
 def _pieces_of_prompt(prompt: str) -> list[str]:
-    return pieces(_NOT_TEXT.sub(" ", prompt))
+    return pieces(re.sub(_NOT_TEXT, " ", prompt))
 
 
 def _contains(found: Sequence[str], wanted: Sequence[str]) -> bool:
