@@ -372,6 +372,14 @@ class Runner:
             upscale = functools.partial(upscale_in_place, self.client, image, spec)
             try:
                 saved[i] = self.with_retries(self._job, upscale)
+            except ApiError as exc:
+                # The unit's images are saved: a run over several servers must not send it to
+                # another one for a 5xx here (sdcli.schedule), so the status stays behind.
+                raise ApiError(
+                    f"upscaling {image.path}: {exc.message}; kept as generated",
+                    detail=exc.detail,
+                    hint=exc.hint,
+                ) from exc
             except SdcliError as exc:
                 exc.message = f"upscaling {image.path}: {exc.message}; kept as generated"
                 raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,18 @@ def test_dry_run_says_what_the_extras_tab_gets(fake_webui: FakeWebUI, tmp_path: 
     assert '"upscaler_1": "Lanczos", "resize_mode": 0, "upscaling_resize": 2.0' in r.stderr
     assert "upscale" not in json.loads(r.stdout)
     assert fake_webui.requests_to(f"{V1}/extra-single-image") == []
+
+
+def test_over_several_servers_a_failed_upscale_is_not_generated_again(
+    make_fake_webui: Callable[..., FakeWebUI], tmp_path: Path
+) -> None:
+    """The images are saved: another server must not make the unit again for a 500 here."""
+    first, second = make_fake_webui(), make_fake_webui()
+    for fake in (first, second):
+        fake.fail(f"{V1}/extra-single-image", 500, times=None)
+    r = invoke(["--url", first.url, "--url", second.url, "generate", *TINY, "-o", str(tmp_path),
+                "--upscale", "Lanczos", "a cat"])  # fmt: skip
+    assert r.exit_code == 1
+    assert "kept as generated" in error_line(r.stderr)
+    made = [*first.requests_to(f"{V1}/txt2img"), *second.requests_to(f"{V1}/txt2img")]
+    assert len(made) == 1 and len(list(tmp_path.iterdir())) == 1
