@@ -355,3 +355,36 @@ def test_a_prompt_that_cannot_be_planned_further_on_ends_the_run_with_exit_2(
     assert "Traceback" not in r.stderr and "exception in thread" not in r.stderr.lower()
     assert "4294967295" in error_line(r.stderr)
     assert len(r.stdout.splitlines()) == 1 and len(list(out.iterdir())) == 1  # 'a cat' is kept
+
+
+def test_a_terminal_shows_a_server_gone_then_only_the_results(
+    make_fake_webui: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[servers.left]\nurl = "{a.url}"\n[servers.right]\nurl = "{b.url}"\n')
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"prompt number {n}\n" for n in range(3)))
+    for fake in (a, b):
+        fake.pause_at_step(1)
+    term = Terminal(
+        "--url", "all", "generate", "--steps", "4", "-W", "64", "-H", "64", "--no-show",
+        "-o", "out", "--prompts-file", str(prompts), columns=100, rows=30, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert a.wait_paused(30) and b.wait_paused(30)
+        a.stop()  # left goes away mid-job; right still holds its job: the rows stay up
+        term.wait_for(lambda t: any(row.startswith("left   gone: ") for row in t.lines()))
+        assert term.lines()[-1].endswith("· 1 server (1 gone)"), term.dump()
+        b.resume()
+        assert term.wait_exit() == 0, term.dump()
+        final = term.lines()
+    finally:
+        term.close()
+    text = "\n".join(final)
+    assert "sdcli: warning: left (http://127.0.0.1:" in text and "left the run" in text
+    saved = [row for row in final if ": saved 1 image · seed " in row]
+    assert len(saved) == 3 and all(row.endswith(" · right") for row in saved)
+    assert re.fullmatch(r"done: 3 prompts · 3 images · 0 failed · [\d.]+ s", final[-1])
+    assert "gone: " not in text and " done · " not in text and leftover_bar(final) == []
