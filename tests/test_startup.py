@@ -318,3 +318,17 @@ def test_a_warm_generate_in_a_pipe_loads_no_other_command(
     loaded = set(r.stderr.rpartition("LOADED=")[2].strip(" []\n").replace("'", "").split(", "))
     assert {m for m in loaded if m.startswith("sdcli.cli.")} <= WARM_GENERATE_CLI
     assert [m for m in loaded if m.startswith(NOT_FOR_A_WARM_GENERATE)] == []
+
+
+def test_python_importtime_sees_the_command_module() -> None:
+    """bench/ reads what a run imports from `python -X importtime`, which does not log modules
+    loaded with importlib.import_module: the command table must load them so that it does."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sdcli", "generate", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    logged = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()}
+    assert "sdcli.cli.generate_cmd" in logged

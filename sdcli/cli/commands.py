@@ -7,7 +7,6 @@ without importing any; completion, a typo or an unusual command line gets them a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
@@ -83,7 +82,8 @@ def register(app: typer.Typer, names: Collection[str] | None = None) -> None:
 
     rows = [row for row in COMMANDS if names is None or row[0] in names]
     for module in dict.fromkeys(module for _, module, _ in rows):  # once each, in table order
-        importlib.import_module(f"sdcli.cli.{module}").register(app)
+        # __import__, not importlib.import_module: `python -X importtime` logs only the former
+        __import__(f"sdcli.cli.{module}", fromlist=["register"]).register(app)
     # Only those asked for (a module may add siblings: generate_cmd adds img2img), in the
     # table's order (a module adds its commands when its first row comes).
     place = {name: n for n, (name, _, _) in enumerate(rows)}
