@@ -16,6 +16,7 @@ from sdcli.pngmeta import png_size, read_text_chunks
 from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import error_line, invoke
+from terminal_helpers import leftover_bar, run_on_terminal
 
 V1 = "/sdapi/v1"
 TINY = ("--steps", "2", "-W", "64", "-H", "64", "--seed", "7")
@@ -166,3 +167,23 @@ def test_over_several_servers_a_failed_upscale_is_not_generated_again(
     assert "kept as generated" in error_line(r.stderr)
     made = [*first.requests_to(f"{V1}/txt2img"), *second.requests_to(f"{V1}/txt2img")]
     assert len(made) == 1 and len(list(tmp_path.iterdir())) == 1
+
+
+def test_on_a_terminal_each_path_shows_once_upscaled(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    """What a person sees: the bar gone, each path alone on its row, then the summary."""
+    screen = run_on_terminal(
+        "--url", fake_webui.url, "generate", *TINY, "-b", "2", "--no-show", "--upscale",
+        "Lanczos:2", "-o", "out", "a cat", cwd=tmp_path,
+    )  # fmt: skip
+    assert screen.exit_code == 0, screen.text
+    assert leftover_bar(screen.lines) == [], screen.text
+    out = tmp_path / "out"
+    names = sorted(f"out/{p.name}" for p in out.iterdir())
+    assert len(names) == 2 and all(
+        png_size((tmp_path / n).read_bytes()) == (128, 128) for n in names
+    )
+    shown = [line for line in screen.lines if line.startswith("out/")]
+    assert sorted(shown) == names
+    index = screen.lines.index(shown[-1])
+    assert "saved 2 images" in screen.lines[index + 1]
+    assert "warning" not in screen.text and "error" not in screen.text
