@@ -522,8 +522,18 @@ def run_job(
         summary.prompts += 1
         unit: Unit | None = None
         try:
+            failed = False
             for unit in units(job, prompt):
-                runner.run_unit(job, unit, saver, into=summary.saved)
+                try:
+                    runner.run_unit(job, unit, saver, into=summary.saved)
+                except SdcliError as exc:
+                    if not _next_cell(job, unit, exc):
+                        raise
+                    # an X/Y/Z cell: a blank in its grid; the plot's other cells go on
+                    if not failed:
+                        summary.failures.append(Failure(prompt, exc))
+                        failed = True
+                    runner.emit(UnitFailed(unit, runner.server, exc))
         except (UsageError, AuthError, Interrupted):
             raise
         except SdcliError as exc:
@@ -548,6 +558,13 @@ def _chained_upscale(job: Job, resolved: Resolved) -> UpscaleSpec | None:
     from sdcli.upscale import chained_spec
 
     return chained_spec(job.values, resolved.upscaler)
+
+
+def _next_cell(job: Job, unit: Unit, error: SdcliError) -> bool:
+    """With --keep-going, a failed X/Y/Z cell does not cost its plot's other cells (a lost
+    server still ends the prompt, as it would any other)."""
+    fatal = (UsageError, AuthError, Interrupted, ConnectionFailed)
+    return job.keep_going and bool(unit.cell) and not isinstance(error, fatal)
 
 
 def kept_message(by: str, total: int, partial: int, servers: str = "the server") -> str:

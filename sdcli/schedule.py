@@ -262,8 +262,12 @@ class Scheduler:
                         state.failed_prompts.add(item.prompt_no)
                         self.summary.failures.append(Failure(item.unit.prompt, error))
                         event = UnitFailed(item.unit, worker.runner.server, error)
-                    # the prompt's other units are not sent (as on one server)
-                    state.pending = deque(i for i in state.pending if i.prompt_no != item.prompt_no)
+                    elif item.unit.cell:  # each failed X/Y/Z cell is told: a blank in its grid
+                        event = UnitFailed(item.unit, worker.runner.server, error)
+                    if not item.unit.cell:  # the prompt's other units are not sent (as on one
+                        # server); an X/Y/Z plot's other cells are, around the blank one
+                        pending = (i for i in state.pending if i.prompt_no != item.prompt_no)
+                        state.pending = deque(pending)
                 elif state.fatal is None:
                     state.fatal, state.stopping = error, True
         if dropped:

@@ -15,7 +15,7 @@ from PIL import Image
 from sdcli.sweeps import parse_axis
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import error_line, generate, run_sdcli, start_sdcli
+from cli_helpers import error_line, generate, run_sdcli, sdcli, start_sdcli
 
 TXT2IMG = "/sdapi/v1/txt2img"
 SMALL = ("--steps", "2", "-W", "64", "-H", "64")
@@ -285,6 +285,37 @@ def test_a_failed_cell_stays_blank_and_the_grid_is_still_saved(
     assert blank.getextrema() == ((224, 224), (224, 224), (224, 224))
 
 
+def test_with_keep_going_the_other_cells_are_made_around_a_failed_one(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    fake_webui.pause_at_step(1)
+    proc = start_sdcli(
+        "--url", fake_webui.url, "generate", "-o", str(tmp_path), "-W", "64", "-H", "64",
+        "--keep-going", "--xy", "steps=2,3", "--xy", "cfg=5,7", "a cat",
+    )  # fmt: skip
+    try:
+        assert fake_webui.wait_paused(30)
+        fake_webui.fail(TXT2IMG, 422)  # the second cell is refused; the others go on
+        fake_webui.resume()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    *images, grid = out.splitlines()
+    assert len(images) == 3 and "-grid-" in grid
+    assert "1 of 4 cells left blank" in err
+    assert len(sent(fake_webui)) == 4
+    with Image.open(grid) as picture:
+        rgb = picture.convert("RGB")
+    left, top = rgb.width - 128, rgb.height - 128
+    blank = rgb.crop((left + 64, top, left + 128, top + 64))  # X = steps 3, Y = cfg 5
+    assert blank.getextrema() == ((224, 224), (224, 224), (224, 224))
+    for x, y in ((0, 0), (0, 64), (64, 64)):
+        cell = rgb.crop((left + x, top + y, left + x + 64, top + y + 64))
+        assert cell.getextrema() != ((224, 224), (224, 224), (224, 224))
+
+
 def test_name_axes_are_resolved_per_cell(fake_webui: FakeWebUI, tmp_path: Path) -> None:
     result = generate(
         fake_webui, tmp_path, *SMALL, "--xy", "sampler=euler a,dpm++ 2m karras", "a cat"
@@ -433,3 +464,19 @@ def test_each_variant_gets_its_own_grid_even_with_the_same_prompt(
     for grid, seed in zip(grids, (20, 21), strict=True):
         with Image.open(str(grid["path"])) as picture:
             assert f"Seed: {seed}," in picture.text["parameters"]
+
+
+def test_an_xy_plot_over_two_servers_keeps_going_around_a_failed_cell(
+    make_fake_webui: Any, tmp_path: Path
+) -> None:
+    first, second = make_fake_webui(), make_fake_webui()
+    first.fail(TXT2IMG, 422)  # the first cell sent to this server is refused
+    result = sdcli(
+        first, "--url", second.url, "generate", "-o", str(tmp_path), *SMALL, "--keep-going",
+        "--json", "--xy", "steps=2,3", "--xy", "cfg=5,7", "a cat",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert sent(first) and sent(second)  # both servers had cells
+    assert len(sent(first)) + len(sent(second)) == 4
+    *images, grid = json_lines(result.stdout)
+    assert len(images) == 3 and grid["grid"] is True and grid["missing"] == 1
