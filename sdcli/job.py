@@ -57,6 +57,9 @@ class Unit:
     overrides: tuple[tuple[str, Any], ...] = ()
     cell: tuple[int, ...] = ()
     negative_prompt: str | None = None  # one drawn from a dynamic negative prompt (None: as set)
+    # The {index} of the unit's first image, fixed when a run journal plans the unit (so a
+    # resumed run names its images as planned); None: the Saver counts images as they come.
+    index: int | None = None
 
 
 def units(job: Job, prompt: str) -> list[Unit]:
@@ -164,8 +167,8 @@ def unit_values(job: Job, unit: Unit) -> dict[str, Any]:
         from sdcli.sweeps import cell_values
 
         values = cell_values(values, unit.overrides)
-    base = values.get("seed")
-    if isinstance(base, int) and base >= 0:
-        # Same seeds the web UI's own batch count would give: seed + image index.
+    if isinstance(unit.seed, int) and unit.seed >= 0:
+        # Same seeds the web UI's own batch count would give: seed + image index; or the seed
+        # a run journal drew for a random one, so a resumed run makes the planned images.
         values["seed"] = unit.seed
     return values

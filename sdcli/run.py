@@ -351,6 +351,7 @@ class Runner:
                 interrupted=interrupted,
                 warn=self.warn,
                 init=unit.init,
+                first_index=unit.index,
             )
             if self._upscale is not None and not interrupted:
                 self._upscale_saved(saved, self._upscale)
@@ -497,9 +498,13 @@ def run_job(
     *,
     saver: Saver | None = None,
     summary: RunSummary | None = None,
+    plan: Callable[[Job, str], Sequence[Unit]] = units,
 ) -> RunSummary:
     """Run every prompt of `job`, unit by unit; `summary` (if given) is filled in as it goes, so
     a caller still has the counts when an error or Ctrl-C ends the run early.
+
+    `plan` gives a prompt's units, called once per prompt in order: a run journal's
+    (sdcli.journal) fixes their seeds and indexes and leaves out those already done.
 
     With `job.keep_going`, a failed prompt is told (UnitFailed) and the next one goes; after
     MAX_CONNECTION_FAILURES prompts in a row cannot connect, the run stops (`summary.gave_up`).
@@ -511,7 +516,7 @@ def run_job(
         if len(runner) > 1:
             from sdcli.schedule import run_on_servers
 
-            return run_on_servers(job, runner, saver=saver, summary=summary)
+            return run_on_servers(job, runner, saver=saver, summary=summary, plan=plan)
         (runner,) = runner
     prompts: Iterator[str] = first_prompt(job)
     check_job(job)
@@ -523,7 +528,7 @@ def run_job(
         unit: Unit | None = None
         try:
             failed = False
-            for unit in units(job, prompt):
+            for unit in plan(job, prompt):
                 try:
                     runner.run_unit(job, unit, saver, into=summary.saved)
                 except SdcliError as exc:

@@ -119,17 +119,22 @@ class Saver:
         interrupted: bool = False,
         warn: Callable[[str], None] = _ignore,
         init: Path | None = None,
+        first_index: int | None = None,
     ) -> None:
         """Save every usable image of one answer into `into`, then raise any problem.
 
         A broken image or a full disk on the next one must never cost the images already
         received: each is in `into` as soon as it is on disk. When the disk fills, the error
-        names the seeds of the images that were lost with it.
+        names the seeds of the images that were lost with it. `first_index`: the {index} of the
+        first image as planned (a journaled run), instead of the run's counter.
         """
         problems = [ApiError(text) for text in result.problems]
         for n, image in enumerate(result.images):
+            index = None if first_index is None else first_index + n
             try:
-                saved = self.save(payload, result, image, stamp, batch, interrupted, warn, init)
+                saved = self.save(
+                    payload, result, image, stamp, batch, interrupted, warn, init, index=index
+                )
                 into.append(saved)
             except ApiError as exc:
                 problems.append(exc)
@@ -148,8 +153,11 @@ class Saver:
         interrupted: bool = False,
         warn: Callable[[str], None] = _ignore,
         init: Path | None = None,
+        *,
+        index: int | None = None,
     ) -> SavedImage:
-        """Write one image (its infotext in the PNG) under the next free name."""
+        """Write one image (its infotext in the PNG) under the next free name; `index`: its
+        {index} as planned, else the run's next one."""
         from sdcli.output import render_name, slugify, write_new_file
         from sdcli.pngmeta import NotPngError, TextNotStorable, sniff_image_format, with_parameters
 
@@ -164,7 +172,8 @@ class Saver:
                 raise ApiError(f"image {image.index + 1} from the server is a broken PNG") from exc
             except TextNotStorable as exc:
                 warn(f"image {image.index + 1} saved without its parameters: {exc}")
-        index = self._next_index()
+        if index is None:
+            index = self._next_index()
         info = result.info
         model = answer_model(result)
         prompt = str(info.get("prompt", payload.get("prompt", "")))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sdcli.errors import (
@@ -68,8 +68,16 @@ class _State:
 class Scheduler:
     """Hands a job's units to the Runners, each in a thread of its own (see the module doc)."""
 
-    def __init__(self, job: Job, runners: Sequence[Runner], saver: Saver, summary: RunSummary):
+    def __init__(
+        self,
+        job: Job,
+        runners: Sequence[Runner],
+        saver: Saver,
+        summary: RunSummary,
+        plan: Callable[[Job, str], Sequence[Unit]] = units,
+    ):
         self.job = job
+        self.plan = plan  # a prompt's units (a run journal's leave out those done)
         self.saver = saver
         self.summary = summary
         self.workers = [_Worker(runner, n) for n, runner in enumerate(runners)]
@@ -224,7 +232,7 @@ class Scheduler:
         state = self.state
         try:
             prompt = next(self._prompts, None)
-            made = units(self.job, prompt) if prompt is not None else []
+            made = self.plan(self.job, prompt) if prompt is not None else []
         except SdcliError as exc:  # a bad line or template further on: what came before is done
             state.fatal, state.stopping = exc, True
             return
@@ -286,9 +294,14 @@ class Scheduler:
 
 
 def run_on_servers(
-    job: Job, runners: Sequence[Runner], *, saver: Saver, summary: RunSummary
+    job: Job,
+    runners: Sequence[Runner],
+    *,
+    saver: Saver,
+    summary: RunSummary,
+    plan: Callable[[Job, str], Sequence[Unit]] = units,
 ) -> RunSummary:
     """`run_job` over several servers (see the module doc)."""
-    scheduler = Scheduler(job, runners, saver, summary)
+    scheduler = Scheduler(job, runners, saver, summary, plan)
     scheduler.prepare()
     return scheduler.run()
