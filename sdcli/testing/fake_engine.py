@@ -143,6 +143,7 @@ class Engine:
         self.job_started = threading.Event()
         self._pause_at: int | None = None
         self._job_pause: int | None = None
+        self._pause_after = 0  # jobs to let through before the armed pause is taken
         self.paused = False
         self._resume = False
         self.fail_next_load = False
@@ -195,13 +196,14 @@ class Engine:
 
     # --- test hooks ------------------------------------------------------------------------
 
-    def arm_pause(self, step: int) -> None:
+    def arm_pause(self, step: int, after_jobs: int = 0) -> None:
         with self.cv:
             self._pause_at, self._resume = step, False
+            self._pause_after = after_jobs
 
     def resume(self) -> None:
         with self.cv:
-            self._pause_at, self._resume = None, True
+            self._pause_at, self._resume, self._pause_after = None, True, 0
             if not self.paused:
                 self._job_pause = None  # a running job that has not reached its pause yet
             self.cv.notify_all()
@@ -238,7 +240,10 @@ class Engine:
         if task_id is not None:
             self.pending.pop(task_id, None)
             self.current_task = task_id
-        self._job_pause, self._pause_at = self._pause_at, None
+        if self._pause_after > 0:  # this job goes through; a later one takes the pause
+            self._pause_after -= 1
+        else:
+            self._job_pause, self._pause_at = self._pause_at, None
         self.job_started.set()
         self.cv.notify_all()
 

@@ -276,13 +276,14 @@ class FakeWebUI:
         """Set when a generation job begins; never cleared by the fake (tests may .clear())."""
         return self._engine.job_started
 
-    def pause_at_step(self, step: int) -> None:
-        """The next job blocks on reaching sampling step `step`, until resume().
+    def pause_at_step(self, step: int, *, after_jobs: int = 0) -> None:
+        """The next job (or the one after `after_jobs` more) blocks on reaching sampling step
+        `step`, until resume().
 
         0 is before the first step (progress 0.01, job_count set); -1 is earlier still, while
         job_count is -1. An interrupt, a skip or stop() also release the job.
         """
-        self._engine.arm_pause(step)
+        self._engine.arm_pause(step, after_jobs)
 
     def wait_paused(self, timeout: float = 5) -> bool:
         """True once a job is blocked at the pause point."""
