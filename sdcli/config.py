@@ -53,6 +53,7 @@ MAX_WEIGHT = 100
 # How pictures are drawn: auto picks from the terminal (sdcli/cli/pictures.py), none draws none.
 IMAGE_MODES = ("auto", "kitty", "iterm", "sixel", "blocks", "none")
 HISTORY_FILE_NAME = "history.db"
+RUNS_FILE_NAME = "runs.db"  # the run journal (sdcli.journal), beside the history
 _OFF_WORDS = ("off", "0", "false", "no")
 
 
@@ -68,6 +69,11 @@ def data_dir() -> Path:
     """Where sdcli keeps what it records (the history): `SDCLI_HOME`, else the platform's
     user data directory (what platformdirs' user_data_dir answers, without the dependency)."""
     return _user_dir("XDG_DATA_HOME", ".local/share")
+
+
+def runs_file() -> Path:
+    """The run journal: `runs.db` in the data directory, beside the history."""
+    return data_dir() / RUNS_FILE_NAME
 
 
 def config_file() -> Path:

@@ -32,6 +32,7 @@ LAYERS = {
     "sdcli.grid": USE_CASES,  # the X/Y/Z plot grid images (a sink)
     "sdcli.upscale": USE_CASES,
     "sdcli.history": USE_CASES,  # the local history: store, migrations, the recording sink
+    "sdcli.journal": USE_CASES,  # the run journal: store, record, keeper (plans, records, resumes)
     # what is read, written and sent; what the server has
     "sdcli.prompts": FORMATS,
     "sdcli.dynprompts": FORMATS,  # dynamic prompts: templates, wildcards
