@@ -212,7 +212,8 @@ def test_the_history_is_not_loaded_by_commands_that_do_not_use_it(argv: list[str
         "    runpy.run_module('sdcli', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "loaded = sorted(m for m in sys.modules if m.startswith(('sqlite3', 'sdcli.history')))\n"
+        "loaded = sorted(m for m in sys.modules\n"
+        "                if m.startswith(('sqlite3', 'sdcli.history', 'sdcli.journal')))\n"
         "sys.stderr.write(f'LOADED={loaded}\\n')\n"
     )
     import subprocess

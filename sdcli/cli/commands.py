@@ -64,6 +64,8 @@ COMMANDS: tuple[tuple[str, str, str | None], ...] = (
         "adjust with / commands; again.",
     ),
     ("i", "interactive_cmd", None),
+    ("runs", "runs_cmd", "Runs of many requests and how far they got."),
+    ("resume", "runs_cmd", "Finish a run that stopped (the last unfinished one by default)."),
     ("presets", "presets_cmd", "List, show, create and edit presets (TOML files)."),
     (
         "history",

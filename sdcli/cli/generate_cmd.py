@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sdcli.cli.pictures import Mode
     from sdcli.history.recorder import HistoryRecorder
     from sdcli.job import Job
+    from sdcli.journal.keeper import RunJournal
     from sdcli.plan import JobRequest
     from sdcli.run import RunSummary
 
@@ -197,6 +198,14 @@ class RunOptions:
     combinatorial: Combinatorial = False
     wildcards: Wildcards = None
     xy: XY = None
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Finish the unfinished run of this same command (sdcli runs): only what is not "
+            "done, seeds and names as planned; a new run if there is none.",
+        ),
+    ] = False
 
     def request(
         self, prompt: list[str] | None, preset: list[str] | None, flags: dict[str, Any], **more: Any
@@ -315,6 +324,16 @@ def _main(
     pictures = picture_mode(state, quiet=quiet)
     thumbnails = pictures if not options.no_show and state.settings.thumbnails else None
     live = state.settings.live_preview and not options.no_preview
+    journal = None
+    # A run that may make more than one request keeps a journal (sdcli.journal).
+    if many or job.batches > 1 or len(job.inputs) > 1:
+        from sdcli.cli import runs_cmd
+        from sdcli.journal.record import source_of
+
+        source = source_of(words, request.prompts_file)
+        journal = runs_cmd.open_for_generate(state, job, source, resume=options.resume, quiet=quiet)
+        if journal is None:
+            return  # --resume: this command's run is done already
     _run(
         state,
         job,
@@ -326,6 +345,7 @@ def _main(
         thumbnails=thumbnails,
         preview=show and pictures is not None and live,
         history=None if options.no_history else history_recorder(state, job, rerun_of),
+        journal=journal,
     )
 
 
@@ -413,7 +433,11 @@ def _run(
     thumbnails: Mode | None = None,
     preview: bool = False,
     history: HistoryRecorder | None = None,
+    journal: RunJournal | None = None,
+    all_read: bool = True,
 ) -> None:
+    """Run the job with the sinks asked for; `journal`: record it there (`all_read`: the
+    prompts run are all the run's, so the run is done once they are)."""
     import time
 
     from sdcli.cli.reporter import CliReporter, LiveReporter
@@ -434,6 +458,8 @@ def _run(
         reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
     sinks: list[Sink] = [KeepHeap(), reporter]
     shown: list[Sink] = [reporter]  # where a grid's path (and picture) goes
+    if journal is not None:
+        sinks.insert(1, journal)  # before the reporter: a path printed is a path recorded
     if thumbnails is not None:
         from sdcli.cli.thumbnails import Thumbnails
 
@@ -464,7 +490,11 @@ def _run(
     started = time.monotonic()
     ended: BaseException | None = None
     try:
-        run_job(job, runners if len(runners) > 1 else runners[0], summary=summary)
+        on = runners if len(runners) > 1 else runners[0]
+        if journal is not None:
+            run_job(job, on, summary=summary, plan=journal.units_for)
+        else:
+            run_job(job, on, summary=summary)
     except BaseException as exc:
         ended = exc
         raise
@@ -472,11 +502,19 @@ def _run(
         if grids is not None:
             grids.close()
         reporter.close()
+        left = None  # how to finish a journaled run that stopped
+        if journal is not None:
+            from sdcli.cli.runs_cmd import finish
+
+            complete = ended is None and summary.gave_up is None and all_read
+            left = finish(journal, all_read=complete, ended=ended)
         problem = history.close(ended) if history is not None else None
         if problem:
             render.warn(problem)
         if many and not quiet and summary.prompts:
             render.note(_run_summary(summary, time.monotonic() - started))
+        if left and not quiet:
+            render.note(left)
     if summary.gave_up is not None:
         _gave_up(summary, iter(job.prompts), typed=typed)
     if summary.failures:
