@@ -289,8 +289,8 @@ class RunJournal:
     # --- the end -------------------------------------------------------------------------
 
     def finish(self, all_read: bool) -> bool:
-        """After run_job returned: mark the prompts all read (when they were) and the run done
-        when every unit is. True when the run is done."""
+        """After run_job: mark the prompts all read (when they were) and the run done when
+        every unit is; a run that planned nothing is dropped. True when nothing is left."""
         with self._lock:
             try:
                 text, stamp = utc_now()
@@ -301,6 +301,10 @@ class RunJournal:
                         )
                     self._touch(text, stamp)
                 done, total = self.counts()
+                if total == 0:  # it stopped before its first prompt: nothing to resume
+                    with self.conn:
+                        self.conn.execute("DELETE FROM runs WHERE id = ?", (self.run_id,))
+                    return True
                 if self.all_read and done == total:
                     with self.conn:
                         self.conn.execute(
