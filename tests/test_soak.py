@@ -123,8 +123,9 @@ def test_soak_every_prompt_is_saved_once_or_reported(
     assert len(fake.requests_to(TXT2IMG)) == attempts
     assert retries_seen == attempts - COUNT
     assert proc.returncode == 1
-    done, error = stderr.splitlines()
+    done, left, error = stderr.splitlines()
     assert done.startswith(f"done: {COUNT} prompts · {len(saved)} images · {len(failed)} failed")
+    assert left.startswith(f"run 1: {len(saved)} of {COUNT} units done; to do the rest: ")
     assert error == f"sdcli: error: {len(failed)} prompts failed, {len(saved)} image(s) saved"
     # Nothing piles up over hundreds of requests (a keep-alive socket may come and go).
     assert fds_after <= fds_before + 2, (fds_before, fds_after)
