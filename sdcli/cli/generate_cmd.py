@@ -15,7 +15,7 @@ import typer
 from sdcli.cli import options as opts
 from sdcli.cli import render
 from sdcli.cli.state import AppState
-from sdcli.errors import ExitCode, SdcliError
+from sdcli.errors import ExitCode, SdcliError, UsageError
 
 if TYPE_CHECKING:
     from sdcli.cli.pictures import Mode
@@ -198,6 +198,13 @@ class RunOptions:
     combinatorial: Combinatorial = False
     wildcards: Wildcards = None
     xy: XY = None
+    no_journal: Annotated[
+        bool,
+        typer.Option(
+            "--no-journal",
+            help="Keep no run journal: a run of many requests that stops cannot be resumed.",
+        ),
+    ] = False
     resume: Annotated[
         bool,
         typer.Option(
@@ -325,8 +332,10 @@ def _main(
     thumbnails = pictures if not options.no_show and state.settings.thumbnails else None
     live = state.settings.live_preview and not options.no_preview
     journal = None
+    if options.resume and options.no_journal:
+        raise UsageError("give --resume or --no-journal, not both")
     # A run that may make more than one request keeps a journal (sdcli.journal).
-    if many or job.batches > 1 or len(job.inputs) > 1:
+    if (many or job.batches > 1 or len(job.inputs) > 1) and not options.no_journal:
         from sdcli.cli import runs_cmd
         from sdcli.journal.record import source_of
 
