@@ -317,3 +317,46 @@ def test_a_journal_locked_by_another_process_is_a_clear_error(
     [line] = r.stderr.splitlines()
     assert "another sdcli process keeps it locked" in line
     assert os.path.exists(isolated_sdcli_home / "runs.db")
+
+
+def test_random_dynamic_prompts_resume_with_the_prompts_planned(
+    fake_webui: FakeWebUI, tmp_path: Path, isolated_sdcli_home: Path
+) -> None:
+    """A random template draws anew each time it is read: a resumed run sends the prompts it
+    drew the first time, with their seeds, each once."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(
+        "".join(f"a {{red|green|blue|white|black}} cat number {k}\n" for k in range(1, 4)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    args = ["--url", fake_webui.url, "generate", *TINY, "--variants", "2", "--prompts-file",
+            str(prompts), "-o", str(out)]  # fmt: skip
+    fake_webui.pause_at_step(1, after_jobs=3)
+    proc = start_sdcli(*args, stdin=subprocess.DEVNULL)
+    try:
+        assert fake_webui.wait_paused(60)
+        proc.kill()
+        proc.communicate(timeout=60)  # a safety net, not a timing assertion
+    finally:
+        fake_webui.resume()
+    r = run_sdcli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    with _journal(isolated_sdcli_home) as conn:
+        texts = [row[0] for row in conn.execute("SELECT text FROM units ORDER BY first_index")]
+    assert len(texts) == 6 and all(t and t.startswith("a ") for t in texts)
+    sent = [
+        (read_parameters_from_file(p) or "").split("\n")[0] for _, p in sorted(_saved(out).items())
+    ]
+    assert sent == texts  # each planned prompt once, in order, none drawn anew
+    _assert_exactly_as_planned_texts(isolated_sdcli_home, out)
+
+
+def _assert_exactly_as_planned_texts(home: Path, out: Path) -> None:
+    with _journal(home) as conn:
+        rows = conn.execute("SELECT first_index, seed, text FROM units").fetchall()
+    saved = _saved(out)
+    assert sorted(saved) == sorted(row[0] for row in rows)
+    for index, seed, text in rows:
+        info = read_parameters_from_file(saved[index]) or ""
+        assert info.startswith(text + "\n") and f"Seed: {seed}," in info

@@ -47,9 +47,11 @@ class Resumed:
     removed: list[Path]  # images of half-made units, removed: those units are made again
 
 
-def images_per_unit(job: Job) -> int:
-    """How many images one request makes (batch size times the request's own batch count)."""
-    size = job.sets.get("batch_size", job.values.get("batch_size")) or 1
+def images_per_unit(job: Job, unit: Unit | None = None) -> int:
+    """How many images one request makes (batch size times the request's own batch count);
+    an X/Y/Z plot's cell may set its own batch size."""
+    own = dict(unit.overrides) if unit is not None else {}
+    size = job.sets.get("batch_size", own.get("batch_size", job.values.get("batch_size"))) or 1
     n_iter = job.sets.get("n_iter") or 1
     try:
         return max(1, int(size) * int(n_iter))
@@ -69,8 +71,7 @@ class RunJournal:
         self.job = job
         self._lock = threading.Lock()
         self._prompt_no = 0
-        self._size = images_per_unit(job)
-        self._random = _random_seeds(job)
+        self._random = "seed" not in job.sets  # a seed given with --set is sent as given
         row = conn.execute(
             "SELECT max(first_index + images) FROM units WHERE run_id = ?", (run_id,)
         ).fetchone()
@@ -190,17 +191,16 @@ class RunJournal:
                 raise unavailable(self.path, exc, "write") from exc
 
     def _plan(self, number: int, prompt: str, planned: list[Unit]) -> list[Unit]:
-        base = None
-        if self._random:
-            span = max(u.batch for u in planned) * self._size if planned else 0
-            base = random.randrange(_MAX_SEED - span)
         fixed: list[Unit] = []
-        for unit in planned:
+        sizes = [images_per_unit(self.job, u) for u in planned]
+        draws = self._random_bases(planned, sizes)
+        for unit, size in zip(planned, sizes, strict=True):
             seed = unit.seed
-            if base is not None:
-                seed = base + (unit.batch - 1) * self._size
+            if unit.prompt in draws and not (isinstance(seed, int) and seed >= 0):
+                # drawn now, once per prompt; its batches go on from it as --count does
+                seed = draws[unit.prompt] + (unit.batch - 1) * size
             fixed.append(replace(unit, seed=seed, index=self._next_index))
-            self._next_index += self._size
+            self._next_index += size
         text, stamp = utc_now()
         with self.conn:
             self.conn.execute(
@@ -208,15 +208,36 @@ class RunJournal:
                 (self.run_id, number, prompt),
             )
             self.conn.executemany(
-                "INSERT INTO units (run_id, first_index, prompt, batch, init, seed, images) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO units (run_id, first_index, prompt, text, batch, init, seed, "
+                "images) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (self.run_id, u.index, number, u.batch, _path_text(u.init), u.seed, self._size)
-                    for u in fixed
+                    (
+                        self.run_id,
+                        u.index,
+                        number,
+                        u.prompt if u.prompt != prompt else None,
+                        u.batch,
+                        _path_text(u.init),
+                        u.seed,
+                        size,
+                    )
+                    for u, size in zip(fixed, sizes, strict=True)
                 ],
             )
             self._touch(text, stamp)
         return fixed
+
+    def _random_bases(self, planned: Sequence[Unit], sizes: Sequence[int]) -> dict[str, int]:
+        """A random seed for each prompt (a dynamic prompt's drawn ones each their own) whose
+        units would get a random one from the server: fixed now, so a resume makes the same
+        images. The cells of an X/Y/Z plot share their prompt's, as in the web UI's plot."""
+        if not self._random:
+            return {}
+        spans: dict[str, int] = {}
+        for unit, size in zip(planned, sizes, strict=True):
+            if not (isinstance(unit.seed, int) and unit.seed >= 0):
+                spans[unit.prompt] = max(spans.get(unit.prompt, 0), unit.batch * size)
+        return {text: random.randrange(_MAX_SEED - span) for text, span in spans.items()}
 
     def _known(self, number: int, prompt: str, recorded: str, planned: list[Unit]) -> list[Unit]:
         if recorded != prompt:
@@ -227,7 +248,7 @@ class RunJournal:
                 "with the prompts it read",
             )
         rows = self.conn.execute(
-            "SELECT first_index, batch, init, seed, state FROM units "
+            "SELECT first_index, text, batch, init, seed, state FROM units "
             "WHERE run_id = ? AND prompt = ? ORDER BY first_index",
             (self.run_id, number),
         ).fetchall()
@@ -237,8 +258,9 @@ class RunJournal:
         )
         if not same:
             raise JournalMismatch(f"prompt {number} of run {self.run_id} was planned otherwise")
+        # A random dynamic prompt draws anew each time: the prompts sent are the ones planned.
         return [
-            replace(u, seed=row["seed"], index=row["first_index"])
+            replace(u, prompt=row["text"] or prompt, seed=row["seed"], index=row["first_index"])
             for row, u in zip(rows, planned, strict=True)
             if row["state"] != "done"
         ]
@@ -339,7 +361,8 @@ class RunJournal:
         open_units = {
             int(row["first_index"]): row
             for row in self.conn.execute(
-                "SELECT u.first_index, u.seed, u.images, p.text FROM units u "
+                "SELECT u.first_index, u.seed, u.images, coalesce(u.text, p.text) AS text "
+                "FROM units u "
                 "JOIN prompts p ON p.run_id = u.run_id AND p.number = u.prompt "
                 "WHERE u.run_id = ? AND u.state != 'done'",
                 (self.run_id,),
@@ -428,13 +451,6 @@ class RunJournal:
                 if text == prompt or prompt in text:
                     yield path, key
                     break
-
-
-def _random_seeds(job: Job) -> bool:
-    """A run journal fixes random seeds at plan time: a resumed unit makes the planned image.
-    A seed given with --set is sent as given (the same for every unit)."""
-    seed = job.values.get("seed")
-    return "seed" not in job.sets and not (isinstance(seed, int) and seed >= 0)
 
 
 def _path_text(path: Path | None) -> str | None:

@@ -8,9 +8,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdcli.job import Job
+
+if TYPE_CHECKING:
+    from sdcli.dynprompts import DynamicPrompts
+    from sdcli.sweeps import Axis
 
 # What changes the images or where they go: a command line differing in one of these is
 # another job. --keep-going, --retries and --overwrite only change how a run goes.
@@ -24,6 +28,8 @@ _KEY_FIELDS = (
     "output_dir",
     "name_template",
     "batches",
+    "dynamic",
+    "axes",
 )
 
 
@@ -70,6 +76,11 @@ def job_record(job: Job) -> dict[str, Any]:
         "keep_going": job.keep_going,
         "retries": job.retries,
         "retry_backoff": job.retry_backoff,
+        "dynamic": _dynamic_record(job),
+        "axes": [
+            {"key": a.key, "label": a.label, "texts": list(a.texts), "settings": _plain(a.settings)}
+            for a in job.axes
+        ],
     }
 
 
@@ -99,7 +110,54 @@ def job_from_record(record: Mapping[str, Any], prompts: Iterable[str]) -> Job:
         keep_going=bool(record.get("keep_going", False)),
         retries=int(record.get("retries", 0)),
         retry_backoff=float(record.get("retry_backoff", 1.0)),
+        dynamic=_dynamic(record.get("dynamic")),
+        axes=tuple(_axis(doc) for doc in record.get("axes") or ()),
     )
+
+
+def _dynamic_record(job: Job) -> dict[str, Any] | None:
+    d = job.dynamic
+    if d is None:
+        return None
+    return {
+        "wildcards": str(d.wildcards.resolve()),
+        "wildcards_given": d.wildcards_given,
+        "switch": d.switch,
+        "combinatorial": d.combinatorial,
+        "variants": d.variants,
+    }
+
+
+def _dynamic(doc: Mapping[str, Any] | None) -> DynamicPrompts | None:
+    if not doc:
+        return None
+    from sdcli.dynprompts import DynamicPrompts
+
+    return DynamicPrompts(
+        wildcards=Path(doc["wildcards"]),
+        wildcards_given=bool(doc.get("wildcards_given")),
+        switch="on" if doc.get("switch") == "on" else "auto",
+        combinatorial=bool(doc.get("combinatorial")),
+        variants=doc.get("variants"),
+    )
+
+
+def _axis(doc: Mapping[str, Any]) -> Axis:
+    from sdcli.sweeps import Axis
+
+    return Axis(
+        key=str(doc["key"]),
+        label=str(doc["label"]),
+        texts=tuple(str(t) for t in doc["texts"]),
+        settings=tuple(tuple((str(k), _frozen(v)) for k, v in cell) for cell in doc["settings"]),
+    )
+
+
+def _frozen(value: Any) -> Any:
+    """A JSON value hashable again, as the planned unit's was (lists back to tuples)."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
