@@ -208,14 +208,15 @@ class RunJournal:
                 (self.run_id, number, prompt),
             )
             self.conn.executemany(
-                "INSERT INTO units (run_id, first_index, prompt, text, batch, init, seed, "
-                "images) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO units (run_id, first_index, prompt, text, negative, batch, init, "
+                "seed, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         self.run_id,
                         u.index,
                         number,
                         u.prompt if u.prompt != prompt else None,
+                        u.negative_prompt,
                         u.batch,
                         _path_text(u.init),
                         u.seed,
@@ -248,7 +249,7 @@ class RunJournal:
                 "with the prompts it read",
             )
         rows = self.conn.execute(
-            "SELECT first_index, text, batch, init, seed, state FROM units "
+            "SELECT first_index, text, negative, batch, init, seed, state FROM units "
             "WHERE run_id = ? AND prompt = ? ORDER BY first_index",
             (self.run_id, number),
         ).fetchall()
@@ -260,7 +261,13 @@ class RunJournal:
             raise JournalMismatch(f"prompt {number} of run {self.run_id} was planned otherwise")
         # A random dynamic prompt draws anew each time: the prompts sent are the ones planned.
         return [
-            replace(u, prompt=row["text"] or prompt, seed=row["seed"], index=row["first_index"])
+            replace(
+                u,
+                prompt=row["text"] or prompt,
+                negative_prompt=row["negative"],
+                seed=row["seed"],
+                index=row["first_index"],
+            )
             for row, u in zip(rows, planned, strict=True)
             if row["state"] != "done"
         ]

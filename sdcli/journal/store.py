@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS units (
     first_index INTEGER NOT NULL,       -- {index} of its first image: the unit's key in the run
     prompt INTEGER NOT NULL,            -- prompts.number
     text TEXT,                          -- the prompt sent, when not the line read (dynamic)
+    negative TEXT,                      -- a negative prompt drawn for this unit (dynamic)
     batch INTEGER NOT NULL,
     init TEXT,                          -- img2img: the init image
     seed INTEGER,                       -- as planned (a random one drawn at plan time)
