@@ -158,17 +158,23 @@ def test_ctrl_c_then_resume_replaces_the_unfinished_image(
             proc.kill()
     assert proc.returncode == 130, stderr
     lines = [json.loads(line) for line in stdout.splitlines()]
-    assert [line["interrupted"] for line in lines] == [False, False, True], stderr
-    partial = Path(lines[2]["path"])
-    unfinished = partial.read_bytes()
     assert "run 1: 2 of 3+ units done; to do the rest: sdcli resume 1" in stderr
+    partial: Path | None = None
+    if len(lines) == 2:
+        # On a loaded machine the fake may answer after sdcli's 10 s grace: nothing to keep.
+        assert "before the server returned any image" in stderr, stderr
+    else:
+        assert [line["interrupted"] for line in lines] == [False, False, True], stderr
+        partial = Path(lines[2]["path"])
+        unfinished = partial.read_bytes()
 
     r = run_sdcli("resume", "1")
     assert r.returncode == 0, r.stderr
-    assert f"removed {partial}" in r.stderr
     _assert_exactly_as_planned(isolated_sdcli_home, out)
     assert len(list(out.iterdir())) == 4
-    assert _saved(out)[3].read_bytes() != unfinished  # made again whole (the fake's noise differs)
+    if partial is not None:
+        assert f"removed {partial}" in r.stderr
+        assert _saved(out)[3].read_bytes() != unfinished  # made again whole (noise differs)
 
 
 def _finished_run(fake: FakeWebUI, tmp_path: Path, *extra: str) -> tuple[list[str], Path]:
