@@ -10,6 +10,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -366,3 +367,26 @@ def _assert_exactly_as_planned_texts(home: Path, out: Path) -> None:
     for index, seed, text in rows:
         info = read_parameters_from_file(saved[index]) or ""
         assert info.startswith(text + "\n") and f"Seed: {seed}," in info
+
+
+def test_a_run_over_two_servers_killed_and_resumed_saves_each_unit_once(
+    make_fake_webui: Callable[..., FakeWebUI], tmp_path: Path, isolated_sdcli_home: Path
+) -> None:
+    one, two = make_fake_webui(), make_fake_webui()
+    prompts = _prompts(tmp_path, 8)
+    out = tmp_path / "out"
+    args = ["--url", one.url, "--url", two.url, "generate", *TINY, "--prompts-file",
+            str(prompts), "-o", str(out)]  # fmt: skip
+    one.pause_at_step(1, after_jobs=2)  # the other server goes on until the kill
+    proc = start_sdcli(*args, stdin=subprocess.DEVNULL)
+    try:
+        assert one.wait_paused(60)
+        proc.kill()
+        proc.communicate(timeout=60)  # a safety net, not a timing assertion
+    finally:
+        one.resume()
+    assert len(list(out.iterdir())) < 8
+    r = run_sdcli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    _assert_exactly_as_planned(isolated_sdcli_home, out)
+    assert len(list(out.iterdir())) == 8
