@@ -202,10 +202,16 @@ def test_images_written_before_a_lost_commit_are_not_made_again(
     args, out = _finished_run(fake_webui, tmp_path)
     before = _saved(out)
     _lose_the_commit_of(isolated_sdcli_home, 3, before[3].stat().st_mtime - 1)
+    gone = subprocess.Popen(["true"])  # a process that is gone
+    gone.wait()
+    leftover = out / f".sdcli-{gone.pid}-0123456789ab.tmp"  # kill -9 in the middle of a write
+    leftover.write_bytes(b"half an image")
     fake_webui.clear_requests()
     r = run_sdcli(*args, "--resume")
     assert r.returncode == 0, r.stderr
     assert "resuming run 1: 3 of 3+ units done (1 found saved on disk)" in r.stderr
+    assert not leftover.exists()
+    assert "removed 1 temporary file(s) a killed sdcli left behind" in r.stderr
     assert fake_webui.requests_to(TXT2IMG) == []
     assert _saved(out) == before
     with _journal(isolated_sdcli_home) as conn:

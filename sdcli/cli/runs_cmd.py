@@ -131,6 +131,8 @@ def _reconcile(journal: RunJournal, *, quiet: bool) -> None:
     found = journal.reconcile(read_seed_and_prompt)
     for path in found.removed:
         render.warn(f"removed {path}: its unit was left half-made and is made again")
+    if found.temporary:
+        render.warn(f"removed {found.temporary} temporary file(s) a killed sdcli left behind")
     if quiet:
         return
     recovered = f" ({found.recovered} found saved on disk)" if found.recovered else ""

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,6 +46,7 @@ class Resumed:
     total: int
     recovered: int  # units found saved on disk though not recorded (a crash)
     removed: list[Path]  # images of half-made units, removed: those units are made again
+    temporary: int = 0  # temporary files a killed sdcli left in the output folder, removed
 
 
 def images_per_unit(job: Job, unit: Unit | None = None) -> int:
@@ -386,6 +388,7 @@ class RunJournal:
                 files.setdefault(int(row[0]), []).append((Path(row[1]), bool(row[2]), False))
             for path, unit in self._unrecorded(Path(run[1]), float(run[0]), open_units, read):
                 files.setdefault(unit, []).append((path, False, True))
+        temporary = _remove_dead_temporaries(Path(run[1]))
         recovered = 0
         removed: list[Path] = []
         with self.conn:
@@ -414,7 +417,7 @@ class RunJournal:
                 )
             self._touch(*utc_now())
         done, total = self.counts()
-        return Resumed(done=done, total=total, recovered=recovered, removed=removed)
+        return Resumed(done, total, recovered, removed, temporary)
 
     def _unrecorded(
         self,
@@ -458,6 +461,40 @@ class RunJournal:
                 if text == prompt or prompt in text:
                     yield path, key
                     break
+
+
+def _remove_dead_temporaries(folder: Path) -> int:
+    """Remove the temporary files (sdcli.output's `.sdcli-PID-….tmp`) that an sdcli process
+    killed mid-write left in `folder`; a live process's are left alone."""
+    import re
+
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = re.fullmatch(r"\.sdcli-(\d+)-[0-9a-f]{12}\.tmp", entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or sys.platform == "win32":  # Windows' os.kill would end it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError, OverflowError):
+        return True  # someone else's, or cannot tell: leave it
+    return True
 
 
 def _path_text(path: Path | None) -> str | None:
