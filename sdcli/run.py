@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -69,9 +70,30 @@ class Failure:
     error: SdcliError
 
 
+class SavedTally:
+    """A run's saved images as a count and the last few: the images went to the sinks as
+    ImageSaved events, so a run of any length stays flat in memory."""
+
+    RECENT = 64
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.recent: deque[SavedImage] = deque(maxlen=self.RECENT)
+
+    def extend(self, images: Sequence[SavedImage]) -> None:
+        self.count += len(images)
+        self.recent.extend(images)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
 @dataclass
 class RunSummary:
-    saved: list[SavedImage] = field(default_factory=list)
+    saved: SavedTally = field(default_factory=SavedTally)
     failures: list[Failure] = field(default_factory=list)
     # --keep-going stopped early: the server went away (the last of the failures in a row)
     gave_up: ConnectionFailed | None = None
@@ -257,11 +279,11 @@ class Runner:
             )
 
     def run_unit(
-        self, job: Job, unit: Unit, saver: Saver, *, into: list[SavedImage] | None = None
+        self, job: Job, unit: Unit, saver: Saver, *, into: SavedTally | None = None
     ) -> list[SavedImage]:
         """Send one request, save its images (appended to `into` as each is written: a run's
         images so far), check the answer. Ctrl-C keeps what the server had made."""
-        kept: list[SavedImage] = [] if into is None else into
+        kept = SavedTally() if into is None else into
         resolved = self._resolved_for(job, unit)
         payload = self.body(job, unit)
         self._unit = unit
@@ -275,7 +297,7 @@ class Runner:
         job: Job,
         unit: Unit,
         saver: Saver,
-        kept: list[SavedImage],
+        kept: SavedTally,
         resolved: Resolved,
         payload: dict[str, Any],
     ) -> list[SavedImage]:
@@ -334,7 +356,7 @@ class Runner:
         payload: dict[str, Any],
         result: GenerationResult,
         stamp: datetime,
-        kept: list[SavedImage],
+        kept: SavedTally,
         *,
         interrupted: bool = False,
     ) -> list[SavedImage]:

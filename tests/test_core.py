@@ -44,3 +44,25 @@ def test_a_front_end_without_typer_runs_a_generation_with_core_calls(
     (request,) = fake_webui.requests_to("/sdapi/v1/txt2img")
     assert request.json["steps"] == 3
     assert request.json["prompt"].startswith("a cat")
+
+
+def test_a_long_run_keeps_a_count_not_every_image(fake_webui: FakeWebUI, tmp_path: Path) -> None:
+    """Memory stays flat over 10,000 prompts: the summary counts images and keeps only the last
+    few (every image went to the sinks as an ImageSaved event)."""
+    from sdcli.client import WebUIClient
+    from sdcli.config import load_settings
+    from sdcli.plan import JobRequest, plan_job
+    from sdcli.run import Runner, SavedTally, run_job
+
+    prompts = tmp_path / "prompts.txt"
+    total = SavedTally.RECENT + 6
+    prompts.write_text("".join(f"prompt {n}\n" for n in range(total)))
+    settings = load_settings(url=fake_webui.url)
+    request = JobRequest(words=[], prompts_file=prompts, flags={"steps": 1}, output_dir=tmp_path)
+    job = plan_job(request, settings)
+    with WebUIClient.from_settings(settings) as client:
+        summary = run_job(job, Runner(client, lambda event: None))
+    assert len(summary.saved) == total
+    assert len(summary.saved.recent) == SavedTally.RECENT
+    assert summary.saved.recent[-1].prompt == f"prompt {total - 1}"
+    assert len(list(tmp_path.glob("*.png"))) == total

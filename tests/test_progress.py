@@ -23,7 +23,7 @@ def test_progress_reports_steps_of_our_job(fake_webui: FakeWebUI, tmp_path: Path
     snap = next(s for s in recorder.snapshots if s.step == 3)
     assert (snap.queued, snap.steps) == (False, 6)
     assert 0.0 < snap.fraction < 1.0
-    assert len(out[0].saved) == 1 and out[0].saved[0].path.is_file()
+    assert len(out[0].saved) == 1 and out[0].saved.recent[0].path.is_file()
     # The bar asked about our own task id first (UI mode has /internal/progress).
     asked = {r.json["id_task"] for r in fake_webui.requests_to("/internal/progress")}
     sent = fake_webui.requests_to("/sdapi/v1/txt2img")[0].json["force_task_id"]
@@ -47,7 +47,7 @@ def test_queued_state_while_another_clients_job_runs(fake_webui: FakeWebUI, tmp_
     other.join(30)
     thread.join(30)
     assert any(s.queued for s in recorder.snapshots)
-    assert [p.prompt for p in out[0].saved] == ["a cat"]
+    assert [p.prompt for p in out[0].saved.recent] == ["a cat"]
 
 
 def test_falls_back_to_global_progress_without_internal_routes(
