@@ -334,7 +334,10 @@ def load_settings(
             return file_data[key], "config"
         return None, "default"
 
-    flags = [url] if isinstance(url, str) else [u for u in url or () if u]
+    flags = [url] if isinstance(url, str) else list(url or ())
+    if any(not value.strip() for value in flags):
+        # `--url "$HOST"` with HOST unset: never fall back to another server in silence.
+        raise UsageError("--url is empty", hint="give a URL, a [servers.NAME] name or all")
     raw_url, url_source = pick("url", flags or None)
     raw_auth, auth_source = pick("auth", auth)
     global_auth = None

@@ -96,6 +96,13 @@ def test_url_all_without_tables_is_refused(tmp_path: Path) -> None:
     assert "--url all: the config file has no [servers.NAME] tables" in error_line(r.stderr)
 
 
+def test_an_empty_url_is_refused_not_replaced_by_the_default(tmp_path: Path) -> None:
+    r = run_sdcli("--url", "", "generate", *TINY, "-o", str(tmp_path), "a cat")
+    assert r.returncode == 2
+    assert error_line(r.stderr).startswith("sdcli: error: --url is empty (give a URL")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_one_server_command_refuses_several_urls(make_fake_webui: MakeFake) -> None:
     a, b = make_fake_webui(), make_fake_webui()
     r = run_sdcli("--url", a.url, "--url", b.url, "models")
