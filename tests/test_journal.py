@@ -78,6 +78,22 @@ def _assert_exactly_as_planned(home: Path, out: Path) -> None:
         assert "interrupted" not in text.lower()
 
 
+def _kill_while_held(fake: FakeWebUI, args: list[str], *, after_jobs: int) -> int:
+    """Start `sdcli ARGS`, let `after_jobs` requests through, hold the next at its first step and
+    SIGKILL sdcli there (no handler runs, nothing is flushed); its return code."""
+    fake.pause_at_step(1, after_jobs=after_jobs)
+    proc = start_sdcli(*args, stdin=subprocess.DEVNULL)
+    try:
+        assert fake.wait_paused(60)
+        proc.kill()
+        proc.communicate(timeout=60)  # a safety net, not a timing assertion
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fake.resume()
+    return proc.returncode
+
+
 def test_a_run_killed_with_sigkill_resumes_with_each_unit_saved_once(
     fake_webui: FakeWebUI, tmp_path: Path, isolated_sdcli_home: Path
 ) -> None:
@@ -85,17 +101,8 @@ def test_a_run_killed_with_sigkill_resumes_with_each_unit_saved_once(
     out = tmp_path / "out"
     args = ["--url", fake_webui.url, "generate", *TINY, "-c", "2", "--prompts-file", str(prompts),
             "-o", str(out)]  # fmt: skip
-    fake_webui.pause_at_step(1, after_jobs=4)  # the 5th request of 10 is held at its 1st step
-    proc = start_sdcli(*args, stdin=subprocess.DEVNULL)
-    try:
-        assert fake_webui.wait_paused(60)
-        proc.kill()  # SIGKILL: no handler runs, nothing is flushed
-        proc.communicate(timeout=60)  # a safety net, not a timing assertion
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        fake_webui.resume()
-    assert proc.returncode == -signal.SIGKILL
+    # the 5th request of 10 is held at its 1st step
+    assert _kill_while_held(fake_webui, args, after_jobs=4) == -signal.SIGKILL
     assert len(list(out.iterdir())) == 4
     seeds_before = {p.name for p in out.iterdir()}
 
@@ -125,14 +132,7 @@ def test_a_fixed_seed_keeps_its_seeds_and_names_across_a_resume(
     out = tmp_path / "out"
     args = ["--url", fake_webui.url, "generate", *TINY, "--seed", "100", "-b", "2", "-c", "2",
             "--prompts-file", str(prompts), "-o", str(out)]  # fmt: skip
-    fake_webui.pause_at_step(1, after_jobs=3)
-    proc = start_sdcli(*args, stdin=subprocess.DEVNULL)
-    try:
-        assert fake_webui.wait_paused(60)
-        proc.kill()
-        proc.communicate(timeout=60)  # a safety net, not a timing assertion
-    finally:
-        fake_webui.resume()
+    _kill_while_held(fake_webui, args, after_jobs=3)
     r = run_sdcli("resume")  # from the journal alone, the last unfinished run
     assert r.returncode == 0, r.stderr
     _assert_exactly_as_planned(isolated_sdcli_home, out)
@@ -267,14 +267,7 @@ def test_resume_with_other_settings_is_refused(
     out = tmp_path / "out"
     args = ["--url", fake_webui.url, "generate", *TINY, "--prompts-file", str(prompts), "-o",
             str(out)]  # fmt: skip
-    fake_webui.pause_at_step(1, after_jobs=1)
-    proc = start_sdcli(*args, stdin=subprocess.DEVNULL)
-    try:
-        assert fake_webui.wait_paused(60)
-        proc.kill()
-        proc.communicate(timeout=60)  # a safety net, not a timing assertion
-    finally:
-        fake_webui.resume()
+    _kill_while_held(fake_webui, args, after_jobs=1)
     fake_webui.clear_requests()
     r = run_sdcli(*[a if a != "2" else "3" for a in args], "--resume")  # --steps 3
     assert r.returncode == 2
@@ -345,14 +338,7 @@ def test_random_dynamic_prompts_resume_with_the_prompts_planned(
     out = tmp_path / "out"
     args = ["--url", fake_webui.url, "generate", *TINY, "--variants", "2", "--prompts-file",
             str(prompts), "-o", str(out)]  # fmt: skip
-    fake_webui.pause_at_step(1, after_jobs=3)
-    proc = start_sdcli(*args, stdin=subprocess.DEVNULL)
-    try:
-        assert fake_webui.wait_paused(60)
-        proc.kill()
-        proc.communicate(timeout=60)  # a safety net, not a timing assertion
-    finally:
-        fake_webui.resume()
+    _kill_while_held(fake_webui, args, after_jobs=3)
     r = run_sdcli(*args, "--resume")
     assert r.returncode == 0, r.stderr
     with _journal(isolated_sdcli_home) as conn:
@@ -383,14 +369,7 @@ def test_a_run_over_two_servers_killed_and_resumed_saves_each_unit_once(
     out = tmp_path / "out"
     args = ["--url", one.url, "--url", two.url, "generate", *TINY, "--prompts-file",
             str(prompts), "-o", str(out)]  # fmt: skip
-    one.pause_at_step(1, after_jobs=2)  # the other server goes on until the kill
-    proc = start_sdcli(*args, stdin=subprocess.DEVNULL)
-    try:
-        assert one.wait_paused(60)
-        proc.kill()
-        proc.communicate(timeout=60)  # a safety net, not a timing assertion
-    finally:
-        one.resume()
+    _kill_while_held(one, args, after_jobs=2)  # the other server goes on until the kill
     assert len(list(out.iterdir())) < 8
     r = run_sdcli(*args, "--resume")
     assert r.returncode == 0, r.stderr
