@@ -310,15 +310,23 @@ def test_keep_going_fails_a_prompt_not_a_server(
 # --- on a terminal -----------------------------------------------------------------------------
 
 
-def test_a_terminal_shows_a_row_per_server_and_the_run_then_only_the_results(
-    make_fake_webui: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _left_and_right(
+    make_fake_webui: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prompts: int
+) -> tuple[FakeWebUI, FakeWebUI, Path]:
+    """Two fakes as config tables `left` and `right`, and a file of `prompts` prompts."""
     a, b = make_fake_webui(), make_fake_webui()
     config = tmp_path / "config.toml"
     config.write_text(f'[servers.left]\nurl = "{a.url}"\n[servers.right]\nurl = "{b.url}"\n')
     monkeypatch.setenv("SDCLI_CONFIG", str(config))
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("".join(f"prompt number {n}\n" for n in range(4)))
+    path = tmp_path / "prompts.txt"
+    path.write_text("".join(f"prompt number {n}\n" for n in range(prompts)))
+    return a, b, path
+
+
+def test_a_terminal_shows_a_row_per_server_and_the_run_then_only_the_results(
+    make_fake_webui: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, prompts = _left_and_right(make_fake_webui, tmp_path, monkeypatch, 4)
     for fake in (a, b):
         fake.pause_at_step(2)
     term = Terminal(
@@ -367,12 +375,7 @@ def test_a_prompt_that_cannot_be_planned_further_on_ends_the_run_with_exit_2(
 def test_a_terminal_shows_a_server_gone_then_only_the_results(
     make_fake_webui: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = make_fake_webui(), make_fake_webui()
-    config = tmp_path / "config.toml"
-    config.write_text(f'[servers.left]\nurl = "{a.url}"\n[servers.right]\nurl = "{b.url}"\n')
-    monkeypatch.setenv("SDCLI_CONFIG", str(config))
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("".join(f"prompt number {n}\n" for n in range(3)))
+    a, b, prompts = _left_and_right(make_fake_webui, tmp_path, monkeypatch, 3)
     for fake in (a, b):
         fake.pause_at_step(1)
     term = Terminal(
