@@ -107,20 +107,6 @@ class Bench:
         return contender
 
 
-def rounds_only(
-    rounds: int, contenders: Sequence[tuple[str, Callable[[], Run]]], label: str
-) -> list[list[Run]]:
-    """Like run.alternate, without its warm-up round (a 10,000-prompt run is warm enough)."""
-    runs: list[list[Run]] = [[] for _ in contenders]
-    for r in range(rounds):
-        order = list(range(len(contenders)))
-        order = order[r % len(order) :] + order[: r % len(order)]
-        for i in order:
-            runs[i].append(contenders[i][1]())
-        print(f"  [{label}] round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
-    return runs
-
-
 def per_image(n: int, what: str) -> Callable[[Run], float]:
     """A run's seconds (wall or CPU) per image."""
     return lambda run: float(getattr(run, what)) / n
@@ -162,11 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if n == min(sizes):
                     contenders.append((f"floor, {n} prompts", bench.floor(n)))
                 # One warm-up, at the smallest size: it compiles nothing more at the larger.
-                runs = (
-                    alternate(args.rounds, contenders, f"m {n}")
-                    if n == min(sizes)
-                    else rounds_only(args.rounds, contenders, f"m {n}")
-                )
+                runs = alternate(args.rounds, contenders, f"m {n}", warm_up=n == min(sizes))
                 wall = series(contenders, runs, per_image(n, "seconds"))
                 cpu = series(contenders, runs, per_image(n, "cpu"))
                 rss = series(contenders, runs, lambda r: r.maxrss / MB)

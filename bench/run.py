@@ -286,11 +286,16 @@ class Report:
 
 
 def alternate(
-    rounds: int, contenders: Sequence[tuple[str, Callable[[], Run]]], label: str
+    rounds: int,
+    contenders: Sequence[tuple[str, Callable[[], Run]]],
+    label: str,
+    *,
+    warm_up: bool = True,
 ) -> list[list[Run]]:
-    """Run every contender once per round, rotating the order; one warm-up round first."""
+    """Run every contender once per round, rotating the order; one warm-up round first, unless
+    the caller's runs are already warm."""
     runs: list[list[Run]] = [[] for _ in contenders]
-    for name, fn in contenders:
+    for name, fn in contenders if warm_up else ():
         print(f"  [{label}] warm-up: {name}", file=sys.stderr, flush=True)
         fn()
     for r in range(rounds):
