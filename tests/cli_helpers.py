@@ -48,6 +48,32 @@ def run_sdcli(
     )
 
 
+_LOADED = (
+    "import runpy, sys\n"
+    "sys.argv = ['sdcli', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('sdcli', run_name='__main__')\n"
+    "finally:\n"
+    "    sys.stderr.write('\\nLOADED=' + ' '.join(sorted(sys.modules)) + '\\n')\n"
+)
+
+
+def loaded_by(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """`sdcli ARGS` in a new interpreter (pipes, so no terminal; its exit code kept) and every
+    module it had loaded when it ended: what start-up costs a command."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED, *args],
+        capture_output=True,
+        text=True,
+        env=_env(None) if env is None else env,
+        timeout=120,  # a safety net against a hung test, not a timing assertion
+        check=False,
+    )
+    return done, set(done.stderr.rpartition("LOADED=")[2].split())
+
+
 def start_sdcli(
     *args: str, env: dict[str, str] | None = None, stdin: int | IO[Any] = subprocess.PIPE
 ) -> subprocess.Popen[str]:

@@ -13,7 +13,7 @@ from sdcli.cli import commands
 from sdcli.cli.app import _app_for, _command_word, full_app, root
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import generate, invoke, run_sdcli
+from cli_helpers import generate, invoke, loaded_by, run_sdcli
 
 
 @pytest.mark.parametrize(
@@ -160,19 +160,8 @@ def test_the_extras_commands_import_nothing_heavy_until_they_run() -> None:
     [["--version"], ["show", "--help"], ["generate", "--help"]],
 )
 def test_no_image_library_is_imported_unless_something_is_drawn(argv: list[str]) -> None:
-    import subprocess
-
-    code = (
-        "import sys; from sdcli.__main__ import main; sys.argv = ['sdcli', *sys.argv[1:]]\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "lazy = ('PIL', 'sdcli.cli.pictures', 'textual_image')\n"
-        "found = sorted(m for m in lazy if m in sys.modules)\n"
-        "print('IMPORTED', found, file=sys.stderr)"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False
-    )
-    assert "IMPORTED []" in r.stderr, r.stderr
+    _, loaded = loaded_by(*argv)
+    assert sorted(loaded & {"PIL", "sdcli.cli.pictures", "textual_image"}) == []
 
 
 def _imported(*argv: str, input: str | None = None) -> set[str]:
@@ -205,28 +194,11 @@ def test_prompt_toolkit_is_imported_only_by_interactive_mode_at_a_terminal() -> 
 )
 def test_the_history_is_not_loaded_by_commands_that_do_not_use_it(argv: list[str]) -> None:
     """sqlite3 and the history modules cost start-up time: only recording or reading loads them."""
-    code = (
-        "import runpy, sys\n"
-        f"sys.argv = ['sdcli', *{argv!r}]\n"
-        "try:\n"
-        "    runpy.run_module('sdcli', run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "loaded = sorted(m for m in sys.modules\n"
-        "                if m.startswith(('sqlite3', 'sdcli.history', 'sdcli.journal')))\n"
-        "sys.stderr.write(f'LOADED={loaded}\\n')\n"
+    _, loaded = loaded_by(*argv, env={"SDCLI_URL": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"})
+    assert (
+        sorted(m for m in loaded if m.startswith(("sqlite3", "sdcli.history", "sdcli.journal")))
+        == []
     )
-    import subprocess
-
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"SDCLI_URL": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"},
-        timeout=120,
-        check=False,
-    )
-    assert "LOADED=[]" in r.stderr, r.stderr
 
 
 def _with_a_reader_gone(argv: list[str], stream: str) -> tuple[int, str]:
@@ -297,26 +269,15 @@ def test_a_warm_generate_in_a_pipe_loads_no_other_command(
     """With the list cache warm and nothing drawn (stderr is a pipe), start-up is the one
     command's module and what it runs: no other command, no rich, no Pillow."""
     import os
-    import subprocess
 
     first = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")  # fills the cache
     assert first.exit_code == 0, first.stderr
-    code = (
-        "import runpy, sys\n"
-        "sys.argv = ['sdcli', *sys.argv[1:]]\n"
-        "try:\n"
-        "    runpy.run_module('sdcli', run_name='__main__')\n"
-        "finally:\n"
-        "    sys.stderr.write(f'LOADED={sorted(sys.modules)}\\n')\n"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code, "--url", fake_webui.url, "generate", "--sampler", "Euler a",
-         "-o", str(tmp_path), "a dog"],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=120, check=False,
+    r, loaded = loaded_by(
+        "--url", fake_webui.url, "generate", "--sampler", "Euler a", "-o", str(tmp_path), "a dog",
+        env=os.environ.copy(),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.count(str(tmp_path)) == 1  # it did generate
-    loaded = set(r.stderr.rpartition("LOADED=")[2].strip(" []\n").replace("'", "").split(", "))
     assert {m for m in loaded if m.startswith("sdcli.cli.")} <= WARM_GENERATE_CLI
     assert [m for m in loaded if m.startswith(NOT_FOR_A_WARM_GENERATE)] == []
 

@@ -5,7 +5,6 @@ sweeps"). What the fake received is what is checked."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from PIL import Image
 from sdcli.sweeps import parse_axis
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import error_line, generate, run_sdcli, sdcli, start_sdcli
+from cli_helpers import error_line, generate, loaded_by, run_sdcli, sdcli, start_sdcli
 
 TXT2IMG = "/sdapi/v1/txt2img"
 SMALL = ("--steps", "2", "-W", "64", "-H", "64")
@@ -188,27 +187,14 @@ def test_the_history_keeps_the_prompt_sent_and_its_template(
 
 @pytest.mark.parametrize(("prompt", "loaded"), [("a cat", False), ("a {cat|dog}", True)])
 def test_the_library_is_imported_only_for_a_template(prompt: str, loaded: bool) -> None:
-    import subprocess
-
-    code = (
-        "import runpy, sys\n"
-        f"sys.argv = ['sdcli', 'generate', '--dry-run', {prompt!r}]\n"
-        "try:\n    runpy.run_module('sdcli', run_name='__main__')\n"
-        "except SystemExit:\n    pass\n"
-        "print('LOADED', sorted(m for m in ('dynamicprompts', 'pyparsing', 'PIL', 'sdcli.sweeps', "
-        "'sdcli.grid') "
-        "if m in sys.modules), file=sys.stderr)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
+    _, modules = loaded_by(
+        "generate",
+        "--dry-run",
+        prompt,
         env={"SDCLI_URL": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"},
-        timeout=120,
-        check=False,
     )
-    expected = "['dynamicprompts', 'pyparsing']" if loaded else "[]"
-    assert f"LOADED {expected}" in done.stderr, done.stderr
+    lazy = {"dynamicprompts", "pyparsing", "PIL", "sdcli.sweeps", "sdcli.grid"}
+    assert sorted(modules & lazy) == (["dynamicprompts", "pyparsing"] if loaded else [])
 
 
 # --- X/Y/Z plots ----------------------------------------------------------------------------
