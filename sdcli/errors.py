@@ -110,6 +110,7 @@ class Interrupted(SdcliError):
 
     def __init__(self, message: str, *, signum: int = signal.SIGINT) -> None:
         super().__init__(message)
+        self.signum = signum
         self.exit_code = signal_exit_code(signum)
 
 
@@ -128,6 +129,6 @@ def signal_exit_code(signum: int) -> ExitCode:
 
 
 def interruption(exc: BaseException) -> tuple[int, str]:
-    """(signal number, " by SIGTERM" or "" for Ctrl-C) of a KeyboardInterrupt."""
-    signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+    """(signal number, " by SIGTERM" or "" for Ctrl-C) of a KeyboardInterrupt or Interrupted."""
+    signum = exc.signum if isinstance(exc, (Terminated, Interrupted)) else signal.SIGINT
     return signum, "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"

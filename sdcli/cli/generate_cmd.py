@@ -521,7 +521,7 @@ def _run(
         if problem:
             render.warn(problem)
         if many and not quiet and summary.prompts:
-            render.note(_run_summary(summary, time.monotonic() - started))
+            render.note(_run_summary(summary, time.monotonic() - started, ended))
         if left and not quiet:
             render.note(left)
     if summary.gave_up is not None:
@@ -567,10 +567,27 @@ def _gave_up(summary: RunSummary, prompts: Iterator[str], *, typed: bool) -> Non
     raise typer.Exit(int(ExitCode.UNREACHABLE))
 
 
-def _run_summary(summary: RunSummary, seconds: float) -> str:
-    """The closing line of a run of many prompts, on stderr: how much was done, how fast."""
+def _run_summary(summary: RunSummary, seconds: float, ended: BaseException | None) -> str:
+    """The closing line of a run of many prompts, on stderr: how it ended, how much was made,
+    how fast. Only a run that finished says `done`; the error line that follows says why not
+    (a run an error stopped counts no `0 failed`: the error is the failure)."""
     prompts, images, failed = summary.prompts, len(summary.saved), len(summary.failures)
-    return (
-        f"done: {prompts} prompt{'s' if prompts != 1 else ''} · "
-        f"{images} image{'s' if images != 1 else ''} · {failed} failed · {seconds:.1f} s"
-    )
+    how = _how_it_ended(summary, ended)
+    parts = [
+        f"{prompts} prompt{'s' if prompts != 1 else ''}",
+        f"{images} image{'s' if images != 1 else ''}",
+        *([f"{failed} failed"] if failed or how != "stopped" else []),
+        f"{seconds:.1f} s",
+    ]
+    return f"{how}: " + " · ".join(parts)
+
+
+def _how_it_ended(summary: RunSummary, ended: BaseException | None) -> str:
+    """`done`, `interrupted` (Ctrl-C; `interrupted by SIGTERM`…) or `stopped` (an error)."""
+    from sdcli.errors import Interrupted, interruption
+
+    if isinstance(ended, (KeyboardInterrupt, Interrupted)):  # Ctrl-C, SIGTERM, SIGHUP
+        return f"interrupted{interruption(ended)[1]}"
+    if ended is not None or summary.gave_up is not None:
+        return "stopped"
+    return "done"
