@@ -419,9 +419,19 @@ def exception_reason(exc: BaseException) -> str:
     return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
-def connection_error(base_url: str, method: str, path: str, exc: Exception) -> ConnectionFailed:
+def connection_error(
+    base_url: str,
+    method: str,
+    path: str,
+    exc: Exception,
+    unknown_host: tuple[str, str] | None = None,
+) -> ConnectionFailed:
+    """`unknown_host`: (message, hint) for a host name that does not resolve (config's: a bare
+    word of `--url` that may have meant a [servers.NAME] table)."""
     text = repr(exc)
     if "NameResolution" in text or "getaddrinfo" in text or "Name or service not known" in text:
+        if unknown_host is not None:
+            return ConnectionFailed(unknown_host[0], hint=unknown_host[1])
         host = base_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
         return ConnectionFailed(
             f"cannot reach {base_url}: the host name {host!r} does not resolve",

@@ -99,8 +99,10 @@ class WebUIClient:
         connect_timeout: float = 5.0,
         quick_timeout: float = QUICK_READ_TIMEOUT,
         session: requests.Session | None = None,
+        unknown_host: tuple[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.unknown_host = unknown_host  # (message, hint) if the host name does not resolve
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.quick_timeout = quick_timeout  # calls that never wait in the queue (lists, options)
@@ -119,12 +121,14 @@ class WebUIClient:
                 timeout=quick,
                 connect_timeout=quick,
                 quick_timeout=quick,
+                unknown_host=settings.unknown_host,
             )
         return cls(
             settings.url,
             auth=settings.auth,
             timeout=settings.timeout,
             connect_timeout=settings.connect_timeout,
+            unknown_host=settings.unknown_host,
         )
 
     @property
@@ -246,7 +250,7 @@ class WebUIClient:
         if isinstance(exc, errors.ReadTimeout):
             return self._timeout(method, path, read_timeout)
         if isinstance(exc, errors.ConnectionError):
-            error = connection_error(self.base_url, method, path, exc)
+            error = connection_error(self.base_url, method, path, exc, self.unknown_host)
             if error.hint is None:
                 error.hint = self._other_port_hint()
             return error

@@ -148,6 +148,8 @@ class Server:
     url: str  # without credentials
     auth: tuple[str, str] | None = field(default=None, repr=False)
     weight: int = 1
+    # (message, hint) if the host does not resolve: a bare word that may have meant a table
+    unknown_host: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class Settings:
     # A run over several servers (`--url` given more than once, a table name, `all`); the
     # first is `url` and `auth`. Empty or one: the one server `url`, as always.
     servers: tuple[Server, ...] = ()
+    unknown_host: tuple[str, str] | None = None  # the first server's (Server.unknown_host)
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -401,6 +404,7 @@ def load_settings(
         wildcards_dir=wildcards,
         wildcards_source=wildcards_source,
         servers=tuple(servers) if len(servers) > 1 else (),
+        unknown_host=servers[0].unknown_host,
     )
 
 
@@ -460,11 +464,25 @@ def _servers(
         else:
             url, url_auth = split_credentials(value)
             host = urlsplit(url).netloc
-            found.append(Server(host, url, global_auth or url_auth))
+            unknown = _not_a_table(value.strip(), tables)
+            found.append(Server(host, url, global_auth or url_auth, unknown_host=unknown))
     unique: dict[str, Server] = {}
     for server in found:
         unique.setdefault(server.url, server)
     return list(unique.values())
+
+
+def _not_a_table(word: str, tables: Mapping[str, Server]) -> tuple[str, str] | None:
+    """What to say if `word` is no host either, when it reads like a table's name: a bare word
+    (no scheme, dot, port, user or path) and the config file has tables. A LAN host can be a
+    bare word, so it is still tried as one first; only a name that does not resolve says this."""
+    if not tables or any(mark in word for mark in "/.:@[]"):
+        return None
+    import difflib  # only for a bare word that is not a table
+
+    close = difflib.get_close_matches(word, list(tables), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "tables: " + ", ".join(tables)
+    return f"no server table [servers.{word}] in {config_file()} and no host {word!r}", hint
 
 
 def retry_backoff(env: Mapping[str, str] | None = None) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from sdcli.config import load_settings
 from sdcli.errors import UsageError
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import SdcliProcess, error_line, run_sdcli, warnings
+from cli_helpers import SdcliProcess, error_line, invoke, run_sdcli, warnings
 from terminal_helpers import Terminal, leftover_bar
 
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -109,6 +110,65 @@ def test_a_one_server_command_refuses_several_urls(make_fake_webui: MakeFake) ->
     assert r.returncode == 2
     assert "sdcli models talks to one server, but --url was given 2 times" in error_line(r.stderr)
     assert a.requests == [] and b.requests == []
+
+
+def _resolver(monkeypatch: pytest.MonkeyPatch, known: dict[str, int]) -> None:
+    """Host names answered in process, so no packet leaves the machine: a name of `known` is
+    127.0.0.1 at that port; any other bare word (no dot) does not resolve."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = str(host)
+        if name in known:
+            return real("127.0.0.1", known[name], *args, **kwargs)
+        if "." not in name and ":" not in name and name != "localhost":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def _two_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[servers.gpu1]\nurl = "{url}"\n[servers.laptop]\nurl = "{url}"\n')
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    return config
+
+
+def test_a_table_name_that_is_no_host_either_says_so(
+    fake_webui: FakeWebUI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _resolver(monkeypatch, {"mybox": fake_webui.port})
+    out = tmp_path / "out"
+    r = invoke(["--url", "gpu2", "generate", *TINY, "-o", str(out), "a cat"])  # no tables yet
+    assert r.exit_code == 3, r.stderr
+    assert error_line(r.stderr).endswith(
+        ": the host name 'gpu2' does not resolve (check --url or SDCLI_URL)"
+    )
+    config = _two_tables(tmp_path, monkeypatch, fake_webui.url)
+    r = invoke(["--url", "gpu2", "generate", *TINY, "-o", str(out), "a cat"])
+    assert r.exit_code == 3, r.stderr
+    assert error_line(r.stderr) == (
+        f"sdcli: error: no server table [servers.gpu2] in {config} and no host 'gpu2' "
+        "(did you mean 'gpu1'?)"
+    )
+    r = invoke(["--url", "nosuch", "models"])  # a command of one server; nothing close
+    assert r.exit_code == 3, r.stderr
+    assert error_line(r.stderr) == (
+        f"sdcli: error: no server table [servers.nosuch] in {config} and no host 'nosuch' "
+        "(tables: gpu1, laptop)"
+    )
+    assert not out.exists() and fake_webui.requests == []
+    # one of several servers: it leaves the run, saying why; the other makes the image
+    both = ["--url", "gpu1", "--url", "gpu2", "generate", *TINY, "--sampler", "Euler a"]
+    r = invoke([*both, "-o", str(out), "a cat"])  # a name: every server is asked first
+    assert r.exit_code == 0, r.stderr
+    [warning] = warnings(r.stderr)
+    assert "left the run: no server table [servers.gpu2] in " in warning
+    # a bare word that resolves is a host, tables or not (a LAN host, localhost)
+    r = invoke(["--url", "mybox", "generate", *TINY, "-o", str(out), "a dog"])
+    assert r.exit_code == 0, r.stderr
+    assert len(list(out.iterdir())) == 2 and len(fake_webui.requests_to(TXT2IMG)) == 2
 
 
 # --- the run ---------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class AppState:
                 auth=server.auth,
                 timeout=s.timeout,
                 connect_timeout=s.connect_timeout,
+                unknown_host=server.unknown_host,
             )
             self._others.append(client)
             pairs.append((server, client))
