@@ -19,6 +19,7 @@ from sdcli.pngmeta import read_parameters_from_file
 from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import run_sdcli, start_sdcli
+from terminal_helpers import run_on_terminal
 
 TINY = ("--steps", "2", "-W", "64", "-H", "64")
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -250,6 +251,48 @@ def test_runs_lists_runs_in_a_pipe_and_as_json(
     assert doc["id"] == 1 and doc["state"] == "done" and doc["done"] == doc["total"] == 3
     assert doc["images"] == 3 and doc["all_prompts_read"] is True
     assert doc["server"] == fake_webui.url
+
+
+def test_runs_at_a_terminal_keeps_one_line_a_run_at_80_columns(
+    fake_webui: FakeWebUI, tmp_path: Path, isolated_sdcli_home: Path
+) -> None:
+    out = tmp_path / "a folder with a rather long name" / "and another one below it" / "renders"
+    prompts = tmp_path / "prompts for the long evening run, version two.txt"
+    prompts.write_text("a cat\na dog\n", encoding="utf-8")
+    fake_webui.fail(TXT2IMG, status=500, times=1)
+    r = run_sdcli(
+        "--url", fake_webui.url, "generate", *TINY, "--keep-going", "--prompts-file",
+        str(prompts), "-o", str(out),
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    r = run_sdcli(
+        "--url", fake_webui.url, "generate", *TINY, "-c", "2", "-o", str(out), "-",
+        input="a bird\n",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    screen = run_on_terminal("runs", columns=80, rows=24, cwd=elsewhere)
+    assert screen.exit_code == 0, screen.text
+    header, _rule, *rows = screen.lines
+    assert [cell.strip() for cell in header.split("┃")] == [
+        "RUN", "STARTED", "STATE", "UNITS", "FAILED", "OUTPUT", "PROMPTS",
+    ]  # fmt: skip
+    assert len(rows) == 2, screen.text  # one line a run: nothing wrapped
+    second, first = ([cell.strip() for cell in row.split("│")] for row in rows)
+    assert second[0] == "2" and re.fullmatch(r"\d\d-\d\d \d\d:\d\d", second[1])
+    assert second[2:5] == ["done", "2/2", ""] and second[6] == "stdin"
+    assert first[0] == "1" and first[3:5] == ["1/2", "1"]
+    for cells in (first, second):
+        assert cells[5].startswith("…") and cells[5].endswith("/renders"), screen.text
+    assert first[6].startswith("…") and first[6].endswith("two.txt"), screen.text
+    # wide enough, each path whole, as it reads from here
+    wide = run_on_terminal("runs", columns=200, rows=24, cwd=tmp_path)
+    first = [cell.strip() for cell in wide.lines[-1].split("│")]
+    assert first[5:] == [
+        "a folder with a rather long name/and another one below it/renders",
+        "prompts for the long evening run, version two.txt",
+    ]
 
 
 def test_a_single_request_keeps_no_journal(

@@ -202,12 +202,10 @@ def register(app: typer.Typer) -> None:
             for info in found:
                 render.result_json(info.as_json())
             return
-        render.table(
-            None,
-            ["RUN", "STARTED", "STATE", "DONE", "TOTAL", "FAILED", "OUTPUT", "PROMPTS"],
-            [_row(info) for info in found],
-            cut="PROMPTS",
-        )
+        if render.wants_table():
+            _table(found, render.err_console().width)
+            return
+        render.table(None, PIPE_COLUMNS, [_row(info) for info in found])
 
     @app.command(
         "resume",
@@ -254,6 +252,111 @@ def register(app: typer.Typer) -> None:
             retries=retries,
             history=not no_history,
         )
+
+
+PIPE_COLUMNS = ["RUN", "STARTED", "STATE", "DONE", "TOTAL", "FAILED", "OUTPUT", "PROMPTS"]
+TABLE_COLUMNS = ["RUN", "STARTED", "STATE", "UNITS", "FAILED", "OUTPUT", "PROMPTS"]
+MIN_PATH_WIDTH = 8  # what is left of a path column on a very narrow terminal
+
+
+def _table(found: list[RunInfo], width: int) -> None:
+    """At a terminal, one line per run that fits the width, as `gh run list` keeps its rows:
+    the time to the minute, units as done/total, FAILED only when a run failed any, and the two
+    paths, shown from here (relative, or ~), cut from the left when they must (their ends say
+    most) to share the room the other columns leave."""
+    from rich.cells import cell_len
+
+    fixed = [
+        [
+            str(info.id),
+            _when(info.created),
+            info.state,
+            f"{info.done}/{info.total}{'' if info.all_read else '+'}",
+            str(info.failed) if info.failed else "",  # a column of blanks is left out
+        ]
+        for info in found
+    ]
+    kept = [i for i in range(len(fixed[0]) if fixed else 0) if any(row[i] for row in fixed)]
+    used = sum(max(cell_len(TABLE_COLUMNS[i]), *(cell_len(r[i]) for r in fixed)) for i in kept)
+    columns = len(kept) + 2
+    room = width - 1 - used - (3 * columns - 1)  # a space each side of a cell, a rule between
+    paths = [(_from_here(info.output_dir), _prompts_from_here(info)) for info in found]
+    widest = [
+        max([cell_len(TABLE_COLUMNS[5]), *(cell_len(out) for out, _ in paths)]),
+        max([cell_len(TABLE_COLUMNS[6]), *(cell_len(source) for _, source in paths)]),
+    ]
+    out_width, prompts_width = _share(widest, room)
+    rows = [
+        [*row, _cut_left(out, out_width), _cut_left(source, prompts_width)]
+        for row, (out, source) in zip(fixed, paths, strict=True)
+    ]
+    render.table(None, TABLE_COLUMNS, rows)
+
+
+def _prompts_from_here(info: RunInfo) -> str:
+    """Where the run's prompts came from: `stdin`, `command line`, or the file's path from
+    here (`./stdin` for a file of that name)."""
+    from sdcli.journal.record import PromptSource
+
+    source = PromptSource.from_json(info.source)
+    if source.kind != "file" or source.path is None:
+        return source.describe()
+    path = _from_here(source.path)
+    return f"./{path}" if path in ("stdin", "command line") else path
+
+
+def _share(widest: list[int], room: int) -> tuple[int, int]:
+    """The widths of two columns that want `widest` and get `room` between them: the narrower
+    one whole when it takes at most half, the rest to the other."""
+    a, b = widest
+    if a + b <= room:
+        return a, b
+    half = room // 2
+    if a <= half:
+        return a, max(room - a, MIN_PATH_WIDTH)
+    if b <= half:
+        return max(room - b, MIN_PATH_WIDTH), b
+    return max(half, MIN_PATH_WIDTH), max(room - half, MIN_PATH_WIDTH)
+
+
+def _cut_left(text: str, width: int) -> str:
+    """`text` in at most `width` cells: its end, after an ellipsis."""
+    from rich.cells import cell_len
+
+    if cell_len(text) <= width:
+        return text
+    kept = ""
+    for char in reversed(text):
+        if cell_len(char + kept) > width - 1:
+            break
+        kept = char + kept
+    return "…" + kept
+
+
+def _from_here(path: str) -> str:
+    """A path as it reads from the current folder: relative below it (not below `/`), `~/…`
+    below home; else as it is."""
+    where = Path(path)
+    for base, name in ((Path.cwd, "."), (Path.home, "~")):
+        try:
+            folder = base()
+            if folder == Path(folder.anchor):
+                continue
+            inside = where.relative_to(folder)
+        except (ValueError, OSError, RuntimeError):  # elsewhere, a folder gone, no home
+            continue
+        if inside == Path("."):
+            return name
+        return str(inside) if name == "." else f"~/{inside}"
+    return path
+
+
+def _when(stored: str) -> str:
+    """A stored UTC time, local and to the minute: `11-30 16:21` this year, else the date."""
+    from datetime import datetime
+
+    when = datetime.fromisoformat(stored.replace("Z", "+00:00")).astimezone()
+    return when.strftime("%m-%d %H:%M" if when.year == datetime.now().year else "%Y-%m-%d")
 
 
 def _row(info: RunInfo) -> list[str]:
