@@ -367,6 +367,34 @@ def test_keep_going_fails_a_prompt_not_a_server(
     assert len(a.requests_to(TXT2IMG)) >= 2  # a went on with the next units
 
 
+def test_plain_saved_lines_name_their_server_and_stdout_stays_paths(
+    make_fake_webui: MakeFake,
+    spawn_sdcli: Callable[..., SdcliProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b, prompts = _left_and_right(make_fake_webui, tmp_path, monkeypatch, 4)
+    for fake in (a, b):
+        fake.pause_at_step(1)  # each server's first job waits: both take a unit
+    out = tmp_path / "out"
+    run = spawn_sdcli(
+        "--url", "left", "--url", "right", "generate", *TINY, "-o", str(out),
+        "--prompts-file", str(prompts),
+    )  # fmt: skip
+    assert a.wait_paused(30) and b.wait_paused(30)
+    a.resume()
+    b.resume()
+    code, stdout, err = run.finish()
+    assert code == 0, err
+    assert sorted(stdout.splitlines()) == sorted(str(p) for p in out.iterdir())  # paths only
+    saved = [line for line in err.splitlines() if ": saved 1 image · seed " in line]
+    by = Counter(line.rsplit(" · ", 1)[1] for line in saved)
+    assert by == {"left": len(a.requests_to(TXT2IMG)), "right": len(b.requests_to(TXT2IMG))}
+    one = run_sdcli("--url", "left", "generate", *TINY, "-o", str(out), "a cat")  # one server
+    assert one.returncode == 0, one.stderr
+    assert re.fullmatch(r"'a cat': saved 1 image · seed \d+ · [\d.]+ s\n", one.stderr)
+
+
 # --- on a terminal -----------------------------------------------------------------------------
 
 

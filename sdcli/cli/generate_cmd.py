@@ -462,9 +462,11 @@ def _run(
         rows = [(server.url, server.name) for server, _ in servers]
         reporter = ServersReporter(json_lines=json_lines, quiet=quiet, servers=rows)
         preview = False  # the rows have no room for a picture
-    else:
-        reporter_cls = LiveReporter if show_progress else CliReporter
-        reporter = reporter_cls(json_lines=json_lines, quiet=quiet)
+    elif show_progress:
+        reporter = LiveReporter(json_lines=json_lines, quiet=quiet)
+    else:  # each `saved` line names its server when there are several
+        names = {server.url: server.name for server, _ in servers}
+        reporter = CliReporter(json_lines=json_lines, quiet=quiet, names=names)
     sinks: list[Sink] = [KeepHeap(), reporter]
     shown: list[Sink] = [reporter]  # where a grid's path (and picture) goes
     if journal is not None:

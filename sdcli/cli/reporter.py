@@ -6,7 +6,7 @@ piped or --no-progress, and nothing but errors and warnings with --quiet.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sdcli.cli import render
 from sdcli.errors import SdcliError
@@ -28,14 +28,21 @@ from sdcli.save import SavedImage
 
 
 class CliReporter:
-    """The plain reporter, a sink of run events (sdcli.events); `LiveReporter` adds the bar."""
+    """The plain reporter, a sink of run events (sdcli.events); `LiveReporter` adds the bar.
 
-    def __init__(self, *, json_lines: bool, quiet: bool) -> None:
+    `names`: each server's name by URL, for a run over several: each `saved` line names its
+    server (stdout stays paths; `--json` has `server`).
+    """
+
+    def __init__(
+        self, *, json_lines: bool, quiet: bool, names: Mapping[str, str] | None = None
+    ) -> None:
         self.json_lines = json_lines
         self.quiet = quiet
         self._label = ""
         self.server = ""  # the URL of the server that made the image being reported
         self._interrupting = False
+        self._names = {url: render.printable(name) for url, name in (names or {}).items()}
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progressed):
@@ -48,6 +55,7 @@ class CliReporter:
         elif isinstance(event, UnitStarted):
             self.batch_started(event.unit.prompt, event.unit.batch, event.unit.batches)
         elif isinstance(event, UnitFinished):
+            self.server = event.server
             # the unit's own label: on several servers, other units start in between
             self._label = self._label_of(event.unit.prompt, event.unit.batch, event.unit.batches)
             self.batch_finished(event.images, event.seconds)
@@ -105,7 +113,12 @@ class CliReporter:
     def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None:
         if self.quiet:
             return
-        self.message(f"{self._label}: {self._saved_text(images, seconds)}")
+        self.message(f"{self._label}: {self._saved_text(images, seconds)}{self._by()}")
+
+    def _by(self) -> str:
+        """` · gpu2`: which server made the images, in a run over several."""
+        name = self._names.get(self.server) if len(self._names) > 1 else None
+        return f" · {name}" if name else ""
 
     @staticmethod
     def _saved_text(images: Sequence[SavedImage], seconds: float) -> str:

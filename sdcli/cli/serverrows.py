@@ -26,7 +26,6 @@ from sdcli.events import (
     UnitStarted,
 )
 from sdcli.job import Unit
-from sdcli.save import SavedImage
 
 
 @dataclass
@@ -45,7 +44,7 @@ class ServersReporter(CliReporter):
     """
 
     def __init__(self, *, json_lines: bool, quiet: bool, servers: Sequence[tuple[str, str]]):
-        super().__init__(json_lines=json_lines, quiet=quiet)
+        super().__init__(json_lines=json_lines, quiet=quiet, names=dict(servers))
         self._status = render.status_line()
         self._color = render.use_color()
         self._rows = {url: _Row(render.printable(name)) for url, name in servers}
@@ -60,14 +59,6 @@ class ServersReporter(CliReporter):
         self._track(event)
         super().__call__(event)
         self._draw()
-
-    def batch_finished(self, images: Sequence[SavedImage], seconds: float) -> None:
-        """The usual line, naming the server that made the images."""
-        if self.quiet:
-            return
-        name = self._rows[self.server].name if self.server in self._rows else ""
-        text = self._saved_text(images, seconds)
-        self.message(f"{self._label}: {text}" + (f" · {name}" if name else ""))
 
     def _track(self, event: Event) -> None:
         if isinstance(event, Queued):
