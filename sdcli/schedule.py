@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sdcli.errors import (
     ApiError,
@@ -30,6 +31,7 @@ from sdcli.run import Failure, Runner, RunSummary, kept_message
 from sdcli.save import Saver
 
 JOIN_POLL = 0.2  # the main thread wakes this often while the workers run (Ctrl-C lands there)
+T = TypeVar("T")
 
 
 def server_failed(error: BaseException) -> bool:
@@ -96,24 +98,27 @@ class Scheduler:
     # --- before anything is sent -------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Resolve the names on every server first: a name one of them lacks stops the run
-        before any image is asked for, and says where; a server that cannot be reached is
+        """Resolve the names on every server first, all at once (a thread each): a name one of
+        them lacks stops the run before any image is asked for, and says where (the first
+        such server in order, whichever answered first); a server that cannot be reached is
         left out (with a warning) as long as another one answers."""
         self._prompts = first_prompt(self.job)
         check_job(self.job)
         self.saver.check()
+        runners = [worker.runner for worker in self.workers]
+        outcomes = on_each(runners, lambda runner: runner.prepare(self.job))
         last: SdcliError | None = None
-        for worker in self.workers:
-            runner = worker.runner
-            try:
-                runner.prepare(self.job)
-            except SdcliError as exc:
-                if not server_failed(exc):
-                    exc.message = f"on {runner.label}: {exc.message}"
-                    raise
-                last = exc
-                worker.gone = True
-                self._dropped(worker, exc, None)
+        for worker, outcome in zip(self.workers, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                continue
+            if not isinstance(outcome, SdcliError):
+                raise outcome  # a bug, told as one (the CLI's last resort)
+            if not server_failed(outcome):
+                outcome.message = f"on {worker.runner.label}: {outcome.message}"
+                raise outcome
+            last = outcome
+            worker.gone = True
+            self._dropped(worker, outcome, None)
         if last is not None and all(w.gone for w in self.workers):
             raise last
 
@@ -291,6 +296,39 @@ class Scheduler:
             again = "; its unit goes to another server" if unit is not None else ""
             message = f"{worker.runner.label} left the run: {error}{again} ({left} left)"
             self.emit(Warned(message, unit, worker.runner.server))
+
+
+def on_each(runners: Sequence[Runner], call: Callable[[Runner], T]) -> list[T | BaseException]:
+    """`call(runner)` for every runner at once, a thread each (each has its own client); what
+    each returned or raised, in the runners' order. Ctrl-C while they work asks each runner
+    to stop (its retries' waits end) and goes on up at once."""
+    results: list[T | BaseException] = [RuntimeError("not run")] * len(runners)
+    left = [len(runners)]
+    lock = threading.Lock()
+    finished = threading.Event()
+
+    def work(index: int) -> None:
+        try:
+            results[index] = call(runners[index])
+        except BaseException as exc:  # the caller judges every ending
+            results[index] = exc
+        finally:
+            with lock:
+                left[0] -= 1
+                if not left[0]:
+                    finished.set()
+
+    for index, runner in enumerate(runners):
+        name = f"sdcli-prepare-{runner.name}"
+        threading.Thread(target=work, args=(index,), name=name, daemon=True).start()
+    try:
+        while not finished.wait(JOIN_POLL):  # not join(): see Scheduler._wait_for_workers
+            pass
+    except KeyboardInterrupt as exc:
+        for runner in runners:
+            runner.stop(exc)
+        raise
+    return results
 
 
 def run_on_servers(

@@ -23,6 +23,7 @@ from cli_helpers import SdcliProcess, error_line, invoke, run_sdcli, warnings
 from terminal_helpers import Terminal, leftover_bar
 
 TXT2IMG = "/sdapi/v1/txt2img"
+SD_MODELS = "/sdapi/v1/sd-models"
 TINY = ("--steps", "3", "-W", "64", "-H", "64")
 MakeFake = Callable[..., FakeWebUI]
 
@@ -273,6 +274,31 @@ def test_a_model_missing_on_one_server_refuses_before_generating(
     assert line.startswith(f"sdcli: error: on {b.url}: ") and "qteamix" in line
     assert a.requests_to(TXT2IMG) == [] and b.requests_to(TXT2IMG) == []
     assert r.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_names_are_resolved_on_every_server_at_once_and_the_first_error_is_told(
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
+) -> None:
+    a, b = make_fake_webui(), make_fake_webui()
+    a.fail(SD_MODELS, mode="hold")  # a slow server: its list waits until released
+    out = tmp_path / "out"
+    run = spawn_sdcli(
+        "--url", a.url, "--url", b.url, "generate", *TINY, "--model", "nosuch",
+        "-o", str(out), "a cat",
+    )  # fmt: skip
+    assert a.wait_for_request(SD_MODELS, timeout=30)
+    # b is asked while a's list is still held: one thread per server, not one after another
+    assert b.wait_for_request(SD_MODELS, timeout=30), "b was not asked while a was held"
+    a.release_hangs()  # a answers after b: both lack the name
+    code, stdout, err = run.finish()
+    assert code == 2, err
+    # both lack it: the error names the first server in order, whichever answered first
+    assert error_line(err) == (
+        f"sdcli: error: on {a.url}: no checkpoint matches 'nosuch' (run `sdcli models` to "
+        "list them)"
+    )
+    assert stdout == "" and not out.exists()
+    assert a.requests_to(TXT2IMG) == [] and b.requests_to(TXT2IMG) == []
 
 
 def test_names_are_resolved_on_each_server(

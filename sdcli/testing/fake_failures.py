@@ -15,7 +15,7 @@ from sdcli.testing.fake_http import Call, Reply, json_reply
 from sdcli.testing.fake_routes import Api
 
 FailureMode = Literal[
-    "status", "html", "malformed", "close", "hang", "bad_image", "not_png", "empty_images"
+    "status", "html", "malformed", "close", "hang", "hold", "bad_image", "not_png", "empty_images"
 ]
 MODES: frozenset[str] = frozenset(get_args(FailureMode))
 _NGINX = (
@@ -106,6 +106,9 @@ class Failures:
             if failure.mode == "hang":
                 self._hang()
             return None
+        if failure.mode == "hold":  # a slow server: the request waits, then is answered
+            self._hang()
+            return handle(call)
         reply = handle(call)
         return _spoil(reply, failure.mode) if reply.status == 200 else reply
 

@@ -175,8 +175,9 @@ class FakeWebUI:
 
         Modes: "status" (status + body; default body: this flavour's error shape), "html" (a
         502 nginx page), "malformed" (200, JSON cut in half), "close" (connection dropped),
-        "hang" (no answer until release_hangs() or stop()), "bad_image" (images[0] not
-        base64), "not_png" (images[0] is a JPEG), "empty_images" (images: []).
+        "hang" (no answer until release_hangs() or stop()), "hold" (answered as usual once
+        release_hangs() is called: a slow server), "bad_image" (images[0] not base64),
+        "not_png" (images[0] is a JPEG), "empty_images" (images: []).
         """
         self._failures.add(path, status, body, times, mode)
 
@@ -184,7 +185,8 @@ class FakeWebUI:
         self._failures.clear()
 
     def release_hangs(self) -> None:
-        """Let requests held by a "hang" failure go (their connections close unanswered)."""
+        """Let requests held by a "hang" failure go (their connections close unanswered), and
+        those held by a "hold" failure be answered."""
         self._failures.release_hangs()
 
     def fail_next_model_load(self) -> None:
