@@ -147,9 +147,7 @@ class Runner:
     @property
     def label(self) -> str:
         """How messages name this server: `gpu2 (http://host:7860)`, or just the URL."""
-        if self.name == urlsplit(self.server).netloc:
-            return self.server
-        return f"{self.name} ({self.server})"
+        return server_label(self.name, self.server)
 
     def stop(self, cause: KeyboardInterrupt) -> None:
         """Take Ctrl-C's path in this Runner's own thread: ask the server to stop the job, keep
@@ -592,6 +590,11 @@ def _next_cell(job: Job, unit: Unit, error: SdcliError) -> bool:
     server still ends the prompt, as it would any other)."""
     fatal = (UsageError, AuthError, Interrupted, ConnectionFailed)
     return job.keep_going and bool(unit.cell) and not isinstance(error, fatal)
+
+
+def server_label(name: str, url: str) -> str:
+    """How messages name a server of several: `gpu2 (http://host:7860)`, or just the URL."""
+    return url if name == urlsplit(url).netloc else f"{name} ({url})"
 
 
 def kept_message(by: str, total: int, partial: int, servers: str = "the server") -> str:

@@ -32,6 +32,7 @@ from sdcli.save import Saver
 
 JOIN_POLL = 0.2  # the main thread wakes this often while the workers run (Ctrl-C lands there)
 T = TypeVar("T")
+Item = TypeVar("Item")  # what on_each works on: a Runner, a client
 
 
 def server_failed(error: BaseException) -> bool:
@@ -106,7 +107,7 @@ class Scheduler:
         check_job(self.job)
         self.saver.check()
         runners = [worker.runner for worker in self.workers]
-        outcomes = on_each(runners, lambda runner: runner.prepare(self.job))
+        outcomes = on_each(runners, lambda r: r.prepare(self.job), lambda r, cause: r.stop(cause))
         last: SdcliError | None = None
         for worker, outcome in zip(self.workers, outcomes, strict=True):
             if not isinstance(outcome, BaseException):
@@ -298,18 +299,22 @@ class Scheduler:
             self.emit(Warned(message, unit, worker.runner.server))
 
 
-def on_each(runners: Sequence[Runner], call: Callable[[Runner], T]) -> list[T | BaseException]:
-    """`call(runner)` for every runner at once, a thread each (each has its own client); what
-    each returned or raised, in the runners' order. Ctrl-C while they work asks each runner
-    to stop (its retries' waits end) and goes on up at once."""
-    results: list[T | BaseException] = [RuntimeError("not run")] * len(runners)
-    left = [len(runners)]
+def on_each(
+    items: Sequence[Item],
+    call: Callable[[Item], T],
+    stop: Callable[[Item, KeyboardInterrupt], None] | None = None,
+) -> list[T | BaseException]:
+    """`call(item)` for every item (a server's Runner or client) at once, a thread each; what
+    each returned or raised, in the items' order. Ctrl-C while they work calls `stop` on each
+    (a Runner's retries stop waiting) and goes on up at once."""
+    results: list[T | BaseException] = [RuntimeError("not run")] * len(items)
+    left = [len(items)]
     lock = threading.Lock()
     finished = threading.Event()
 
     def work(index: int) -> None:
         try:
-            results[index] = call(runners[index])
+            results[index] = call(items[index])
         except BaseException as exc:  # the caller judges every ending
             results[index] = exc
         finally:
@@ -318,15 +323,17 @@ def on_each(runners: Sequence[Runner], call: Callable[[Runner], T]) -> list[T | 
                 if not left[0]:
                     finished.set()
 
-    for index, runner in enumerate(runners):
-        name = f"sdcli-prepare-{runner.name}"
-        threading.Thread(target=work, args=(index,), name=name, daemon=True).start()
+    for index in range(len(items)):
+        threading.Thread(
+            target=work, args=(index,), name=f"sdcli-each-{index}", daemon=True
+        ).start()
     try:
-        while not finished.wait(JOIN_POLL):  # not join(): see Scheduler._wait_for_workers
+        while items and not finished.wait(JOIN_POLL):  # not join(): Scheduler._wait_for_workers
             pass
     except KeyboardInterrupt as exc:
-        for runner in runners:
-            runner.stop(exc)
+        if stop is not None:
+            for item in items:
+                stop(item, exc)
         raise
     return results
 

@@ -336,6 +336,30 @@ def test_names_are_resolved_on_each_server(
     assert len(json_rows(stdout)) == 3 and len(list(out.iterdir())) == 3
 
 
+def test_dry_run_shows_the_request_for_every_server(
+    make_fake_webui: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, _ = _left_and_right(make_fake_webui, tmp_path, monkeypatch, 0)
+    args = ("--url", "all", "generate", *TINY, "--model", "qteamix", "--dry-run", "a cat")
+    r = run_sdcli(*args)
+    assert r.returncode == 0, r.stderr
+    [body] = json_rows(r.stdout)  # the same for both: once, and stderr says for whom
+    title = "qteamixQ_gamma.safetensors [58174ec2a4]"
+    assert body["override_settings"]["sd_model_checkpoint"] == title
+    assert r.stderr == f"the same request for every server: left ({a.url}), right ({b.url})\n"
+    b.move_checkpoint("qteamixQ_gamma", "anime/qteamixQ_gamma.safetensors")  # another title
+    r = run_sdcli(*args)
+    assert r.returncode == 0, r.stderr
+    sent = [row["override_settings"]["sd_model_checkpoint"] for row in json_rows(r.stdout)]
+    assert sent == [title, f"anime/{title}"]  # each server's body, in the servers' order
+    assert r.stderr.splitlines() == [
+        f"the request for left ({a.url}):",
+        f"the request for right ({b.url}):",
+    ]
+    for fake in (a, b):  # read-only: lists asked, nothing pinned, nothing generated
+        assert fake.requests and all(q.method == "GET" for q in fake.requests)
+
+
 def test_one_server_of_a_table_behaves_as_a_url(
     fake_webui: FakeWebUI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sdcli.history.recorder import HistoryRecorder
     from sdcli.job import Job
     from sdcli.journal.keeper import RunJournal
+    from sdcli.names.request import Resolved
     from sdcli.plan import JobRequest
     from sdcli.run import RunSummary
 
@@ -409,6 +410,9 @@ def _dry_run(state: AppState, job: Job) -> None:
     """Print each body as it would be sent: names resolved if the server answers (GETs only)."""
     from sdcli.plan import dry_run_bodies, first_prompt, resolve_for_dry_run
 
+    if len(state.settings.servers) > 1:
+        _dry_run_on_servers(state, job)
+        return
     prompts = first_prompt(job)
     resolved, error, cells = resolve_for_dry_run(state.client, job)
     if error is not None:
@@ -419,15 +423,70 @@ def _dry_run(state: AppState, job: Job) -> None:
             render.note(note)
     for body in dry_run_bodies(job, prompts, resolved, cells):
         render.result_json(body)
-    if job.values.get("upscale"):
-        import json
+    _upscale_note(job, resolved)
 
-        from sdcli.upscale import chained_spec
 
-        spec = chained_spec(job.values, resolved.upscaler if resolved else None)
-        assert spec is not None
-        extras = json.dumps({**spec.body(), "image": "<each image as generated>"})
-        render.note(f"then each image is upscaled in its place by the extras tab: {extras}")
+def _dry_run_on_servers(state: AppState, job: Job) -> None:
+    """--dry-run over several servers: the names resolved on each (all at once, as a run does),
+    then the bodies once if every server would get the same, else once for each group of
+    servers that would, each group named on stderr first. A name one server lacks exits 2
+    naming it (the first in order); one that cannot be reached is left out, as in a run."""
+    import json
+
+    from sdcli.plan import dry_run_bodies, first_prompt, resolve_for_dry_run
+    from sdcli.run import server_label
+    from sdcli.schedule import on_each
+
+    servers = state.servers()
+    outcomes = on_each([client for _, client in servers], lambda c: resolve_for_dry_run(c, job))
+    prompts = list(first_prompt(job))
+    groups: dict[str, tuple[list[str], Resolved, list[dict[str, Any]]]] = {}
+    unreachable = None
+    for (server, _), outcome in zip(servers, outcomes, strict=True):
+        label = server_label(server.name, server.url)
+        if isinstance(outcome, SdcliError):
+            outcome.message = f"on {label}: {outcome.message}"  # a name it lacks: exit 2
+        if isinstance(outcome, BaseException):
+            raise outcome
+        resolved, error, cells = outcome
+        if error is not None or resolved is None:
+            render.warn(f"{label} left out, as a run would leave it: {error}")
+            unreachable = error
+            continue
+        bodies = list(dry_run_bodies(job, prompts, resolved, cells))
+        key = json.dumps(bodies, sort_keys=True)
+        groups.setdefault(key, ([], resolved, bodies))[0].append(label)
+    if not groups:
+        assert unreachable is not None
+        render.warn("no server answered: names are shown as typed, not as a server would get them")
+        for body in dry_run_bodies(job, prompts, None, {}):
+            render.result_json(body)
+        _upscale_note(job, None)
+        return
+    for labels, resolved, bodies in groups.values():
+        if len(groups) == 1 and unreachable is None:
+            render.note(f"the same request for every server: {', '.join(labels)}")
+        else:
+            render.note(f"the request for {', '.join(labels)}:")
+        for note in (*resolved.notes, *resolved.defaults_notes):
+            render.note(note)
+        for body in bodies:
+            render.result_json(body)
+        _upscale_note(job, resolved)
+
+
+def _upscale_note(job: Job, resolved: Resolved | None) -> None:
+    """--dry-run with --upscale: what the extras tab would get after each image."""
+    if not job.values.get("upscale"):
+        return
+    import json
+
+    from sdcli.upscale import chained_spec
+
+    spec = chained_spec(job.values, resolved.upscaler if resolved else None)
+    assert spec is not None
+    extras = json.dumps({**spec.body(), "image": "<each image as generated>"})
+    render.note(f"then each image is upscaled in its place by the extras tab: {extras}")
 
 
 def _run(
