@@ -100,11 +100,12 @@ def parse_generation(body: Any) -> GenerationResult:
         text = infotexts[pos] if pos < len(infotexts) and isinstance(infotexts[pos], str) else None
         seed = seeds[i] if seeds is not None and isinstance(seeds[i], int) else None
         try:
-            data = decode_image(_as_str(images_b64[pos]), what=f"image {pos + 1}")
+            encoded = _as_str(images_b64[pos])
+            data = decode_image(encoded, what=f"image {pos + 1}")
         except ApiError as exc:
             problems.append(exc.message)
             continue
-        images.append(GeneratedImage(data=data, index=i, seed=seed, infotext=text))
+        images.append(GeneratedImage(data=data, index=i, seed=seed, infotext=text, encoded=encoded))
     if problems and not images:
         raise ApiError(problems[0])
     extra = len(images_b64) - count  # a grid or an extension's image: not ours to save

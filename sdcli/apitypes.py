@@ -14,6 +14,9 @@ class GeneratedImage:
     index: int  # position among this request's results, from 0
     seed: int | None = None
     infotext: str | None = None
+    # The server's base64 text of `data`, the very string of the JSON answer (no copy): a
+    # terminal picture sends it as it came instead of encoding the bytes again.
+    encoded: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)

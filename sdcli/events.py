@@ -64,6 +64,8 @@ class ImageSaved:
     server: str
     image: SavedImage
     data: bytes = field(default=b"", repr=False, compare=False)
+    # the server's base64 text of the image (its pixels; `data` may add a text chunk)
+    encoded: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)

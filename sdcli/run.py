@@ -377,10 +377,10 @@ class Runner:
                 self._upscale_saved(saved, self._upscale)
         finally:
             # A run keeps its images' paths, never their bytes: only the event carries them.
-            light = [replace(item, data=b"") for item in saved]
+            light = [replace(item, data=b"", encoded="") for item in saved]
             kept.extend(light)
             for item, full in zip(light, saved, strict=True):
-                self.emit(ImageSaved(unit, self.server, item, data=full.data))
+                self.emit(ImageSaved(unit, self.server, item, data=full.data, encoded=full.encoded))
         return light
 
     def _upscale_saved(self, saved: list[SavedImage], spec: UpscaleSpec) -> None:

@@ -39,6 +39,7 @@ class SavedImage:
     # The bytes written, for a front end that shows the picture without reading the file back.
     # Only the ImageSaved event carries them: what a run keeps has them dropped (see run.py).
     data: bytes = field(default=b"", repr=False, compare=False)
+    encoded: str = field(default="", repr=False, compare=False)  # the server's base64 of it
 
     def as_json(self) -> dict[str, Any]:
         """One `--json` line: typed values, the usual settings at the top (README "JSON output")."""
@@ -207,6 +208,7 @@ class Saver:
             batch=batch,
             interrupted=interrupted,
             data=data,
+            encoded=image.encoded,
         )
 
 

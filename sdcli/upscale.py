@@ -219,7 +219,7 @@ def upscale_in_place(client: WebUIClient, image: SavedImage, spec: UpscaleSpec) 
                 "the image is kept as generated"
             ) from exc
     write_atomic(image.path, answer, overwrite=True)
-    return replace(image, data=answer, infotext=text)
+    return replace(image, data=answer, infotext=text, encoded="")
 
 
 def _save(
