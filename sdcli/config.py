@@ -559,7 +559,19 @@ def debug_requested(env: Mapping[str, str] | None = None) -> bool:
 
 # The terminal's and the desktop's own conventions, read here like sdcli's own variables, so
 # that every variable sdcli reads is named in this one module.
-TERMINAL_VARIABLES = ("TERM", "TERM_PROGRAM", "LC_TERMINAL", "KITTY_WINDOW_ID", "TMUX")
+TERMINAL_VARIABLES = (
+    "TERM",
+    "TERM_PROGRAM",
+    "LC_TERMINAL",
+    "KITTY_WINDOW_ID",
+    "TMUX",
+    # whether kitty can read a saved file itself (sdcli.cli.pictures.kitty_reads_files)
+    "KITTY_PID",
+    "SSH_CONNECTION",
+    "SSH_CLIENT",
+    "SSH_TTY",
+    "container",
+)
 
 
 def terminal() -> dict[str, str]:

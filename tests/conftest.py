@@ -28,6 +28,7 @@ _CLEARED_ENV = (
     "TMUX",
     "TERM_PROGRAM",
     "KITTY_WINDOW_ID",
+    "KITTY_PID",
     "LC_TERMINAL",
 )
 

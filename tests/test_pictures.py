@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyte
 import pytest
 from PIL import Image
 
+from sdcli.cli import pictures
 from sdcli.cli.pictures import (
+    Piece,
     Tile,
     detect_mode,
     draw_tiles,
+    file_for_kitty,
     fit_cells,
     halfblock_lines,
     iterm_sequence,
+    kitty_reads_files,
     kitty_sequence,
-    open_image,
 )
 
 from cli_helpers import run_sdcli
@@ -103,28 +109,169 @@ def test_fit_cells_keeps_the_aspect(
     assert fit_cells(*size, *bounds) == cells
 
 
-def test_kitty_sends_the_png_itself_in_chunks_and_asks_for_no_answer() -> None:
-    data = (FIXTURES / "sample.png").read_bytes() * 4  # longer than one chunk
-    seq = kitty_sequence(data, lambda: open_image(b""), 10, 5)  # a PNG is never decoded
-    parts = seq.split("\x1b\\")[:-1]
-    assert len(parts) > 1 and all(p.startswith("\x1b_G") for p in parts)
-    assert parts[0].startswith("\x1b_Ga=T,f=100,q=2,C=1,c=10,r=5,m=1;")
-    assert parts[-1].startswith("\x1b_Gm=0;")
-    payload = "".join(p.split(";", 1)[1] for p in parts)
-    assert base64.b64decode(payload) == data  # byte for byte: nothing re-encoded
+def _bytes(pieces: list[Piece]) -> bytes:
+    """A picture's pieces as the terminal gets them."""
+    return b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in pieces)
+
+
+def _small_png() -> bytes:
+    buffer = io.BytesIO()
+    _four_by_four().save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_kitty_gets_a_small_png_in_one_escape_code_exactly() -> None:
+    data = _small_png()
+    seq = _bytes(kitty_sequence(Tile(data), 10, 5))
+    payload = base64.standard_b64encode(data)
+    assert len(payload) <= 4096
+    assert seq == b"\x1b_Ga=T,f=100,q=2,C=1,c=10,r=5,m=0;" + payload + b"\x1b\\"
+
+
+def test_kitty_chunks_are_at_most_4096_bytes_m1_then_m0_and_decode_to_the_file() -> None:
+    data = (FIXTURES / "sample.png").read_bytes() * 4  # 38,724 bytes: 13 chunks of base64
+    text = base64.standard_b64encode(data)
+    chunks = [text[i : i + 4096] for i in range(0, len(text), 4096)]
+    expected = b"\x1b_Ga=T,f=100,q=2,C=1,c=10,r=5,m=1;" + chunks[0] + b"\x1b\\"
+    expected += b"".join(b"\x1b_Gm=1;" + c + b"\x1b\\" for c in chunks[1:-1])
+    expected += b"\x1b_Gm=0;" + chunks[-1] + b"\x1b\\"
+    # a PNG is never decoded for Kitty: Tile reads its size from the header
+    seq = _bytes(kitty_sequence(Tile(data), 10, 5))
+    assert seq == expected
+    parts = seq.split(b"\x1b\\")[:-1]
+    assert len(parts) == 13 and all(len(p.partition(b";")[2]) <= 4096 for p in parts)
+    assert all(len(p.partition(b";")[2]) % 4 == 0 for p in parts[:-1])  # as the spec asks
+    assert base64.b64decode(b"".join(p.partition(b";")[2] for p in parts)) == data
+
+
+def _saved_and_sent() -> tuple[bytes, bytes]:
+    """A PNG as the server sent it, and as sdcli saved it (its parameters chunk added)."""
+    from sdcli import pngmeta
+
+    sent = _small_png()
+    return pngmeta.with_parameters(sent, "a cat\nSteps: 20, Seed: 1"), sent
+
+
+@pytest.mark.parametrize("prefix", ["", "data:image/png;base64,"])
+def test_kitty_and_iterm2_send_the_servers_own_base64_text(prefix: str) -> None:
+    saved, sent = _saved_and_sent()
+    assert saved != sent
+    text = base64.standard_b64encode(sent)
+    tile = Tile(saved, encoded=prefix + text.decode())
+    kitty = _bytes(kitty_sequence(tile, 10, 5))
+    assert kitty == b"\x1b_Ga=T,f=100,q=2,C=1,c=10,r=5,m=0;" + text + b"\x1b\\"
+    iterm = _bytes(iterm_sequence(tile, 12, 6))
+    head = f"\x1b]1337;File=inline=1;size={len(sent)};width=12;height=6;preserveAspectRatio=1:"
+    assert iterm == head.encode() + text + b"\x07"
 
 
 def test_iterm_sends_the_file_itself() -> None:
-    data = (FIXTURES / "sdnext" / "progress.json").read_bytes()[:100]
-    seq = iterm_sequence(data, 12, 6)
-    assert seq.startswith("\x1b]1337;File=inline=1;size=100;width=12;height=6;")
-    assert seq.endswith("\x07")
-    assert base64.b64decode(seq[seq.index(":") + 1 : -1]) == data
+    data = _small_png()
+    seq = _bytes(iterm_sequence(Tile(data), 12, 6))
+    head = f"\x1b]1337;File=inline=1;size={len(data)};width=12;height=6;preserveAspectRatio=1:"
+    assert seq == head.encode() + base64.standard_b64encode(data) + b"\x07"
+
+
+def test_kitty_on_this_machine_is_sent_the_path_alone(tmp_path: Path) -> None:
+    data = _small_png()
+    (tmp_path / "cat.png").write_bytes(data)
+    path = file_for_kitty(tmp_path / "cat.png")
+    assert path == os.path.realpath(tmp_path / "cat.png")
+    seq = _bytes(kitty_sequence(Tile(data, path=path), 10, 5))
+    encoded = base64.standard_b64encode(os.fsencode(path))
+    assert seq == b"\x1b_Ga=T,f=100,t=f,q=2,C=1,c=10,r=5;" + encoded + b"\x1b\\"
+
+
+def test_only_a_regular_file_outside_proc_sys_dev_goes_by_path(tmp_path: Path) -> None:
+    assert file_for_kitty(tmp_path) is None  # a directory
+    assert file_for_kitty(tmp_path / "missing.png") is None
+    assert file_for_kitty("/dev/null") is None
+    assert file_for_kitty("/proc/self/status") is None
+    (tmp_path / "cat.png").write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(tmp_path / "cat.png")
+    assert file_for_kitty(tmp_path / "link.png") == os.path.realpath(tmp_path / "cat.png")
+    deep = tmp_path.joinpath(*(c * 200 for c in "abcdef"))  # kitty takes 2,048 bytes at most
+    deep.mkdir(parents=True)
+    (deep / "cat.png").write_bytes(b"x")
+    assert file_for_kitty(deep / "cat.png") is None
+
+
+KITTY_HERE = {"TERM": "xterm-kitty", "KITTY_WINDOW_ID": "1", "KITTY_PID": str(os.getpid())}
+
+
+@pytest.fixture
+def a_plain_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's own machine: not root, not in a container (this test may run in either)."""
+    monkeypatch.setattr(pictures, "running_as_root", lambda: False)
+    monkeypatch.setattr(pictures, "in_container", lambda: False)
+
+
+@pytest.mark.usefixtures("a_plain_machine")
+@pytest.mark.parametrize(
+    ("env", "reads"),
+    [
+        (KITTY_HERE, True),
+        ({**KITTY_HERE, "TERM": "xterm-256color"}, True),  # kitty with `term` changed
+        ({"TERM": "xterm-kitty", "KITTY_WINDOW_ID": "1"}, False),  # kitten ssh: no KITTY_PID
+        ({"TERM": "xterm-kitty", "KITTY_PID": str(os.getpid())}, False),
+        ({**KITTY_HERE, "SSH_CONNECTION": "10.0.0.2 50000 10.0.0.1 22"}, False),
+        ({**KITTY_HERE, "SSH_CLIENT": "10.0.0.2 50000 22"}, False),
+        ({**KITTY_HERE, "SSH_TTY": "/dev/pts/3"}, False),
+        ({**KITTY_HERE, "container": "podman"}, False),
+        ({**KITTY_HERE, "TERM_PROGRAM": "WezTerm"}, False),  # WezTerm started from kitty
+        ({**KITTY_HERE, "KITTY_PID": "x12"}, False),
+        ({"TERM": "xterm-ghostty", "TERM_PROGRAM": "ghostty"}, False),  # speaks, no docs on t=f
+        ({"TERM_PROGRAM": "iTerm.app"}, False),
+    ],
+)
+def test_kitty_reads_files_only_when_it_is_kitty_on_this_machine(
+    env: dict[str, str], reads: bool
+) -> None:
+    assert kitty_reads_files(env) is reads
+
+
+@pytest.mark.usefixtures("a_plain_machine")
+def test_kitty_reads_no_files_for_a_kitty_that_is_gone_root_or_a_container(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert not kitty_reads_files({**KITTY_HERE, "KITTY_PID": str(gone.pid)})
+    assert not kitty_reads_files({**KITTY_HERE, "KITTY_PID": str(2**40)})
+    monkeypatch.setattr(pictures, "running_as_root", lambda: True)
+    assert not kitty_reads_files(KITTY_HERE)
+    monkeypatch.setattr(pictures, "running_as_root", lambda: False)
+    monkeypatch.setattr(pictures, "in_container", lambda: True)
+    assert not kitty_reads_files(KITTY_HERE)
+
+
+def test_write_all_resumes_inside_a_piece_after_a_short_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sdcli.cli import render
+
+    pieces: list[bytes | memoryview] = [b"head;", memoryview(b"x" * 5000)[1000:], b"", b"end"]
+    read, write = os.pipe()
+    real_writev = os.writev
+    calls = []
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        calls.append(len(buffers))
+        return real_writev(fd, [bytes(b"".join(buffers))[:777]])  # at most 777 bytes a call
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    render.write_all(write, pieces)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        assert pipe.read() == b"head;" + b"x" * 4000 + b"end"
+    assert len(calls) == 6  # 4,008 bytes, 777 at a time
 
 
 def test_a_contact_sheet_puts_tiles_side_by_side_with_captions() -> None:
     tiles = [Tile(b"", [f"image {i}", "x" * 50], image=_four_by_four()) for i in range(3)]
-    text = draw_tiles(tiles, "blocks", columns=30, tile_columns=8, tile_rows=4)
+    text = "".join(
+        str(p) for p in draw_tiles(tiles, "blocks", columns=30, tile_columns=8, tile_rows=4)
+    )
     screen = pyte.Screen(30, 12)
     pyte.Stream(screen).feed(text.replace("\n", "\r\n"))
     rows = [line.rstrip() for line in screen.display]
@@ -254,7 +401,7 @@ def test_kitty_gets_a_jpeg_as_raw_rgb_at_most_20x40_pixels_a_cell() -> None:
     image = Image.new("RGB", (400, 600), (10, 20, 30))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG")
-    seq = kitty_sequence(buffer.getvalue(), lambda: image, 5, 3)
+    seq = _bytes(kitty_sequence(Tile(buffer.getvalue(), image=image), 5, 3)).decode()
     head, _, rest = seq.partition(";")
     assert head.startswith("\x1b_Ga=T,f=24,o=z,s=80,v=120,q=2,C=1,c=5,r=3,")  # 400x600 scaled
     payload = "".join(
@@ -263,3 +410,34 @@ def test_kitty_gets_a_jpeg_as_raw_rgb_at_most_20x40_pixels_a_cell() -> None:
     pixels = zlib.decompress(base64.b64decode(payload))
     assert len(pixels) == 80 * 120 * 3
     assert all(abs(a - b) <= 3 for a, b in zip(pixels[:3], (10, 20, 30), strict=True))  # JPEG
+
+
+@pytest.mark.parametrize("by_path", [True, False])
+def test_the_thumbnail_sink_writes_after_the_text_before_it_and_kitty_here_gets_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_path: bool
+) -> None:
+    from sdcli.cli.thumbnails import Thumbnails
+    from sdcli.events import GridSaved
+
+    data = _small_png()
+    path = tmp_path / "grid.png"
+    path.write_bytes(data)
+    monkeypatch.setattr(pictures, "kitty_reads_files", lambda env: by_path)
+    monkeypatch.setenv("COLUMNS", "100")  # a pipe has no width: 40 columns, the most
+    read, write = os.pipe()
+    stream = io.TextIOWrapper(io.FileIO(write, "w"), encoding="utf-8", line_buffering=True)
+    monkeypatch.setattr(sys, "stderr", stream)
+    stream.write("out/grid.png ")  # no newline: still in the text layer
+    Thumbnails("kitty")(GridSaved(path, "a cat", None, "steps", 4, data=data))
+    stream.close()
+    with os.fdopen(read, "rb") as pipe:
+        written = pipe.read()
+    # the picture of a square at 40 columns: 20 x 10 cells, reserved first
+    assert written.startswith(b"out/grid.png " + b"\n" * 10 + b"\x1b[10A\r\x1b7\x1b_Ga=T,f=100,")
+    assert written.endswith(b"\x1b8\r\x1b[10B")
+    if by_path:
+        name = base64.standard_b64encode(str(path.resolve()).encode())
+        assert b",t=f,q=2,C=1,c=20,r=10;" + name + b"\x1b\\\x1b8" in written
+        assert base64.standard_b64encode(data) not in written
+    else:
+        assert b";" + base64.standard_b64encode(data) + b"\x1b\\\x1b8" in written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import pty
 import subprocess
@@ -275,3 +276,57 @@ def test_an_xy_grid_gets_its_thumbnail_too(fake_webui: FakeWebUI, tmp_path: Path
         assert at + 1 + len(expected) == len(lines)  # the grid and its picture come last
     finally:
         term.close()
+
+
+def _kitty_chunks(head: bytes, payload: bytes) -> bytes:
+    """Kitty's escape codes for `payload` as its spec describes them, written out here."""
+    chunks = [payload[i : i + 4096] for i in range(0, len(payload), 4096)]
+    codes = [b"\x1b_G" + head + b",m=1;" + chunks[0] + b"\x1b\\"]
+    codes += [b"\x1b_Gm=1;" + chunk + b"\x1b\\" for chunk in chunks[1:-1]]
+    codes.append(b"\x1b_Gm=0;" + chunks[-1] + b"\x1b\\")
+    return b"".join(codes)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SDCLI_IMAGES": "kitty"},
+        # kitty itself, but over SSH: the file is not on kitty's machine, the bytes go
+        {"TERM": "xterm-kitty", "KITTY_WINDOW_ID": "1", "SSH_CONNECTION": "10.0.0.2 1 10.0.0.1 22"},
+    ],
+)
+def test_kitty_gets_each_saved_png_in_chunks_on_the_terminal(
+    fake_webui: FakeWebUI, tmp_path: Path, env: dict[str, str]
+) -> None:
+    env = {**env, "KITTY_PID": str(os.getpid())}  # a live process: only SSH keeps the bytes
+    term = Terminal(*_generate(fake_webui, "--size", "768x512", "a cat"), env=env, cwd=tmp_path)
+    try:
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+    [path] = (tmp_path / "out").glob("*.png")
+    data = path.read_bytes()
+    columns, rows = fit_cells(768, 512, THUMB_COLUMNS, THUMB_ROWS)
+    head = f"a=T,f=100,q=2,C=1,c={columns},r={rows}".encode()
+    assert _kitty_chunks(head, base64.standard_b64encode(data)) in term.raw
+    assert b"t=f" not in term.raw
+    # the path, then the picture (pyte shows no APC: the screen would show the payload)
+    assert term.raw.index(f"out/{path.name}\r\n".encode()) < term.raw.index(b"\x1b_G")
+
+
+def test_iterm2_gets_each_saved_image_in_one_escape_code(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    env = {"TERM_PROGRAM": "iTerm.app"}
+    term = Terminal(*_generate(fake_webui, "a cat"), env=env, columns=90, cwd=tmp_path)
+    try:
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+    [path] = (tmp_path / "out").glob("*.png")
+    data = path.read_bytes()
+    columns, rows = fit_cells(512, 512, THUMB_COLUMNS, THUMB_ROWS)
+    args = f"inline=1;size={len(data)};width={columns};height={rows};preserveAspectRatio=1"
+    expected = f"\x1b]1337;File={args}:".encode() + base64.standard_b64encode(data) + b"\x07"
+    assert expected in term.raw
+    assert term.raw.count(b"\x1b]1337;") == 1

@@ -15,7 +15,10 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from sdcli.pngmeta import image_size, is_png
@@ -27,6 +30,15 @@ Mode = Literal["kitty", "iterm", "sixel", "blocks", "none"]
 UPPER_HALF = "▀"
 RESET = "\x1b[0m"
 KITTY_CHUNK = 4096  # the protocol's limit for one escape code's payload
+ST = b"\x1b\\"  # the string terminator that ends an escape code
+KITTY_MORE = ST + b"\x1b_Gm=1;"  # the end of one chunk and the start of the next
+KITTY_LAST = ST + b"\x1b_Gm=0;"
+MAX_PATH = 1024  # bytes of a path sent for kitty to read (kitty takes up to 2048)
+NOT_LOCAL_VARIABLES = ("SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY", "container")
+CONTAINER_FILES = ("/.dockerenv", "/run/.containerenv")
+# What a picture is written as: text (escape codes, half-blocks, captions) through the text
+# stream, and image payloads (bytes, or views into them) straight to its binary buffer.
+Piece = str | bytes | memoryview
 SIXEL_TERMS = ("foot", "mlterm", "contour")  # TERM prefixes of terminals known to draw Sixel
 
 
@@ -133,39 +145,108 @@ def halfblock_lines(image: Image, columns: int, rows: int) -> list[str]:
     return lines
 
 
-def kitty_sequence(data: bytes, image: Callable[[], Image], columns: int, rows: int) -> str:
-    """Kitty's graphics protocol: the PNG as sent by the server (JPEG and others as raw RGB).
+def base64_text(data: bytes, encoded: str = "") -> memoryview:
+    """`data` in base64, as bytes: the server's own text of it when there is one (bare or a
+    data URL, checked when the answer was parsed), else encoded here, once."""
+    if not encoded:
+        return memoryview(base64.standard_b64encode(data))
+    raw = encoded.encode("ascii")  # one copy, and no encoding: the text is base64 already
+    return memoryview(raw)[raw.index(b",") + 1 if raw.startswith(b"data:") else 0 :]
+
+
+def kitty_sequence(tile: Tile, columns: int, rows: int) -> list[Piece]:
+    """Kitty's graphics protocol: the PNG as sent by the server (JPEG and others as raw RGB),
+    or, with `tile.path`, only the file's path for kitty to read (`t=f`, see kitty_reads_files).
 
     `q=2` keeps the terminal from answering on stdin; `C=1` leaves the cursor where it was, so
     the caller places the picture in space it reserved.
     """
-    if is_png(data):
-        head, payload = f"a=T,f=100,q=2,C=1,c={columns},r={rows}", data
-    else:
-        import zlib
+    place = f"q=2,C=1,c={columns},r={rows}"
+    if is_png(tile.data):
+        if tile.path is not None:
+            path = base64.standard_b64encode(os.fsencode(tile.path))
+            return [f"\x1b_Ga=T,f=100,t=f,{place};", path, ST]
+        return kitty_chunks(f"a=T,f=100,{place}", base64_text(tile.data, tile.encoded))
+    import zlib
 
-        # a picture `columns` x `rows` cells never needs more than ~20x10 pixels a cell
-        pixels = image()
-        scale = min(1.0, columns * 20 / pixels.width, rows * 40 / pixels.height)
-        w, h = max(1, round(pixels.width * scale)), max(1, round(pixels.height * scale))
-        rgb = scaled_rgb(pixels, w, h)
-        head = f"a=T,f=24,o=z,s={w},v={h},q=2,C=1,c={columns},r={rows}"
-        payload = zlib.compress(rgb.tobytes(), 1)
-    encoded = base64.standard_b64encode(payload).decode("ascii")
-    chunks = [encoded[i : i + KITTY_CHUNK] for i in range(0, len(encoded), KITTY_CHUNK)] or [""]
-    out = []
-    for i, chunk in enumerate(chunks):
-        more = 1 if i < len(chunks) - 1 else 0
-        control = f"{head},m={more}" if i == 0 else f"m={more}"
-        out.append(f"\x1b_G{control};{chunk}\x1b\\")
-    return "".join(out)
+    # a picture `columns` x `rows` cells never needs more than ~20x10 pixels a cell
+    pixels = tile.image
+    scale = min(1.0, columns * 20 / pixels.width, rows * 40 / pixels.height)
+    w, h = max(1, round(pixels.width * scale)), max(1, round(pixels.height * scale))
+    rgb = zlib.compress(scaled_rgb(pixels, w, h).tobytes(), 1)
+    return kitty_chunks(f"a=T,f=24,o=z,s={w},v={h},{place}", base64_text(rgb))
 
 
-def iterm_sequence(data: bytes, columns: int, rows: int) -> str:
+def kitty_chunks(head: str, payload: memoryview) -> list[Piece]:
+    """`payload` in escape codes of at most KITTY_CHUNK bytes each (a multiple of 4, as the
+    protocol asks of all but the last), `m=1` on all but the last: slices, not copies."""
+    size = len(payload)
+    pieces: list[Piece] = [f"\x1b_G{head},m={int(size > KITTY_CHUNK)};", payload[:KITTY_CHUNK]]
+    for start in range(KITTY_CHUNK, size, KITTY_CHUNK):
+        pieces.append(KITTY_LAST if start + KITTY_CHUNK >= size else KITTY_MORE)
+        pieces.append(payload[start : start + KITTY_CHUNK])
+    pieces.append(ST)
+    return pieces
+
+
+def iterm_sequence(tile: Tile, columns: int, rows: int) -> list[Piece]:
     """iTerm2's inline image (also WezTerm, VS Code with images on): the file's own bytes."""
-    encoded = base64.standard_b64encode(data).decode("ascii")
-    args = f"inline=1;size={len(data)};width={columns};height={rows};preserveAspectRatio=1"
-    return f"\x1b]1337;File={args}:{encoded}\x07"
+    payload = base64_text(tile.data, tile.encoded)
+    size = len(payload) // 4 * 3 - bytes(payload[-2:]).count(b"=")
+    args = f"inline=1;size={size};width={columns};height={rows};preserveAspectRatio=1"
+    return [f"\x1b]1337;File={args}:", payload, b"\x07"]
+
+
+def kitty_reads_files(env: Mapping[str, str]) -> bool:
+    """Whether the terminal is kitty itself, on this machine, reading files as this user: then
+    a saved PNG goes by its path (`t=f`) and no image bytes are written at all.
+
+    Kitty sets KITTY_PID and KITTY_WINDOW_ID for what runs in it; `kitten ssh` passes on only
+    the window id, plain ssh neither, and sshd sets SSH_CONNECTION/SSH_CLIENT/SSH_TTY. Kitty
+    sets no TERM_PROGRAM, so one (WezTerm, VS Code… started from a kitty shell) means another
+    terminal, maybe one that speaks the protocol without reading files. A container may share
+    the variables but not the files; root may write what kitty's user cannot read. Every
+    doubt means no: a wrong yes shows no picture (kitty fails silently with q=2), a wrong no
+    only costs the bytes.
+    """
+    pid = env.get("KITTY_PID", "")
+    if not (pid.isdigit() and env.get("KITTY_WINDOW_ID")) or env.get("TERM_PROGRAM"):
+        return False
+    if any(env.get(name) for name in NOT_LOCAL_VARIABLES):
+        return False
+    return not running_as_root() and not in_container() and is_ours(int(pid))
+
+
+def running_as_root() -> bool:
+    return getattr(os, "geteuid", lambda: 0)() == 0
+
+
+def in_container() -> bool:
+    """Docker's and Podman's marker files: the terminal is outside, with other files."""
+    return any(os.path.exists(marker) for marker in CONTAINER_FILES)
+
+
+def is_ours(pid: int) -> bool:
+    """A live process of this user (another user's is a PermissionError)."""
+    try:
+        os.kill(pid, 0)
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def file_for_kitty(path: Path | str) -> str | None:
+    """`path` as kitty reads it (`t=f`): absolute, a regular file outside /proc, /sys and /dev
+    (which kitty refuses), short enough for one escape code; None for anything else."""
+    try:
+        real = os.path.realpath(path)
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            return None
+    except (OSError, ValueError):
+        return None
+    if real.split(os.sep)[1] in ("proc", "sys", "dev") or len(os.fsencode(real)) > MAX_PATH:
+        return None
+    return real
 
 
 def sixel_sequence(image: Image, columns: int, rows: int) -> str | None:
@@ -189,11 +270,23 @@ def sixel_sequence(image: Image, columns: int, rows: int) -> str | None:
 
 class Tile:
     """One picture to draw: its file bytes, its size, the caption lines under it; decoded only
-    when a mode needs the pixels (half-blocks, Sixel, a non-PNG for Kitty)."""
+    when a mode needs the pixels (half-blocks, Sixel, a non-PNG for Kitty). `encoded`: the
+    server's base64 of the same image, sent as it is; `path`: a file kitty may read itself
+    (file_for_kitty), given only when kitty_reads_files."""
 
-    def __init__(self, data: bytes, caption: Sequence[str] = (), image: Image | None = None):
+    def __init__(
+        self,
+        data: bytes,
+        caption: Sequence[str] = (),
+        image: Image | None = None,
+        *,
+        encoded: str = "",
+        path: str | None = None,
+    ):
         self.data = data
         self.caption = caption
+        self.encoded = encoded
+        self.path = path
         self._image = image
         size = image.size if image is not None else image_size(data)
         if size is None:  # WebP, GIF, a JPEG without a frame header: ask Pillow
@@ -213,14 +306,22 @@ class Tile:
         return self._image
 
 
-def thumbnail(data: bytes, mode: Mode, *, columns: int, rows: int) -> str:
+def thumbnail(
+    data: bytes,
+    mode: Mode,
+    *,
+    columns: int,
+    rows: int,
+    encoded: str = "",
+    path: str | None = None,
+) -> list[Piece]:
     """One picture of `data` within `columns` x `rows`, no caption: what follows a saved path.
     Empty when the bytes cannot be shown (a picture is never worth an error)."""
     try:
-        tile = Tile(data)
+        tile = Tile(data, encoded=encoded, path=path)
         return draw_tiles([tile], mode, columns=columns, tile_columns=columns, tile_rows=rows)
     except ValueError:
-        return ""
+        return []
 
 
 def draw_tiles(
@@ -231,18 +332,19 @@ def draw_tiles(
     tile_columns: int,
     tile_rows: int,
     gap: int = 2,
-) -> str:
-    """A contact sheet: as many tiles a row as fit in `columns`, each caption under its tile.
+) -> list[Piece]:
+    """A contact sheet: as many tiles a row as fit in `columns`, each caption under its tile
+    (render.picture writes it).
 
     Every row of the sheet is first reserved as blank lines (so drawing never scrolls the
     screen under a picture), then each picture is placed with the cursor saved and restored.
     """
     if mode == "none" or not tiles:
-        return ""
+        return []
     per_row = max(1, (columns + gap) // (tile_columns + gap))
     if mode == "sixel":
         per_row = 1  # a Sixel moves the cursor by pixels: side by side is not reliable
-    out: list[str] = []
+    out: list[Piece] = []
     for start in range(0, len(tiles), per_row):
         row_tiles = tiles[start : start + per_row]
         sized = [(t, *fit_cells(t.width, t.height, tile_columns, tile_rows)) for t in row_tiles]
@@ -259,23 +361,24 @@ def draw_tiles(
             out.append("\n" * height + f"\x1b[{height}A")
             for i, (tile, c, r) in enumerate(sized):
                 x = i * (tile_columns + gap)
-                seq = _protocol(mode, tile, c, r)
-                out.append("\r" + (f"\x1b[{x}C" if x else "") + "\x1b7" + seq + "\x1b8")
+                out.append("\r" + (f"\x1b[{x}C" if x else "") + "\x1b7")
+                out.extend(_protocol(mode, tile, c, r))
+                out.append("\x1b8")
             out.append(f"\r\x1b[{height}B")
         out.extend(_captions([t.caption for t in row_tiles], tile_columns, gap))
-    return "".join(out)
+    return out
 
 
-def _protocol(mode: Mode, tile: Tile, columns: int, rows: int) -> str:
+def _protocol(mode: Mode, tile: Tile, columns: int, rows: int) -> list[Piece]:
     if mode == "kitty":
-        return kitty_sequence(tile.data, lambda: tile.image, columns, rows)
+        return kitty_sequence(tile, columns, rows)
     if mode == "iterm":
-        return iterm_sequence(tile.data, columns, rows)
+        return iterm_sequence(tile, columns, rows)
     sixel = sixel_sequence(tile.image, columns, rows)
     if sixel is None:  # no encoder installed: draw the blocks in the space reserved
         lines = halfblock_lines(tile.pixels(columns, rows), columns, rows)
-        return "".join(line + f"\x1b[{columns}D\x1b[1B" for line in lines)
-    return sixel
+        return ["".join(line + f"\x1b[{columns}D\x1b[1B" for line in lines)]
+    return [sixel]
 
 
 def _captions(captions: Sequence[Sequence[str]], width: int, gap: int) -> list[str]:

@@ -6,6 +6,7 @@ Rich is imported only when a table or a progress bar is really drawn on a termin
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -111,9 +112,57 @@ def note(message: str) -> None:
     _write(sys.stderr, printable(message) + "\n")
 
 
-def picture(text: str) -> None:
-    """A picture's rows (escape codes and all) on stderr, above a live bar if one is up."""
-    _write(sys.stderr, text)
+def picture(pieces: Sequence[str | bytes | memoryview]) -> None:
+    """A picture (sdcli.cli.pictures) on stderr, above a live bar if one is up: its text through
+    the text stream, its image payloads (megabytes of base64) straight to the binary buffer,
+    never decoded into text and encoded back."""
+    status = _status
+    if status is None:
+        _write_picture(sys.stderr, pieces)
+        return
+    with status.suspended():
+        _write_picture(sys.stderr, pieces)
+
+
+def _write_picture(stream: TextIO, pieces: Sequence[str | bytes | memoryview]) -> None:
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None or all(isinstance(piece, str) for piece in pieces):
+        # half-blocks are text; a stream with no buffer (a test's) takes the payload as text
+        stream.write("".join(p if isinstance(p, str) else str(p, "ascii") for p in pieces))
+        stream.flush()
+        return
+    encoding, errors = stream.encoding or "utf-8", stream.errors or "strict"
+    chunks = [p.encode(encoding, errors) if isinstance(p, str) else p for p in pieces]
+    stream.flush()  # what the text layer holds (rich's output, a note) goes first
+    try:
+        fd = buffer.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: not a file
+        fd = -1
+    if fd < 0 or not hasattr(os, "writev"):
+        for chunk in chunks:
+            buffer.write(chunk)
+        buffer.flush()
+        return
+    write_all(fd, chunks)
+
+
+IOV_MAX = 1024  # pieces a writev takes at once (Linux's and macOS's limit)
+
+
+def write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
+    """Every piece to `fd` in order, with no copy and few system calls: writev, IOV_MAX pieces
+    at a time, resumed inside a piece after a short write (a signal, a full pipe)."""
+    views = [memoryview(piece) for piece in pieces if len(piece)]
+    i = 0
+    while i < len(views):
+        written = os.writev(fd, views[i : i + IOV_MAX])
+        while written:
+            size = len(views[i])
+            if written < size:
+                views[i] = views[i][written:]
+                break
+            written -= size
+            i += 1
 
 
 def _write(stream: TextIO, text: str) -> None:

@@ -51,10 +51,18 @@ def register(app: typer.Typer) -> None:
 
 
 def show_images(paths: list[Path], setting: str, *, width: int | None, height: int | None) -> None:
-    from sdcli.cli.pictures import Tile, detect_mode, draw_tiles, open_image
+    from sdcli.cli.pictures import (
+        Tile,
+        detect_mode,
+        draw_tiles,
+        file_for_kitty,
+        kitty_reads_files,
+        open_image,
+    )
     from sdcli.config import terminal
 
     mode = detect_mode(terminal(), setting) if render.stderr_is_tty() else "none"
+    by_path = mode == "kitty" and kitty_reads_files(terminal())
     tiles: list[Tile] = []
     failed = 0
     for path in paths:
@@ -68,7 +76,7 @@ def show_images(paths: list[Path], setting: str, *, width: int | None, height: i
             # Kitty and iTerm2 get the file itself, a caption line only its size: only
             # half-blocks and Sixel need the pixels
             image = open_image(data) if mode in ("blocks", "sixel") else None
-            tile = Tile(data, image=image)
+            tile = Tile(data, image=image, path=file_for_kitty(path) if by_path else None)
         except ValueError as exc:
             render.error(f"{path}: {exc}")
             failed += 1
@@ -86,11 +94,10 @@ def show_images(paths: list[Path], setting: str, *, width: int | None, height: i
         else:
             tile_columns = min(width or SHEET_COLUMNS, columns - 1)
             tile_rows = height or min(tile_columns, max(4, lines - CAPTION_LINES - 2))
-        text = draw_tiles(
+        pieces = draw_tiles(
             tiles, mode, columns=columns - 1, tile_columns=tile_columns, tile_rows=tile_rows
         )
-        sys.stderr.write(text)
-        sys.stderr.flush()
+        render.picture(pieces)
     if failed:
         raise typer.Exit(int(ExitCode.USAGE))
 

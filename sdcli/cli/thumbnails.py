@@ -2,7 +2,9 @@
 under its path.
 
 It comes after the reporter in the fan-out, so the path is on the screen first. The picture is
-made from the bytes the run just wrote (`ImageSaved.data`): the file is never read back.
+made from the bytes the run just wrote (`ImageSaved.data`): the file is never read back. Kitty
+and iTerm2 are sent the server's own base64 text of the image (`ImageSaved.encoded`), as it
+came; kitty on this machine is only told the saved file's path, and reads it itself.
 """
 
 from __future__ import annotations
@@ -22,14 +24,29 @@ class Thumbnails:
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
+        self.by_path = False  # kitty on this machine reads each saved PNG itself
+        if mode == "kitty":
+            from sdcli.cli.pictures import kitty_reads_files
+            from sdcli.config import terminal
+
+            self.by_path = kitty_reads_files(terminal())
 
     def __call__(self, event: Event) -> None:
         if not isinstance(event, ImageSaved | GridSaved) or not event.data:
             return
-        from sdcli.cli.pictures import thumbnail
+        from sdcli.cli.pictures import file_for_kitty, thumbnail
         from sdcli.cli.statusline import terminal_columns
 
         columns = min(THUMB_COLUMNS, terminal_columns(sys.stderr) - 1)
-        text = thumbnail(event.data, self.mode, columns=columns, rows=THUMB_ROWS)
-        if text:
-            render.picture(text)
+        encoded = event.encoded if isinstance(event, ImageSaved) else ""
+        path = event.image.path if isinstance(event, ImageSaved) else event.path
+        pieces = thumbnail(
+            event.data,
+            self.mode,
+            columns=columns,
+            rows=THUMB_ROWS,
+            encoded=encoded,
+            path=file_for_kitty(path) if self.by_path else None,
+        )
+        if pieces:
+            render.picture(pieces)
