@@ -618,11 +618,12 @@ def figure_f(ctx: Context, rounds: int, count: int, report: Report) -> None:
 
         return contender
 
-    blocks, kitty = "▀".encode(), b"\x1b_Ga=T"
+    blocks, kitty, iterm = "▀".encode(), b"\x1b_Ga=T", b"\x1b]1337;File="
     contenders = [
         (f"`--no-show`, {count} prompts", on_a_terminal(blocks, "--no-show")),
         (f"thumbnails in half-blocks, {count} prompts", on_a_terminal(blocks)),
         (f"thumbnails for Kitty, {count} prompts", on_a_terminal(kitty, mode="kitty")),
+        (f"thumbnails for iTerm2, {count} prompts", on_a_terminal(iterm, mode="iterm")),
     ]
     runs = alternate(rounds, contenders, "f")
     cpu = series(contenders, runs, lambda r: r.cpu / count)
@@ -635,7 +636,7 @@ def figure_f(ctx: Context, rounds: int, count: int, report: Report) -> None:
         + table(wall, "ms", wall[0], scale=1000)
         + "\n"
     )
-    for i, name in ((1, "half-blocks"), (2, "Kitty")):
+    for i, name in ((1, "half-blocks"), (2, "Kitty"), (3, "iTerm2")):
         ratio = cpu[i].median / cpu[0].median
         report.target(
             "f",
