@@ -137,6 +137,13 @@ class Terminal:
         """Keys as typed, e.g. "/pre\t" (Tab) or "\x03" (Ctrl-C)."""
         self.child.send(keys.encode())
 
+    def resize(self, columns: int, rows: int) -> None:
+        """The window is made `columns` x `rows`: the screen first (pyte cuts rows as xterm
+        does), then the pty (the child gets SIGWINCH and finds the new size on its next draw)."""
+        self._pump(0)  # what was written at the old size lands at the old size
+        self.screen.resize(rows, columns)
+        self.child.setwinsize(rows, columns)
+
     def close(self) -> None:
         if self.child.isalive():
             self.child.kill(9)

@@ -129,20 +129,52 @@ def test_stdout_in_a_pipe_gets_the_path_only_while_stderr_shows_the_picture(
     assert HALF.encode() in drawn  # the thumbnail went to the terminal, on stderr
 
 
-def test_the_live_preview_shows_above_the_bar_while_the_server_samples(
+def _bar_row(term: Terminal, step: str = "step 3/6") -> int:
+    return next(i for i, line in enumerate(term.lines()) if step in line)
+
+
+def _beside(term: Terminal, label: str = "'a cat'") -> bool:
+    """The preview sits at the left of the bar: its last rows are the bar's and the label's."""
+    lines = term.lines()
+    if "step 3/6" not in term.text():
+        return False
+    bar = _bar_row(term)
+    width = len(lines[bar]) - len(lines[bar].lstrip(HALF))
+    return width >= 4 and lines[bar - 1] == HALF * width + "  " + label
+
+
+def _above(term: Terminal, label: str = "'a cat'") -> bool:
+    """The preview is drawn above the bar (a terminal too narrow for both side by side)."""
+    lines = term.lines()
+    if "step 3/6" not in term.text():
+        return False
+    bar = _bar_row(term)
+    return lines[bar].startswith(label) and lines[bar - 1].startswith(HALF)
+
+
+def _picture_rows(term: Terminal) -> list[int]:
+    return [i for i, line in enumerate(term.lines()) if line.startswith(HALF)]
+
+
+def test_the_live_preview_sits_at_the_left_of_the_bar_while_the_server_samples(
     fake_webui: FakeWebUI, tmp_path: Path
 ) -> None:
     _previews_every_step(fake_webui)
     fake_webui.pause_at_step(3)
     term = Terminal(*_generate(fake_webui, "--no-show", "a cat"), columns=90, rows=30, cwd=tmp_path)
     try:
-        term.wait_for(lambda t: "step 3/6" in t.text() and HALF in t.text())
+        term.wait_for(_beside)
         lines = term.lines()
-        bar = next(i for i, line in enumerate(lines) if "step 3/6" in line)
-        picture = [i for i, line in enumerate(lines) if line.startswith(HALF)]
-        # a 512x512 job: the fake's preview is 128x128, drawn right above the bar
-        assert picture == list(range(bar - len(picture), bar)) and len(picture) >= 4
-        colours = {c for i in picture for c in _cells(term, i, len(lines[i]))}
+        bar = _bar_row(term)
+        picture = _picture_rows(term)
+        # a 512x512 job: the fake's preview is 128x128, a square of 20x10 cells whose last rows
+        # hold the prompt and, on the picture's bottom row, the bar
+        assert picture == list(range(bar - 9, bar + 1))
+        width = len(lines[bar]) - len(lines[bar].lstrip(HALF))
+        assert width == 20 and all(lines[i] == HALF * width for i in picture[:-2])
+        assert lines[bar][width : width + 3] == "  ━" and leftover_bar(lines) == [lines[bar]]
+        assert bar == len(lines) - 1  # nothing under it: the bar is the last row, as without
+        colours = {c for i in picture for c in _cells(term, i, width)}
         assert len(colours) > 10 and all(fg != "default" for fg, _ in colours)
         fake_webui.resume()
         assert term.wait_exit() == 0
@@ -150,6 +182,51 @@ def test_the_live_preview_shows_above_the_bar_while_the_server_samples(
         assert HALF not in term.text()  # the preview went with the bar
         assert leftover_bar(final) == []
         assert final[-1].startswith("'a cat': saved 1 image")
+    finally:
+        term.close()
+
+
+def test_on_a_narrow_terminal_the_preview_goes_above_the_bar(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    """56 columns: a 20-column picture would leave the bar and its numbers 33: too few."""
+    _previews_every_step(fake_webui)
+    fake_webui.pause_at_step(3)
+    term = Terminal(*_generate(fake_webui, "--no-show", "a cat"), columns=56, rows=30, cwd=tmp_path)
+    try:
+        term.wait_for(_above)
+        bar = _bar_row(term)
+        assert _picture_rows(term) == list(range(bar - 10, bar))
+        assert "━" in term.lines()[bar]
+        fake_webui.resume()
+        assert term.wait_exit() == 0
+        assert HALF not in term.text() and leftover_bar(term.lines()) == []
+    finally:
+        term.close()
+
+
+def test_resizing_mid_run_moves_the_preview_and_leaves_nothing_behind(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    _previews_every_step(fake_webui)
+    fake_webui.pause_at_step(3)
+    term = Terminal(*_generate(fake_webui, "--no-show", "a cat"), columns=56, rows=30, cwd=tmp_path)
+    try:
+        term.wait_for(_above)
+        term.resize(90, 30)
+        term.wait_for(_beside)  # the next poll's frame: the picture at the bar's left
+        bar = _bar_row(term)
+        assert _picture_rows(term) == list(range(bar - 9, bar + 1))
+        assert len(leftover_bar(term.lines())) == 1 and bar == len(term.lines()) - 1
+        term.resize(56, 30)  # the frame drawn at 90 columns is cut at 56 by the terminal…
+        term.wait_for(_above)  # …and erased whole: the picture over the bar again
+        bar = _bar_row(term)
+        assert _picture_rows(term) == list(range(bar - 10, bar))
+        assert len(leftover_bar(term.lines())) == 1 and bar == len(term.lines()) - 1
+        fake_webui.resume()
+        assert term.wait_exit() == 0
+        assert HALF not in term.text() and leftover_bar(term.lines()) == []
+        assert term.lines()[-1].startswith("'a cat': saved 1 image")
     finally:
         term.close()
 
@@ -187,9 +264,7 @@ def test_without_internal_progress_the_preview_is_the_current_image(
     fake.pause_at_step(3)
     term = Terminal(*_generate(fake, "--no-show", "a cat"), columns=90, rows=30, cwd=tmp_path)
     try:
-        term.wait_for(lambda t: "step 3/6" in t.text() and HALF in t.text())
-        bar = next(i for i, line in enumerate(term.lines()) if "step 3/6" in line)
-        assert term.lines()[bar - 1].startswith(HALF)
+        term.wait_for(_beside)
         fake.resume()
         assert term.wait_exit() == 0
         assert HALF not in term.text()

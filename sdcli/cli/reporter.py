@@ -7,6 +7,7 @@ piped or --no-progress, and nothing but errors and warnings with --quiet.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from sdcli.cli import render
 from sdcli.errors import SdcliError
@@ -25,6 +26,9 @@ from sdcli.events import (
 )
 from sdcli.job import Unit
 from sdcli.save import SavedImage
+
+if TYPE_CHECKING:
+    from sdcli.cli.pictures import Tile
 
 
 class CliReporter:
@@ -158,9 +162,57 @@ PREVIEW_COLUMNS = 32  # the live preview's size at most, in cells
 PREVIEW_ROWS = 10
 
 
+class LivePreview:
+    """The newest live preview, drawn in half-blocks: text, erased with the bar like any other
+    row (a placed Kitty or Sixel image would stay behind). Its rows are made again when the
+    terminal's size changes; a preview that cannot be decoded keeps the last one."""
+
+    def __init__(self) -> None:
+        self._tile: Tile | None = None
+        self._size = (0, 0)  # the terminal's (columns, lines) the rows were made for
+        self.rows: list[str] = []
+        self.columns = 0  # the width of those rows, in cells
+
+    def replace(self, data: bytes | None) -> None:
+        """A new preview (None: no preview, as at the start of a request)."""
+        from sdcli.cli.pictures import Tile
+
+        if data is None:
+            self._tile = None
+        else:
+            try:
+                self._tile = Tile(data)
+            except ValueError:
+                return
+        self._size = (0, 0)
+        self.rows, self.columns = [], 0
+
+    def fit(self, columns: int, lines: int, *, spare: int = 1) -> list[str]:
+        """The rows for a terminal of `columns` x `lines` that must keep `spare` rows for text:
+        none when it is too small for a picture."""
+        if self._tile is None or (columns, lines) == self._size:
+            return self.rows
+        from sdcli.cli.pictures import fit_cells, halfblock_lines
+
+        self._size = (columns, lines)
+        self.rows, self.columns = [], 0
+        room = min(PREVIEW_ROWS, lines - 3 - spare)
+        if room < 2:
+            return self.rows
+        tile = self._tile
+        try:
+            c, r = fit_cells(tile.width, tile.height, min(PREVIEW_COLUMNS, columns - 1), room)
+            self.rows, self.columns = halfblock_lines(tile.pixels(c, r), c, r), c
+        except ValueError:
+            self._tile = None
+        return self.rows
+
+
 class LiveReporter(CliReporter):
     """The live bar on stderr (queued state, step n/N, image i/k, elapsed, ETA), one row that
-    every other line passes above and that is gone once the images are saved."""
+    every other line passes above and that is gone once the images are saved. With a live
+    preview, the picture at its left and the prompt over the bar (above them when the terminal
+    is too narrow for both)."""
 
     def __init__(self, *, json_lines: bool, quiet: bool) -> None:
         super().__init__(json_lines=json_lines, quiet=quiet)
@@ -168,18 +220,18 @@ class LiveReporter(CliReporter):
         self._color = render.use_color()
         self._prompt = ""
         self._suffix = ""
-        self._preview: list[str] = []  # the live preview's rows, drawn above the bar
+        self._preview = LivePreview()
 
     def batch_started(self, prompt: str, batch: int, batches: int) -> None:
         super().batch_started(prompt, batch, batches)
         self._prompt = prompt
         self._suffix = f"batch {batch}/{batches}" if batches > 1 else ""
-        self._preview = []
+        self._preview.replace(None)
         self._draw(0.0, "starting", "", 0.0)
 
     def progress(self, snapshot: ProgressSnapshot) -> None:
         if snapshot.preview is not None:
-            self._preview = self._preview_rows(snapshot.preview)
+            self._preview.replace(snapshot.preview)
         if snapshot.queued:
             detail = f"queued {render.printable(snapshot.textinfo or '')}".strip()
             self._draw(0.0, detail, "", snapshot.elapsed)
@@ -193,7 +245,15 @@ class LiveReporter(CliReporter):
         self._draw(snapshot.fraction, " · ".join(parts), eta, snapshot.elapsed)
 
     def _draw(self, fraction: float, detail: str, eta: str, elapsed: float) -> None:
-        from sdcli.cli.statusline import bar_cells, layout, terminal_columns
+        from sdcli.cli.statusline import (
+            bar_and_tail,
+            bar_cells,
+            beside_room,
+            fit_label,
+            layout,
+            terminal_columns,
+            terminal_lines,
+        )
 
         minutes, seconds = divmod(int(elapsed), 60)
         clock = f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
@@ -203,27 +263,20 @@ class LiveReporter(CliReporter):
             " ".join(p for p in (percent, detail, eta) if p),
             " ".join(p for p in (detail, eta) if p),
         ]
-        columns = terminal_columns(self._status.stream)
+        stream = self._status.stream
+        columns = terminal_columns(stream)
+        picture = self._preview.fit(columns, terminal_lines(stream))
+        room = beside_room(columns, self._preview.columns) if picture else 0
+        if room:  # the prompt on a row of its own, the bar under it: both at the picture's right
+            cells, tail = bar_and_tail(tails, room)
+            bar = bar_cells(fraction, cells, color=self._color) if cells else ""
+            label = fit_label(self._prompt, self._suffix, room)
+            row = " ".join(p for p in (bar, tail) if p)
+            self._status.show(row, [label], picture=picture, picture_columns=self._preview.columns)
+            return
         label, cells, tail = layout(self._prompt, self._suffix, tails, columns)
         bar = bar_cells(fraction, cells, color=self._color) if cells else ""
-        self._status.show(" ".join(p for p in (label, bar, tail) if p), above=self._preview)
-
-    def _preview_rows(self, data: bytes) -> list[str]:
-        """The preview in half-blocks: they are text, erased with the bar like any other row
-        (a placed Kitty or Sixel image would stay behind). A bad preview keeps the last one."""
-        from sdcli.cli.pictures import Tile, fit_cells, halfblock_lines
-        from sdcli.cli.statusline import terminal_columns, terminal_lines
-
-        room = min(PREVIEW_ROWS, terminal_lines(self._status.stream) - 4)
-        if room < 2:
-            return []
-        try:
-            tile = Tile(data)
-            c, r = fit_cells(tile.width, tile.height, PREVIEW_COLUMNS, room)
-            c = min(c, terminal_columns(self._status.stream) - 1)
-            return halfblock_lines(tile.pixels(c, r), c, r)
-        except ValueError:
-            return self._preview
+        self._status.show(" ".join(p for p in (label, bar, tail) if p), above=picture)
 
     def image_saved(self, image: SavedImage, unit: Unit | None = None) -> None:
         self._status.hide()  # the request is over: its bar must not come back between paths

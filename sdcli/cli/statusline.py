@@ -18,6 +18,7 @@ from typing import TextIO
 
 BAR_MAX = 40  # cells of the bar itself when there is room
 BAR_MIN = 10
+SIDE_MIN = 40  # cells of bar and text a picture must leave at its right to sit there
 LABEL_MIN = 12  # the prompt label gives way first, down to this…
 PROMPT_MIN = 8  # …or to this much of the prompt, with its batch n/N
 ERASE_LINE = "\r\x1b[K"
@@ -46,27 +47,41 @@ def terminal_lines(stream: TextIO) -> int:
 
 
 class StatusLine:
-    """The row the bar lives on, and the rows of a picture above it (the live preview);
-    `suspended()` lets another line pass above them all."""
+    """The rows of the live display, the bar on the last one: text rows above the bar, and a
+    picture (the live preview) above them or at their left; `suspended()` lets another line
+    pass above them all."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.lock = threading.RLock()  # --debug lines come from the request thread
-        self._text = ""
-        self._above: list[str] = []  # drawn above the bar; the cursor waits on the bar's row
+        self._rows: list[str] = []  # on the screen; the cursor waits at the start of the last
+        self._columns = 0  # the terminal's width when they were drawn
         self._shown = False
 
-    def show(self, text: str, above: Sequence[str] | None = None) -> None:
-        """Draw the bar; `above` replaces the rows over it (None keeps them as they are)."""
+    def show(
+        self,
+        text: str,
+        above: Sequence[str] = (),
+        *,
+        picture: Sequence[str] = (),
+        picture_columns: int = 0,
+    ) -> None:
+        """Draw the bar (`text`) under the rows `above`; with `picture` (rows of
+        `picture_columns` cells), those rows go at its right, at the bottom of it.
+
+        Only the rows that changed are rewritten (a new step rewrites the bar, not the
+        picture); a new number of rows or a resized terminal redraws them all.
+        """
+        rows = _compose([*above, text], picture, picture_columns)
         with self.lock:
-            if above is not None and list(above) != self._above:
-                self._erase()
-                self._above = list(above)
-                self._text = text
+            columns = terminal_columns(self.stream)
+            if self._shown and len(rows) == len(self._rows) and columns == self._columns:
+                self._update(rows)
+            else:
+                if self._shown:
+                    self._erase()
+                self._rows, self._columns = rows, columns
                 self._draw()
-            else:  # only the bar's row changes: rewrite it, not the picture
-                self._text = text
-                self.stream.write(ERASE_LINE + text + ERASE_LINE[1:] + "\r")
             self._shown = True
             self.stream.flush()
 
@@ -77,8 +92,7 @@ class StatusLine:
                 self._erase()
                 self.stream.flush()
             self._shown = False
-            self._text = ""
-            self._above = []
+            self._rows = []
 
     @contextmanager
     def suspended(self) -> Iterator[None]:
@@ -92,18 +106,62 @@ class StatusLine:
                 yield
             finally:
                 if shown:
+                    self._columns = terminal_columns(self.stream)
                     self._draw()
                     self.stream.flush()
 
     def _erase(self) -> None:
-        """From the bar's row: up to the first row above it, and clear to the screen's end."""
-        up = len(self._above)
-        self.stream.write("\r" + (f"\x1b[{up}A" if up else "") + "\x1b[J")
+        """From the bar's row: up to the first row above it, and clear to the screen's end.
+
+        Counting rows is right on a terminal that cuts its rows when it is made narrower (xterm,
+        tmux); one that rewraps them (VTE, kitty) may keep the top of a frame drawn wider.
+        """
+        up = len(self._rows) - 1
+        self.stream.write("\r" + (f"\x1b[{up}A" if up > 0 else "") + "\x1b[J")
 
     def _draw(self) -> None:
-        """At the start of an empty row: the rows above, then the bar; the cursor stays on it."""
-        rows = "".join(line + "\x1b[K\r\n" for line in self._above)
-        self.stream.write(rows + self._text + ERASE_LINE[1:] + "\r")
+        """At the start of an empty row: every row, the bar last; the cursor stays on it."""
+        self.stream.write("\x1b[K\r\n".join(self._rows) + ERASE_LINE[1:] + "\r")
+
+    def _update(self, rows: list[str]) -> None:
+        """Rewrite the rows that changed in place, from the bar's row and back to it."""
+        out = []
+        last = at = len(rows) - 1
+        for i, (new, old) in enumerate(zip(rows, self._rows, strict=True)):
+            if new == old:
+                continue
+            if i != at:
+                out.append(f"\x1b[{at - i}A" if i < at else f"\x1b[{i - at}B")
+                at = i
+            out.append("\r" + new + ERASE_LINE[1:])
+        if at != last:
+            out.append(f"\x1b[{last - at}B")
+        self.stream.write("".join(out) + "\r")
+        self._rows = rows
+
+
+PICTURE_GAP = 2  # cells between a picture and the rows at its right
+
+
+def _compose(text_rows: list[str], picture: Sequence[str], width: int) -> list[str]:
+    """The picture at the left, the text rows at its right and at its bottom (the bar stays on
+    the last row with or without a picture); without a picture, the text rows alone."""
+    if not picture:
+        return text_rows
+    height = max(len(picture), len(text_rows))
+    top = height - len(text_rows)
+    rows = []
+    for i in range(height):
+        left = picture[i] if i < len(picture) else " " * width
+        rows.append(left + " " * PICTURE_GAP + text_rows[i - top] if i >= top else left)
+    return rows
+
+
+def beside_room(columns: int, picture_columns: int) -> int:
+    """The cells the rows at a picture's right may use (never the terminal's last column); 0
+    when fewer than SIDE_MIN: then the picture goes above the rows."""
+    room = columns - picture_columns - PICTURE_GAP - 1
+    return room if room >= SIDE_MIN else 0
 
 
 def fit_label(prompt: str, suffix: str, width: int) -> str:
@@ -153,3 +211,13 @@ def bar_cells(fraction: float, cells: int, *, color: bool) -> str:
     if not color:
         return done + "─" * rest
     return f"\x1b[38;5;197m{done}\x1b[0m\x1b[38;5;237m{'━' * rest}\x1b[0m"
+
+
+def bar_and_tail(tails: list[str], width: int) -> tuple[int, str]:
+    """(bar cells, tail) for a row of `width` cells holding no label: the bar at its longest up
+    to BAR_MAX with the fullest tail that leaves it BAR_MIN; else the barest tail alone."""
+    for tail in tails:
+        bar = min(BAR_MAX, width - len(tail) - 1)
+        if bar >= BAR_MIN:
+            return bar, tail
+    return 0, tails[-1][:width]
