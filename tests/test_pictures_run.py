@@ -186,23 +186,28 @@ def test_the_live_preview_sits_at_the_left_of_the_bar_while_the_server_samples(
         term.close()
 
 
-def test_on_a_narrow_terminal_the_preview_goes_above_the_bar(
-    fake_webui: FakeWebUI, tmp_path: Path
+def test_the_preview_goes_above_the_bar_when_beside_it_the_bar_would_have_under_40_columns(
+    make_fake_webui: Callable[..., FakeWebUI], tmp_path: Path
 ) -> None:
-    """56 columns: a 20-column picture would leave the bar and its numbers 33: too few."""
-    _previews_every_step(fake_webui)
-    fake_webui.pause_at_step(3)
-    term = Terminal(*_generate(fake_webui, "--no-show", "a cat"), columns=56, rows=30, cwd=tmp_path)
-    try:
-        term.wait_for(_above)
-        bar = _bar_row(term)
-        assert _picture_rows(term) == list(range(bar - 10, bar))
-        assert "━" in term.lines()[bar]
-        fake_webui.resume()
-        assert term.wait_exit() == 0
-        assert HALF not in term.text() and leftover_bar(term.lines()) == []
-    finally:
-        term.close()
+    """A 20-column picture, 2 columns of gap, the terminal's last column never written: at 63
+    columns the bar's row keeps 40 and the picture sits at its left; at 62, above it."""
+    for columns, where in ((63, _beside), (62, _above)):
+        fake = make_fake_webui()
+        _previews_every_step(fake)
+        fake.pause_at_step(3)
+        args = _generate(fake, "--no-show", "a cat")
+        term = Terminal(*args, columns=columns, rows=30, cwd=tmp_path)
+        try:
+            term.wait_for(where)
+            bar = _bar_row(term)
+            rows = range(bar - 9, bar + 1) if where is _beside else range(bar - 10, bar)
+            assert _picture_rows(term) == list(rows)
+            assert "━" in term.lines()[bar]
+            fake.resume()
+            assert term.wait_exit() == 0
+            assert HALF not in term.text() and leftover_bar(term.lines()) == []
+        finally:
+            term.close()
 
 
 def test_resizing_mid_run_moves_the_preview_and_leaves_nothing_behind(
