@@ -25,7 +25,8 @@ class Poller:
 
     With `preview`, a poll now and then also asks for the newest live preview instead (UI mode:
     `POST /internal/progress` with the id of the preview we have, so each comes once; else
-    `current_image` from `GET /sdapi/v1/progress`): still one request a poll.
+    `current_image` from `GET /sdapi/v1/progress`): still one request a poll. `wanted` says
+    whether the front end draws this server's preview now (over several servers, one is drawn).
     """
 
     def __init__(
@@ -35,11 +36,13 @@ class Poller:
         emit: Callable[[ProgressSnapshot], None],
         *,
         preview: bool = False,
+        wanted: Callable[[], bool] | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
         self.emit = emit
         self.preview = preview
+        self.wanted = wanted  # asked before each preview: is it drawn now? (None: always)
         self._internal_progress: bool | None = None  # None: not probed yet
         self._running_task: str | None = None  # ours, seen active: it holds the queue until done
         self._previews_checked = False
@@ -78,7 +81,7 @@ class Poller:
         return True
 
     def _preview_due(self) -> bool:
-        if not self.preview:
+        if not self.preview or (self.wanted is not None and not self.wanted()):
             return False
         now = time.monotonic()
         if now - self._preview_asked < PREVIEW_INTERVAL:

@@ -104,7 +104,8 @@ class Runner:
     """Runs units one after another over one client; tells `sink` what happens.
 
     `progress=False`: no progress requests at all (nobody would see them). `preview=True`: the
-    progress events carry the server's live previews (only for a front end that draws them).
+    progress events carry the server's live previews (only for a front end that draws them),
+    when `preview_wanted(server URL)` says that this server's is drawn now.
     `cache`: the server's lists on disk (sdcli.listcache); an answer that differs from the
     request drops it.
     """
@@ -116,6 +117,7 @@ class Runner:
         *,
         progress: bool = True,
         preview: bool = False,
+        preview_wanted: Callable[[str], bool] | None = None,
         poll_interval: float = POLL_INTERVAL,
         interrupt_grace: float = INTERRUPT_GRACE,
         cache: ListCache | None = None,
@@ -134,7 +136,10 @@ class Runner:
         self.poll_interval = poll_interval
         self.interrupt_grace = interrupt_grace
         self._unit: Unit | None = None  # the unit being run: progress events name it
-        self.poller = Poller(client, self.catalog, self._progressed, preview=progress and preview)
+        wanted = None if preview_wanted is None else (lambda: preview_wanted(self.server))
+        self.poller = Poller(
+            client, self.catalog, self._progressed, preview=progress and preview, wanted=wanted
+        )
         self._job: Job | None = None
         self._resolved: Resolved | None = None
         self._cells: Cells = {}  # an X/Y/Z plot's cells with names of their own, resolved

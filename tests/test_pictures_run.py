@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import pty
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from cli_helpers import run_sdcli
 from terminal_helpers import Terminal, leftover_bar
 
 HALF = "▀"
+_INTERNAL = "/internal/progress"
 
 
 def _expected_cells(path: Path, columns: int, rows: int) -> list[list[tuple[str, str]]]:
@@ -410,3 +412,56 @@ def test_iterm2_gets_each_saved_image_in_one_escape_code(
     expected = f"\x1b]1337;File={args}:".encode() + base64.standard_b64encode(data) + b"\x07"
     assert expected in term.raw
     assert term.raw.count(b"\x1b]1337;") == 1
+
+
+def test_over_two_servers_one_preview_sits_at_the_left_of_their_rows(
+    make_fake_webui: Callable[..., FakeWebUI], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The picture of the server marked ◂, kept till its request ends, then the other's; only
+    the server drawn is asked for previews (but for a first ask of each, at the start)."""
+    fakes = {"left": make_fake_webui(), "right": make_fake_webui()}
+    config = tmp_path / "config.toml"
+    config.write_text("".join(f'[servers.{n}]\nurl = "{f.url}"\n' for n, f in fakes.items()))
+    monkeypatch.setenv("SDCLI_CONFIG", str(config))
+    (tmp_path / "prompts.txt").write_text("a cat\na dog\n")
+    for fake in fakes.values():
+        _previews_every_step(fake)
+        fake.pause_at_step(3)
+    args = _generate(fakes["left"], "--no-show", "--prompts-file", "prompts.txt")
+    args[:2] = ["--url", "all"]
+    term = Terminal(*args, columns=80, rows=24, cwd=tmp_path)
+
+    def asked(fake: FakeWebUI) -> int:
+        return sum(bool((q.json or {}).get("live_preview")) for q in fake.requests_to(_INTERNAL))
+
+    def marked(t: Terminal, working: int = 2) -> str | None:
+        """The server whose row is marked, when the picture is at the rows' left."""
+        lines = t.lines()
+        if len(lines) < 10 or t.text().count("step 3/6") != working:
+            return None
+        tails = [line[20:] for line in lines[-10:] if line.startswith(HALF * 20)]
+        marks = [tail[4:].split()[0] for tail in tails if tail.startswith("  ◂ ")]
+        return marks[0] if len(marks) == 1 and len(tails) == 10 else None
+
+    try:
+        term.wait_for(lambda t: marked(t) is not None)
+        first = marked(term)
+        assert first is not None
+        other = "right" if first == "left" else "left"
+        lines = term.lines()
+        assert lines[-3][22:].startswith(("◂ left ", "  left "))
+        assert lines[-2][22:].startswith(("◂ right ", "  right "))
+        assert re.match(r"0/2\+? done · 0 images · 2 servers", lines[-1][22:])
+        # three asks of the drawn server's preview (two seconds): the other was asked once at most
+        term.wait_for(lambda t: asked(fakes[first]) >= 3)
+        assert asked(fakes[other]) <= 1
+        fakes[first].resume()  # its image is saved: the other server's preview takes the place
+        term.wait_for(lambda t: " idle" in t.text() and marked(t, working=1) == other)
+        fakes[other].resume()
+        assert term.wait_exit() == 0
+        final = term.lines()
+    finally:
+        term.close()
+    assert HALF not in "\n".join(final) and leftover_bar(final) == []
+    assert not any(" done · " in row or "◂" in row for row in final)
+    assert len([row for row in final if ": saved 1 image · seed " in row]) == 2

@@ -515,12 +515,13 @@ def _run(
 
     servers = state.servers()
     reporter: CliReporter
+    wanted = None  # over several servers, one preview is drawn: only its server is asked
     if len(servers) > 1 and show_progress:  # a row per server under the lines, and the run's
         from sdcli.cli.serverrows import ServersReporter
 
         rows = [(server.url, server.name) for server, _ in servers]
         reporter = ServersReporter(json_lines=json_lines, quiet=quiet, servers=rows)
-        preview = False  # the rows have no room for a picture
+        wanted = reporter.wants_preview
     elif show_progress:
         reporter = LiveReporter(json_lines=json_lines, quiet=quiet)
     else:  # each `saved` line names its server when there are several
@@ -550,6 +551,7 @@ def _run(
             sink,
             progress=show_progress,
             preview=show_progress and preview,
+            preview_wanted=wanted,
             cache=state.list_cache(url=server.url),
             name=server.name if len(servers) > 1 else None,
             weight=server.weight,

@@ -2,6 +2,11 @@
 its prompt and step, idle, gone) and, at the bottom, one for the whole run (done/total, images
 per minute, ETA). They are the status line's rows (sdcli.cli.statusline): every other line
 passes above them, and they are gone at the end. A run on one server keeps its one bar.
+
+The live preview, when drawn, is one picture at the rows' left: one server's, marked on its
+row, kept until that server's request ends (previews of two servers taking turns would swap the
+picture every second); then another working server's has its place. Only the server drawn is
+asked for previews (the others' would be fetched for nobody), but for the first that comes.
 """
 
 from __future__ import annotations
@@ -11,8 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sdcli.cli import render
-from sdcli.cli.reporter import CliReporter
-from sdcli.cli.statusline import bar_cells, fit_label, layout, terminal_columns
+from sdcli.cli.reporter import CliReporter, LivePreview
+from sdcli.cli.statusline import (
+    bar_cells,
+    beside_room,
+    fit_label,
+    layout,
+    terminal_columns,
+    terminal_lines,
+)
 from sdcli.events import (
     Event,
     ImageSaved,
@@ -54,19 +66,56 @@ class ServersReporter(CliReporter):
         self._images = 0
         self._planned = 0
         self._complete = False
+        self._preview = LivePreview()
+        self._previewed: str | None = None  # the URL of the server whose preview is drawn
+        self._latest: dict[str, bytes] = {}  # each working server's newest preview, if it sent one
+
+    def wants_preview(self, server: str) -> bool:
+        """Whether `server`'s preview would be drawn now (asked from the request threads)."""
+        previewed = self._previewed
+        return previewed is None or previewed == server
 
     def __call__(self, event: Event) -> None:
-        self._track(event)
+        if self._track(event):
+            self._draw()  # the picture goes before the lines of its end pass above the rows
         super().__call__(event)
         self._draw()
 
-    def _track(self, event: Event) -> None:
+    def _track(self, event: Event) -> bool:
+        """Note what `event` changes in the rows; True when the preview drawn is dropped."""
         if isinstance(event, Queued):
             self._planned, self._complete = event.units, event.complete
-            return
-        row = self._rows.get(getattr(event, "server", ""))
+            return False
+        server = getattr(event, "server", "")
+        row = self._rows.get(server)
         if row is None:
-            return
+            return False
+        dropped = False
+        if isinstance(event, Progressed) and event.snapshot.preview is not None:
+            self._latest.pop(server, None)
+            self._latest[server] = event.snapshot.preview  # the newest last
+            if self._previewed in (None, server):
+                self._previewed = server
+                self._preview.replace(event.snapshot.preview)
+        elif isinstance(event, ImageSaved | UnitFinished | UnitFailed | ServerDropped):
+            self._latest.pop(server, None)  # its request is over: so is its preview
+            if server == self._previewed:
+                self._next_preview()
+                dropped = True
+        self._track_row(row, event)
+        return dropped
+
+    def _next_preview(self) -> None:
+        """The drawn preview's request ended: the newest preview of another server takes its
+        place (one that came before the other's request ended is kept for this), else none."""
+        if self._latest:
+            self._previewed, data = next(reversed(self._latest.items()))
+            self._preview.replace(data)
+        else:
+            self._previewed = None
+            self._preview.replace(None)
+
+    def _track_row(self, row: _Row, event: Event) -> None:
         if isinstance(event, ImageSaved):
             self._images += 1
         elif isinstance(event, UnitStarted):
@@ -94,12 +143,25 @@ class ServersReporter(CliReporter):
     # --- drawing ---------------------------------------------------------------------------
 
     def _draw(self) -> None:
-        columns = terminal_columns(self._status.stream)
-        rows = [self._server_row(row, columns) for row in self._rows.values()]
-        self._status.show(_cut(self._run_row(), columns), above=rows)
+        stream = self._status.stream
+        columns = terminal_columns(stream)
+        picture = self._preview.fit(columns, terminal_lines(stream), spare=len(self._rows) + 1)
+        room = beside_room(columns, self._preview.columns) if picture else 0
+        width = room + 1 if room else columns  # the rows' functions keep the last column free
+        marks = {url: "  " for url in self._rows} if picture else {}
+        if picture and self._previewed in marks:
+            marks[self._previewed] = "◂ " if room else "▴ "
+        rows = [self._server_row(row, width, marks.get(url, "")) for url, row in self._rows.items()]
+        run = _cut(self._run_row(), width)
+        if room:
+            self._status.show(run, rows, picture=picture, picture_columns=self._preview.columns)
+        else:
+            self._status.show(run, [*picture, *rows])
 
-    def _server_row(self, row: _Row, columns: int) -> str:
-        head = row.name.ljust(self._width) + "  "
+    def _server_row(self, row: _Row, columns: int, mark: str = "") -> str:
+        """`mark`: "◂ " on the row of the server whose preview is at the left, blanks on the
+        others ("▴ " when the picture is above the rows)."""
+        head = mark + row.name.ljust(self._width) + "  "
         room = columns - len(head)
         if row.unit is None or row.state == "gone":
             text = row.state + (f": {row.detail}" if row.detail else "")

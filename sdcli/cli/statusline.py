@@ -136,7 +136,8 @@ class StatusLine:
             out.append("\r" + new + ERASE_LINE[1:])
         if at != last:
             out.append(f"\x1b[{last - at}B")
-        self.stream.write("".join(out) + "\r")
+        if out:
+            self.stream.write("".join(out) + "\r")
         self._rows = rows
 
 
