@@ -1,11 +1,12 @@
-"""The live progress bar: one line on stderr, erased before any other line reaches the terminal.
+"""The live progress bar: rows on stderr, erased before any other line reaches the terminal.
 
 A person at a terminal reads stdout (saved paths) and stderr (the bar, messages) on one screen.
 A display that only knows about its own stream leaves its last frame behind and gets the next
-path glued to it, so the bar here is a single row, never as wide as the terminal (it cannot
-wrap), that every writer in `render` erases first and redraws after. The cursor waits at the
-start of that row: the terminal's echo of a Ctrl-C (`^C`) lands on the bar, not past its end
-where it would wrap onto a row of its own.
+path glued to it, so the bar here is a few rows (the bar last; the live preview at their left or
+above them), none as wide as the terminal (they cannot wrap), that every writer in `render`
+erases first and redraws after. The cursor waits at the start of the last row: the terminal's
+echo of a Ctrl-C (`^C`) lands on the display, not past its end where it would wrap onto a row of
+its own.
 """
 
 from __future__ import annotations
