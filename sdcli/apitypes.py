@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from sdcli.datatypes import frozen
 
-@dataclass(frozen=True)
+
+@frozen
 class GeneratedImage:
     """One result image exactly as the server encoded it (no re-encoding anywhere)."""
 
@@ -19,7 +21,7 @@ class GeneratedImage:
     encoded: str = field(default="", repr=False, compare=False)
 
 
-@dataclass(frozen=True)
+@frozen
 class GenerationResult:
     """A txt2img/img2img answer: the real images, the decoded `info`, and anything extra."""
 
@@ -31,7 +33,7 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)  # what is missing from the kept images
 
 
-@dataclass(frozen=True)
+@frozen
 class SdModel:
     """A checkpoint from /sd-models; `hash` and `sha256` are None until the server computed them."""
 
@@ -51,7 +53,7 @@ class SdModel:
         return title
 
 
-@dataclass(frozen=True)
+@frozen
 class Sampler:
     """A sampler from /samplers; `aliases` are other names the server takes for it."""
 
@@ -60,7 +62,7 @@ class Sampler:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@frozen
 class Scheduler:
     """A scheduler from /schedulers; `label` is the name the web UI shows."""
 
@@ -69,7 +71,7 @@ class Scheduler:
     aliases: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class Progress:
     """The server's one global job, from /sdapi/v1/progress (may be another client's job)."""
 
@@ -89,7 +91,7 @@ class Progress:
         return self.job_count == 0
 
 
-@dataclass(frozen=True)
+@frozen
 class TaskProgress:
     """One task's state from /internal/progress (UI mode only): ours, even behind a queue."""
 
@@ -104,7 +106,7 @@ class TaskProgress:
     id_live_preview: int = -1
 
 
-@dataclass(frozen=True)
+@frozen
 class PngInfo:
     """The server's reading of an image's metadata (/png-info)."""
 

@@ -8,11 +8,12 @@ import os
 import stat
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from sdcli.datatypes import frozen
 from sdcli.errors import UsageError
 
 DEFAULT_URL = "http://127.0.0.1:7860"
@@ -137,7 +138,7 @@ def builtin_presets_dir() -> Path:
     return packaged if packaged.is_dir() else here.parent / "presets"
 
 
-@dataclass(frozen=True)
+@frozen
 class Server:
     """One web UI a run may use: a `[servers.NAME]` table of the config file, or a URL.
 
@@ -152,7 +153,7 @@ class Server:
     unknown_host: tuple[str, str] | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     """Everything a command needs to know about where and how to talk to the web UI."""
 

@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from requests.adapters import HTTPAdapter
@@ -27,14 +26,17 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 _local = threading.local()  # .deadline: the Deadline of the request this thread is making
 
 
-@dataclass(eq=False)
 class Deadline:
-    """One answer's time limit; `cut` once the watchdog cut the answer short."""
+    """One answer's time limit; `cut` once the watchdog cut the answer short. Compared by
+    identity: the watchdog's list removes this one, not an equal one."""
 
-    at: float
-    sock: socket.socket | None = None
-    expired: bool = False  # the time is up (maybe while still connecting: not ours to judge)
-    cut: bool = False
+    __slots__ = ("at", "cut", "expired", "sock")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.sock: socket.socket | None = None
+        self.expired = False  # the time is up (maybe while still connecting: not ours to judge)
+        self.cut = False
 
 
 class _Watchdog:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from sdcli.datatypes import frozen
 from sdcli.errors import SdcliError
 from sdcli.job import Unit
 from sdcli.save import SavedImage
 
 
-@dataclass(frozen=True)
+@frozen
 class ProgressSnapshot:
     """What the progress bar shows; `queued` while another client's job holds the GPU."""
 
@@ -37,7 +38,7 @@ class ProgressSnapshot:
     preview: bytes | None = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
+@frozen
 class UnitStarted:
     """A request is about to be sent; `body` is that request (what a history records)."""
 
@@ -46,7 +47,7 @@ class UnitStarted:
     body: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@frozen
 class Progressed:
     """The server's progress on the unit (only when the Runner polls: `progress=True`)."""
 
@@ -55,7 +56,7 @@ class Progressed:
     snapshot: ProgressSnapshot
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageSaved:
     """One image is on disk (emitted after every image of the answer is written); `data` is
     what was written, so a picture of it needs no second read of the file."""
@@ -68,7 +69,7 @@ class ImageSaved:
     encoded: str = field(default="", repr=False, compare=False)
 
 
-@dataclass(frozen=True)
+@frozen
 class UnitFinished:
     """Every image of the unit is saved."""
 
@@ -78,7 +79,7 @@ class UnitFinished:
     seconds: float
 
 
-@dataclass(frozen=True)
+@frozen
 class UnitFailed:
     """The unit failed and --keep-going goes on with the next prompt."""
 
@@ -87,7 +88,7 @@ class UnitFailed:
     error: SdcliError
 
 
-@dataclass(frozen=True)
+@frozen
 class Interrupting:
     """Ctrl-C (or SIGTERM): the server was asked to stop; the partial images are awaited."""
 
@@ -95,7 +96,7 @@ class Interrupting:
     server: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Retrying:
     """A transient failure; the same request goes again after `delay` seconds."""
 
@@ -106,7 +107,7 @@ class Retrying:
     delay: float
 
 
-@dataclass(frozen=True)
+@frozen
 class Warned:
     """Something the user should know; the run goes on."""
 
@@ -115,7 +116,7 @@ class Warned:
     server: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class GridSaved:
     """An X/Y/Z plot's labelled grid image is on disk (one per prompt and Z value); `cells`
     the cells it has, `missing` those left blank (a failed or unfinished cell)."""
@@ -131,7 +132,7 @@ class GridSaved:
     data: bytes = field(default=b"", repr=False, compare=False)  # the PNG written
 
 
-@dataclass(frozen=True)
+@frozen
 class ServerDropped:
     """A server failed after its retries and left a run over several servers; its `unit` (if
     one was running) goes back to the queue for another server. `left`: servers still in it."""
@@ -142,7 +143,7 @@ class ServerDropped:
     left: int = 0
 
 
-@dataclass(frozen=True)
+@frozen
 class Queued:
     """How many units a run over several servers knows of so far (prompts are read as the
     servers need them); `complete` once every prompt has been read."""

@@ -12,9 +12,10 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from sdcli.datatypes import mutable
 from sdcli.errors import UsageError
 
 __all__ = [
@@ -70,7 +71,7 @@ def _split_size(value: str) -> tuple[int, int] | None:
         return None
 
 
-@dataclass
+@mutable
 class Infotext:
     """One image's generation parameters, as the web UI writes them into the image."""
 

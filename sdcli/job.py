@@ -7,10 +7,10 @@ Pure data, no I/O: any front end (the CLI, an interactive session, a queue) buil
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from sdcli.datatypes import frozen
 from sdcli.output import DEFAULT_NAME_TEMPLATE
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 Mode = Literal["txt2img", "img2img", "extras"]
 
 
-@dataclass(frozen=True)
+@frozen
 class Job:
     """Everything decided before talking to a server; `prompts` is read lazily, once."""
 
@@ -42,7 +42,7 @@ class Job:
     axes: tuple[Axis, ...] = ()  # X/Y/Z plot: each cell a unit of its own (sdcli.sweeps)
 
 
-@dataclass(frozen=True)
+@frozen
 class Unit:
     """One request: batch `batch` of `batches` (1-based) for `prompt`, starting at `seed`."""
 

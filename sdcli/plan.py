@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from sdcli.datatypes import frozen
 from sdcli.errors import SdcliError, UsageError
 from sdcli.job import Job, Mode, Unit
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from sdcli.sweeps import Axis
 
 
-@dataclass(frozen=True)
+@frozen
 class JobRequest:
     """What a front end parsed; nothing checked yet. `flags` are preset keys (`cfg_scale`)."""
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any, Final, Literal
 
+from sdcli.datatypes import frozen
 from sdcli.errors import PresetError
 
 
-@dataclass(frozen=True)
+@frozen
 class KeySpec:
     """What one preset key accepts, and the command-line flag that sets it, if any: the flags of
     `generate` and `presets new` are built from these (sdcli.cli.options), so they cannot drift."""

@@ -12,11 +12,12 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from sdcli.config import builtin_presets_dir, preset_path_dirs, user_presets_dir
+from sdcli.datatypes import frozen
 from sdcli.errors import OutputError, PresetError, UnknownPresetError
 from sdcli.preset_schema import PRESET_KEYS as PRESET_KEYS  # re-exported: the CLI and tests use it
 from sdcli.preset_schema import (
@@ -39,7 +40,7 @@ _WINDOWS_RESERVED = r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?"
 _LIST_HINT = "run `sdcli presets list` to see them"
 
 
-@dataclass(frozen=True)
+@frozen
 class Preset:
     """A loaded preset: `values` are validated, with `extends` resolved (parent first, child wins).
 
@@ -55,7 +56,7 @@ class Preset:
     parents: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class PresetInfo:
     """One row of `sdcli presets list`: never raises, a broken file carries `error` instead."""
 

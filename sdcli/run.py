@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from sdcli.apitypes import GenerationResult
 from sdcli.catalog import Catalog
 from sdcli.client import WebUIClient
+from sdcli.datatypes import mutable
 from sdcli.errors import (
     ApiError,
     AuthError,
@@ -64,7 +65,7 @@ T = TypeVar("T")
 log = logging.getLogger("sdcli.run")
 
 
-@dataclass
+@mutable
 class Failure:
     prompt: str
     error: SdcliError
@@ -91,7 +92,7 @@ class SavedTally:
         return self.count > 0
 
 
-@dataclass
+@mutable
 class RunSummary:
     saved: SavedTally = field(default_factory=SavedTally)
     failures: list[Failure] = field(default_factory=list)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdcli.apitypes import GeneratedImage, GenerationResult
+from sdcli.datatypes import frozen
 from sdcli.errors import ApiError, OutputError
 from sdcli.names.answer import answer_model
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif"}
 
 
-@dataclass(frozen=True)
+@frozen
 class SavedImage:
     """One image on disk and the parameters it was made with (the JSON line, the history)."""
 

@@ -13,9 +13,9 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from sdcli.datatypes import frozen
 from sdcli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ NAME_KEYS: Final = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Axis:
     """One axis: its key (a preset key, `size` or `prompt`), the label drawn on the grid, the
     values as typed (one label each) and the settings each value sets."""

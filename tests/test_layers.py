@@ -59,6 +59,7 @@ LAYERS = {
     "sdcli.deadline": INFRA,
     "sdcli.config": INFRA,
     "sdcli.errors": INFRA,
+    "sdcli.datatypes": INFRA,  # how the dataclasses are made (@frozen, @mutable)
 }
 # Where the environment may be read: config, for every setting and the terminal's conventions.
 READS_ENVIRONMENT = {"sdcli.config"}

@@ -294,3 +294,41 @@ def test_python_importtime_sees_the_command_module() -> None:
     assert done.returncode == 0, done.stderr
     logged = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()}
     assert "sdcli.cli.generate_cmd" in logged
+
+
+# Counts what dataclasses compiles (its one exec call) while the modules named on stdin import.
+_COMPILING = """
+import collections, dataclasses, sys
+import requests, typer.main
+compiled = collections.Counter()
+def counting(source, globals=None, locals=None):
+    compiled[(globals or {}).get("__name__")] += 1
+    exec(source, globals, locals)
+dataclasses.exec = counting
+for name in sys.stdin.read().split():
+    __import__(name)
+print(sorted(name for name in compiled if name and name.startswith("sdcli")))
+"""
+
+
+def test_the_types_a_warm_generate_loads_compile_nothing(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    """`@dataclass` compiles up to six methods a class: ~60 % of what importing sdcli's modules
+    cost a warm generate, before sdcli.datatypes (bench/RESULTS.md, "Issue 18: cheaper types")."""
+    import os
+    import subprocess
+
+    assert generate(fake_webui, tmp_path, "a cat").exit_code == 0  # fills the cache
+    r, loaded = loaded_by(
+        "--url", fake_webui.url, "generate", "-o", str(tmp_path), "a dog", env=os.environ.copy()
+    )
+    assert r.returncode == 0, r.stderr
+    ours = sorted(m for m in loaded if m.startswith("sdcli."))
+    assert "sdcli.events" in ours and "sdcli.apitypes" in ours
+    done = subprocess.run(
+        [sys.executable, "-c", _COMPILING], input=" ".join(ours),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"  # the modules that made a class with @dataclass

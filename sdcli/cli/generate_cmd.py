@@ -6,7 +6,6 @@ import io
 import itertools
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
@@ -15,6 +14,7 @@ import typer
 from sdcli.cli import options as opts
 from sdcli.cli import render
 from sdcli.cli.state import AppState
+from sdcli.datatypes import frozen
 from sdcli.errors import ExitCode, SdcliError, UsageError
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ XY = Annotated[
 ]
 
 
-@dataclass(frozen=True)
+@frozen
 class RunOptions:
     """The options generate and img2img share besides the value flags (options.with_options)."""
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sdcli.datatypes import mutable
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
     from sdcli.listcache import ListCache
 
 
-@dataclass
+@mutable
 class AppState:
     """The global options; settings and the client are made when a command first asks."""
 

@@ -10,11 +10,11 @@ import json
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from sdcli.datatypes import frozen
 from sdcli.errors import UsageError
 from sdcli.history.migrations import MIGRATIONS, applied, migrate
 
@@ -66,7 +66,7 @@ def _reason(exc: BaseException) -> str:
 # --- search ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Filters:
     """What `sdcli history` narrows the list with; None or empty: no condition."""
 

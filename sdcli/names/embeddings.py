@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sdcli.datatypes import frozen
 from sdcli.names.lookup import did_you_mean, fold
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ _WORD = r"[^\s,()\[\]{}|<>]+"
 _SIMILAR = 0.85  # how close a word must be to a name to be taken for a misspelling of it
 
 
-@dataclass(frozen=True)
+@frozen
 class NearMiss:
     """A word of the prompt that almost names an embedding, and is therefore a plain word."""
 

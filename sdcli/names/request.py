@@ -5,18 +5,19 @@ unknown name with a default, so sdcli checks first and sends the server's exact 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from sdcli.apitypes import SdModel
 from sdcli.catalog import SDNEXT_HIRES_UPSCALER, Catalog, hires_defaults
 from sdcli.client import OPTIONS_PATH
+from sdcli.datatypes import frozen
 from sdcli.errors import ApiError, NotFoundError
 from sdcli.names.lookup import resolve_model, resolve_sampler, resolve_upscaler, split_combined
 from sdcli.payload import build_payload
 
 
-@dataclass(frozen=True)
+@frozen
 class Resolved:
     """The names of a request as the server spells them, and what sdcli fills in itself."""
 
