@@ -257,10 +257,12 @@ class Runner:
         """Make the server restore every key this run overrides (see sdcli.pinning), in any
         cell of an X/Y/Z plot too."""
         from sdcli.pinning import NEVER_PIN, known_held, pins_needed, restore_after
-        from sdcli.sweeps import cell_values
 
         bodies = [job_body(job, job.values, "", resolved)]
-        bodies += [job_body(job, cell_values(job.values, k), "", r) for k, r in cells.items()]
+        if cells:  # sdcli.sweeps is for a job with axes only
+            from sdcli.sweeps import cell_values
+
+            bodies += [job_body(job, cell_values(job.values, k), "", r) for k, r in cells.items()]
         held = self.catalog.held_options()
         restored = {k: v for body in reversed(bodies) for k, v in restore_after(body).items()}
         overrides = {k: v for k, v in restored.items() if k not in NEVER_PIN}

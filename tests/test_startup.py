@@ -260,7 +260,8 @@ WARM_GENERATE_CLI = {
 }
 # Loaded only by other commands, on a terminal, or for another server's answers.
 NOT_FOR_A_WARM_GENERATE = ("rich", "PIL", "prompt_toolkit", "textual_image", "typer.rich_utils",
-                           "sdcli.serverinfo", "sdcli.listtypes", "sdcli.interactive")  # fmt: skip
+                           "sdcli.serverinfo", "sdcli.listtypes", "sdcli.interactive",
+                           "sdcli.sweeps", "sdcli.grid")  # fmt: skip
 
 
 def test_a_warm_generate_in_a_pipe_loads_no_other_command(
