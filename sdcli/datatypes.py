@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import reprlib
+from collections.abc import Callable
 from dataclasses import MISSING, FrozenInstanceError
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     from typing_extensions import dataclass_transform
@@ -106,16 +107,23 @@ def _delattr(self: Any, name: str) -> None:
 def frozen(cls: _C) -> _C:
     """`@dataclass(frozen=True)`: assigning or deleting a field raises FrozenInstanceError;
     equal instances hash alike."""
-    return _make(cls, frozen=True)
+    return _make(cls, frozen=True, eq=True)
 
 
+@overload
+def mutable(cls: _C, /) -> _C: ...
+@overload
+def mutable(*, eq: bool = True) -> Callable[[_C], _C]: ...
 @dataclass_transform(field_specifiers=(dataclasses.field,))
-def mutable(cls: _C) -> _C:
-    """`@dataclass`: fields can be assigned; compared by value, so not hashable."""
-    return _make(cls, frozen=False)
+def mutable(cls: _C | None = None, /, *, eq: bool = True) -> _C | Callable[[_C], _C]:
+    """`@dataclass`: fields can be assigned; compared by value, so not hashable.
+    `@mutable(eq=False)` is `@dataclass(eq=False)`: compared and hashed by identity."""
+    if cls is None:
+        return lambda cls: _make(cls, frozen=False, eq=eq)
+    return _make(cls, frozen=False, eq=eq)
 
 
-def _make(cls: _C, *, frozen: bool) -> _C:
+def _make(cls: _C, *, frozen: bool, eq: bool) -> _C:
     body = vars(cls)
     if any(name in body for name in ("__init__", "__post_init__", "__setattr__", "__delattr__")):
         raise TypeError(f"{cls.__name__}: sdcli.datatypes writes __init__ (no __post_init__)")
@@ -130,12 +138,13 @@ def _make(cls: _C, *, frozen: bool) -> _C:
         "_datatype_layout": _Layout(fields),
         "__init__": _init,
         "__repr__": body.get("__repr__", _repr),
-        "__eq__": body.get("__eq__", _eq),
     }
+    if eq:
+        methods["__eq__"] = body.get("__eq__", _eq)
+        if not explicit_hash:
+            methods["__hash__"] = _hash if frozen else None
     if frozen:
         methods.update(__setattr__=_setattr, __delattr__=_delattr)
-    if not explicit_hash:
-        methods["__hash__"] = _hash if frozen else None
     for name, value in methods.items():
         setattr(cls, name, value)
     return cls

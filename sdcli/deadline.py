@@ -23,20 +23,19 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from sdcli.datatypes import mutable
+
 _local = threading.local()  # .deadline: the Deadline of the request this thread is making
 
 
+@mutable(eq=False)
 class Deadline:
-    """One answer's time limit; `cut` once the watchdog cut the answer short. Compared by
-    identity: the watchdog's list removes this one, not an equal one."""
+    """One answer's time limit; `cut` once the watchdog cut the answer short."""
 
-    __slots__ = ("at", "cut", "expired", "sock")
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-        self.sock: socket.socket | None = None
-        self.expired = False  # the time is up (maybe while still connecting: not ours to judge)
-        self.cut = False
+    at: float
+    sock: socket.socket | None = None
+    expired: bool = False  # the time is up (maybe while still connecting: not ours to judge)
+    cut: bool = False
 
 
 class _Watchdog:

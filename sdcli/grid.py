@@ -10,12 +10,13 @@ files just written, so a run never holds a grid's images in memory while it goes
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdcli.datatypes import mutable
 from sdcli.events import Event, GridSaved, ImageSaved, Sink, UnitFailed, UnitFinished, Warned
 from sdcli.sweeps import AXIS_NAMES, describe
 
@@ -30,7 +31,7 @@ TEXT = (0, 0, 0)
 BLANK = (224, 224, 224)  # a cell whose image is missing
 
 
-@dataclass
+@mutable
 class _Group:
     """The cells of one grid: a prompt (and its template), a Z value, an init image."""
 

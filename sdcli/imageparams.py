@@ -6,10 +6,10 @@ Nothing here talks to the server, and PNG files are read without Pillow (pngmeta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdcli.datatypes import frozen
 from sdcli.errors import UsageError
 from sdcli.infotext import (
     Infotext,
@@ -41,7 +41,7 @@ class NoParametersError(UsageError):
     """An image without generation parameters (never made by the web UI, or stripped)."""
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageParameters:
     """One image file's infotext, as stored and as parsed."""
 
@@ -87,7 +87,7 @@ def read_image_parameters(path: Path) -> ImageParameters:
     return ImageParameters(path, text, parse_infotext(text))
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageSettings:
     """An image's settings as preset values (user-facing keys), plus its prompt."""
 

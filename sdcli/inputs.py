@@ -7,16 +7,16 @@ UI would answer 500 "Invalid encoded image" only after the upload, or not at all
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from sdcli.datatypes import frozen
 from sdcli.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 """What a directory is searched for (the formats the web UI decodes and sdcli saves)."""
 
 
-@dataclass(frozen=True)
+@frozen
 class InputImage:
     """A local image file as read: its bytes are sent unchanged (never re-encoded)."""
 

@@ -8,8 +8,9 @@ sent to an idle server would wait for nothing, and could hit a job that starts a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from sdcli.datatypes import frozen
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
@@ -19,7 +20,7 @@ Action = Literal["interrupt", "skip"]
 STILL_GENERATING = "the server is still generating (`sdcli interrupt` stops it)"
 
 
-@dataclass(frozen=True)
+@frozen
 class StopOutcome:
     """What was running when asked; `running` False: nothing was sent."""
 

@@ -5,10 +5,10 @@ each frozen dataclass costs start-up time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from sdcli.datatypes import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Lora:
     """A LoRA from the Lora extension's /loras: `name` is what `<lora:name:w>` takes."""
 
@@ -17,7 +17,7 @@ class Lora:
     path: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Embedding:
     """A textual-inversion embedding; `loaded` False when skipped for this model's architecture."""
 
@@ -29,20 +29,20 @@ class Embedding:
     checkpoint: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class PromptStyle:
     name: str
     prompt: str = ""
     negative_prompt: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Vae:
     name: str
     filename: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Upscaler:
     """An extras/hires upscaler; `scale` is its model's native factor (4 for most)."""
 
@@ -52,7 +52,7 @@ class Upscaler:
     path: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ExtrasResult:
     """An extras answer: each image exactly as the server encoded it, and its summary line."""
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TypeVar
 
+from sdcli.datatypes import mutable
 from sdcli.errors import (
     ApiError,
     AuthError,
@@ -42,14 +43,14 @@ def server_failed(error: BaseException) -> bool:
     return isinstance(error, ApiError) and error.status is not None and error.status >= 500
 
 
-@dataclass(eq=False)
+@mutable(eq=False)
 class _Worker:
     runner: Runner
     order: int
     gone: bool = False
 
 
-@dataclass(eq=False)
+@mutable(eq=False)
 class _Item:
     """A unit in the queue, with the number of its prompt (the same text may come twice)."""
 
@@ -57,7 +58,7 @@ class _Item:
     unit: Unit
 
 
-@dataclass
+@mutable
 class _State:
     pending: deque[_Item] = field(default_factory=deque)
     running: int = 0

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from sdcli.apitypes import SdModel
 from sdcli.catalog import is_forge_options, is_sdnext
 from sdcli.client import PROBES
+from sdcli.datatypes import frozen, mutable
 from sdcli.errors import ApiError, AuthError, ConnectionFailed, SdcliError
 from sdcli.names.lookup import checkpoint_option, is_same_model, loaded_model, loaded_title
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from sdcli.client import WebUIClient
 
 
-@dataclass
+@mutable
 class ServerInfo:
     """Everything `sdcli info` shows about a server; None means "not known"."""
 
@@ -158,7 +159,7 @@ FLAVOUR_LABELS = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class Flavour:
     """Which web UI answers, as far as its API shows it (webui-api.md §9); None: cannot tell."""
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdcli.datatypes import frozen
 from sdcli.errors import ApiError, UsageError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ BATCH_SIZE = 8  # images per /extra-batch-images request: one upload stays a few
 FACE_RESTORERS = {"gfpgan": "GFPGAN", "codeformer": "CodeFormer"}
 
 
-@dataclass(frozen=True)
+@frozen
 class UpscaleSpec:
     """What to do to every image; names as the server spells them (see `resolve`)."""
 
@@ -110,7 +111,7 @@ def resolve(spec: UpscaleSpec, upscalers: Sequence[str], restorers: Sequence[str
     return replace(spec, upscaler=first, second=second, restorer=restorer)
 
 
-@dataclass(frozen=True)
+@frozen
 class Upscaled:
     """One result as saved."""
 

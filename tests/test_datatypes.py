@@ -101,6 +101,15 @@ def test_mutable_takes_changes_and_is_not_hashable() -> None:
         hash(ours(1))
 
 
+def test_mutable_without_eq_compares_by_identity_as_dataclasses_does() -> None:
+    ours, theirs = _pair(mutable(eq=False), dataclass(eq=False))
+    for cls in (ours, theirs):
+        one, same = cls(1), cls(1)
+        assert one != same and one == one and len({one, same}) == 2
+        assert [one, same].index(same) == 1  # a list finds this one, not an equal one
+    assert repr(ours(1, "y")) == repr(theirs(1, "y"))
+
+
 @pytest.mark.parametrize("decorator", [frozen, mutable])
 def test_wrong_arguments_are_type_errors(decorator: Any) -> None:
     made = decorator(type("Value", (), _value_body()))
@@ -155,3 +164,23 @@ def test_making_a_class_compiles_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     assert compiled == []
     _pair(dataclass(frozen=True), dataclass)
     assert len(compiled) == 6 + 3  # the standard decorators: what the counting sees
+
+
+def test_sdcli_makes_no_dataclass_with_the_compiling_decorator() -> None:
+    """Every command's start-up pays for the classes it defines: sdcli's own use
+    sdcli.datatypes (the fake web UI, a test tool, may use anything)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "sdcli"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.parent.name == "testing" or path.name == "datatypes.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                for deco in node.decorator_list:
+                    target = deco.func if isinstance(deco, ast.Call) else deco
+                    if ast.unparse(target) in ("dataclass", "dataclasses.dataclass"):
+                        found.append(f"{path.relative_to(root)}: {node.name}")
+    assert found == []

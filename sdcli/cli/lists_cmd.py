@@ -7,13 +7,13 @@ JSON object per line with --json.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from sdcli.cli import render
 from sdcli.cli.state import AppState
+from sdcli.datatypes import frozen
 
 if TYPE_CHECKING:
     from sdcli.client import RefreshKind, WebUIClient
@@ -80,7 +80,7 @@ def _refresh(client: WebUIClient, kind: str) -> None:
         client.refresh(cast("RefreshKind", kind))
 
 
-@dataclass(frozen=True)
+@frozen
 class Listing:
     """One list command: what it asks the server, and how one entry reads as a row (the table's
     or a tab-separated line) and as a JSON object."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sdcli.cli import render
 from sdcli.cli.reporter import CliReporter, LivePreview
@@ -25,6 +24,7 @@ from sdcli.cli.statusline import (
     terminal_columns,
     terminal_lines,
 )
+from sdcli.datatypes import mutable
 from sdcli.events import (
     Event,
     ImageSaved,
@@ -40,7 +40,7 @@ from sdcli.events import (
 from sdcli.job import Unit
 
 
-@dataclass
+@mutable
 class _Row:
     name: str
     state: str = "idle"  # idle, starting, queued, working, retrying, stopping, gone

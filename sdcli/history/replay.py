@@ -7,14 +7,14 @@ for field; flags, presets and `--set` given to the rerun are layered on top and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdcli.datatypes import frozen
 from sdcli.errors import UsageError
 
 
-@dataclass(frozen=True)
+@frozen
 class Recorded:
     """What a rerun starts from: the body as sent, its mode, the seed its first image got."""
 

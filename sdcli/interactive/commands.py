@@ -5,12 +5,11 @@ Pure: no I/O. `parse_line` tells a prompt from a command; `engine` carries the c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from sdcli.datatypes import frozen
 from sdcli.errors import UsageError
 
 
-@dataclass(frozen=True)
+@frozen
 class CommandSpec:
     """One `/` command: what it takes and what it does (the /help table, completion's hints)."""
 
@@ -43,7 +42,7 @@ COMMANDS: dict[str, CommandSpec] = {
 ALIASES = {"exit": "quit", "q": "quit", "?": "help", "negative": "neg"}
 
 
-@dataclass(frozen=True)
+@frozen
 class Command:
     """A `/` command and the rest of its line, stripped."""
 
@@ -51,7 +50,7 @@ class Command:
     arg: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Prompt:
     """A line to generate from."""
 

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
+from sdcli.datatypes import mutable
 from sdcli.errors import ConnectionFailed, SdcliError
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
 
 
-@dataclass
+@mutable
 class ServerLists:
     models: list[str] = field(default_factory=list)  # model names (short, as typed)
     samplers: list[str] = field(default_factory=list)

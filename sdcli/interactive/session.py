@@ -8,10 +8,11 @@ session stays as it was.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdcli.datatypes import frozen, mutable
 from sdcli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ COMMAND_LABELS = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class RunOptions:
     """What stays the same for every prompt of a session (generate's non-value flags)."""
 
@@ -41,7 +42,7 @@ class RunOptions:
     from_image: Path | None = None
 
 
-@dataclass
+@mutable
 class Session:
     """The settings the next prompt runs with, and what this session made so far."""
 

@@ -18,9 +18,10 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from sdcli.datatypes import mutable
 from sdcli.errors import UsageError
 from sdcli.events import Event, ImageSaved, UnitFailed, UnitFinished
 from sdcli.job import Job, Unit, units
@@ -38,7 +39,7 @@ class JournalMismatch(UsageError):
     """The prompts or units of a resumed run are not the ones it planned."""
 
 
-@dataclass
+@mutable
 class Resumed:
     """What a resumed run found before going on (for the front end to tell)."""
 

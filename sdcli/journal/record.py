@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdcli.datatypes import frozen
 from sdcli.job import Job
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ _KEY_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class PromptSource:
     """Where a run's prompts come from: `words` (the command line), `file` or `stdin`."""
 

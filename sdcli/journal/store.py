@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sdcli.datatypes import frozen
 from sdcli.errors import UsageError
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's transaction
@@ -138,7 +138,7 @@ def local_time(stored: str) -> str:
 # --- what `sdcli runs` shows ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class RunInfo:
     """One run and how far it got."""
 
