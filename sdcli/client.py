@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -169,8 +169,10 @@ class WebUIClient:
         params: Mapping[str, str] | None = None,
         read_timeout: float | Literal["quick"] | None = "quick",
         send_body: bool = False,
+        sent: Callable[[], None] | None = None,
     ) -> Any:
-        """Send one request and return the decoded JSON body, or raise our own error."""
+        """Send one request and return the decoded JSON body, or raise our own error; `sent()`
+        is called (in this thread) once the request is on its way and its answer not yet read."""
         import requests
 
         url = self.base_url + path
@@ -179,13 +181,13 @@ class WebUIClient:
             # Serialised here so `null` is never sent by accident for a defaulted field.
             kwargs["data"] = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             kwargs["headers"] = {"Content-Type": "application/json"}
-        from sdcli.deadline import deadline
+        from sdcli.deadline import deadline, sent_hook
 
         if read_timeout == "quick":
             read_timeout = min(self.quick_timeout, self.timeout or self.quick_timeout)
         started = time.monotonic()
         # The read timeout bounds each wait for bytes; the deadline, the whole answer.
-        with deadline(read_timeout) as limit:
+        with deadline(read_timeout) as limit, sent_hook(sent):
             try:
                 response = self.session.request(
                     method, url, timeout=(self.connect_timeout, read_timeout), **kwargs
@@ -322,12 +324,15 @@ class WebUIClient:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def generate(self, mode: str, payload: Mapping[str, Any]) -> GenerationResult:
-        """One generation request of a job's mode (txt2img, img2img); waits for the images."""
+    def generate(
+        self, mode: str, payload: Mapping[str, Any], *, sent: Callable[[], None] | None = None
+    ) -> GenerationResult:
+        """One generation request of a job's mode (txt2img, img2img); waits for the images.
+        `sent()`: called once the request is on its way (the wait for the answer begins)."""
         path = GENERATE_PATHS.get(mode)
         if path is None:
             raise UsageError(f"{mode} is not supported by this client yet")
-        body = self.post(path, dict(payload), read_timeout=self.timeout)
+        body = self.post(path, dict(payload), read_timeout=self.timeout, sent=sent)
         return parse_generation(body)
 
     def txt2img(self, payload: Mapping[str, Any]) -> GenerationResult:

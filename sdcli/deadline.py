@@ -7,7 +7,8 @@ doing (status line, headers or body); the client then reports a timeout.
 
 The socket is found through urllib3's documented extension points: a transport adapter whose
 pool manager uses connection pools of our own, whose connections register their socket with
-the deadline of the thread that is reading an answer from them.
+the deadline of the thread that is reading an answer from them. The same hook tells a caller
+that its request is on its way (`sent_hook`): the time until the answer is the client's to use.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from requests.adapters import HTTPAdapter
@@ -25,7 +26,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from sdcli.datatypes import mutable
 
-_local = threading.local()  # .deadline: the Deadline of the request this thread is making
+# .deadline: the Deadline of the request this thread is making; .sent: called once it is sent
+_local = threading.local()
 
 
 @mutable(eq=False)
@@ -107,7 +109,22 @@ def deadline(seconds: float | None) -> Iterator[Deadline | None]:
         _watchdog.remove(limit)
 
 
+@contextlib.contextmanager
+def sent_hook(callback: Callable[[], None] | None) -> Iterator[None]:
+    """Call `callback` (in this thread) each time a request made inside the block has been
+    sent whole and its answer is about to be read."""
+    previous = getattr(_local, "sent", None)
+    _local.sent = callback
+    try:
+        yield
+    finally:
+        _local.sent = previous
+
+
 def _register(conn: HTTPConnection) -> None:
+    callback: Callable[[], None] | None = getattr(_local, "sent", None)
+    if callback is not None:
+        callback()
     limit: Deadline | None = getattr(_local, "deadline", None)
     if limit is not None and conn.sock is not None:
         _watchdog.arm(limit, conn.sock)
