@@ -5,6 +5,11 @@ terminal, a history file, a picture preview...). Every event names the unit it i
 when it concerns the whole run) and the server (its base URL), so a queue over several servers
 can tell them apart. Sinks run on the thread of the Runner that emits: they must be quick and
 must not raise (an exception from a sink ends the run like any other error).
+
+A sink may also have a `prepare()` method: the Runner calls it (`prepare_sink`) once, while its
+first request is on its way, for set-up that does not depend on the answer (imports, starting a
+writer). It is a head start only: a sink works the same when it is never called, and it must
+not raise.
 """
 
 from __future__ import annotations
@@ -168,26 +173,50 @@ Event = (
 Sink = Callable[[Event], None]
 
 
-def fanout(*sinks: Sink) -> Sink:
-    """One sink that hands each event to every one of `sinks`, in order."""
+def prepare_sink(sink: Sink) -> None:
+    """Let `sink` get ready while a request is on its way (its `prepare()`, if it has one)."""
+    hook: Callable[[], None] | None = getattr(sink, "prepare", None)
+    if hook is not None:
+        hook()
 
-    def emit(event: Event) -> None:
-        for sink in sinks:
+
+class _Fanout:
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def __call__(self, event: Event) -> None:
+        for sink in self.sinks:
             sink(event)
 
-    return emit
+    def prepare(self) -> None:
+        for sink in self.sinks:
+            prepare_sink(sink)
+
+
+def fanout(*sinks: Sink) -> Sink:
+    """One sink that hands each event to every one of `sinks`, in order (and `prepare` to
+    each)."""
+    return _Fanout(sinks)
+
+
+class _Serialised:
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.held = threading.RLock()
+
+    def __call__(self, event: Event) -> None:
+        with self.held:
+            self.sink(event)
+
+    def prepare(self) -> None:
+        with self.held:
+            prepare_sink(self.sink)
 
 
 def serialised(sink: Sink) -> Sink:
     """`sink` for Runners on several threads (a run over several servers): one event at a time,
     so a reporter's lines and a history's rows never interleave."""
-    held = threading.RLock()
-
-    def emit(event: Event) -> None:
-        with held:
-            sink(event)
-
-    return emit
+    return _Serialised(sink)
 
 
 def ignore(event: Event) -> None:

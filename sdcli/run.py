@@ -46,6 +46,7 @@ from sdcli.events import (
     UnitFinished,
     UnitStarted,
     Warned,
+    prepare_sink,
 )
 from sdcli.job import Job, Unit, unit_values, units
 from sdcli.listcache import ListCache
@@ -149,6 +150,7 @@ class Runner:
         # stop(): Ctrl-C reached the main thread while this Runner works in another one
         self._stop: KeyboardInterrupt | None = None
         self._stopping = threading.Event()
+        self._ready = False  # the sinks and the saver had their head start (_get_ready)
 
     @property
     def label(self) -> str:
@@ -310,7 +312,7 @@ class Runner:
         self.emit(UnitStarted(unit, self.server, payload))
         started = time.monotonic()
         stamp = datetime.now()
-        once = functools.partial(self._generate_once, job, payload)
+        once = functools.partial(self._generate_once, job, payload, saver)
         try:
             result = self.with_retries(job, once)
         except ServerTimeout as exc:
@@ -461,7 +463,7 @@ class Runner:
                 if self._stopping.wait(delay) and self._stop is not None:
                     raise Interrupted(f"interrupted{interruption(self._stop)[1]}") from None
 
-    def _generate_once(self, job: Job, payload: dict[str, Any]) -> GenerationResult:
+    def _generate_once(self, job: Job, payload: dict[str, Any], saver: Saver) -> GenerationResult:
         task_id = f"task(sdcli-{uuid.uuid4().hex[:12]})"
         if self.progress:
             self.poller.start()
@@ -469,23 +471,39 @@ class Runner:
         if not self.catalog.known_sdnext:
             body["force_task_id"] = task_id
         done = threading.Event()
+        # Set once the request is sent whole (or the attempt is over): the wait for the answer
+        # is when the sinks and the saver get ready, without holding the request back.
+        woken = threading.Event()
         box: dict[str, Any] = {}
+
+        def sent() -> None:
+            box["sent"] = True
+            woken.set()
 
         def work() -> None:
             try:
-                box["result"] = self.client.generate(job.mode, body)
+                box["result"] = self.client.generate(job.mode, body, sent=sent)
             except BaseException as exc:  # handed to the main thread as is
                 box["error"] = exc
             finally:
                 done.set()
+                woken.set()
 
         worker = threading.Thread(target=work, name=f"sdcli-{job.mode}", daemon=True)
         started = time.monotonic()
+        interval = self.poll_interval if self.progress else 0.5
         try:
             # start() inside: a Ctrl-C that lands while it waits for the thread (the request
             # may be on its way already) must still interrupt the server's job
             worker.start()
-            while not done.wait(self.poll_interval if self.progress else 0.5):
+            waiting = done if self._ready else woken
+            while not done.is_set():
+                if waiting.wait(interval):
+                    if waiting is woken:
+                        waiting = done
+                        if box.get("sent"):
+                            self._get_ready(saver)
+                    continue
                 if self._stop is not None:
                     raise self._stop
                 if self.progress:
@@ -502,6 +520,18 @@ class Runner:
             raise box["error"]
         result: GenerationResult = box["result"]
         return result
+
+    def _get_ready(self, saver: Saver) -> None:
+        """Once per Runner, while its first request is on its way: the saver and the sinks do
+        what does not depend on the answer (imports, starting the history's writer). A head
+        start only: each works the same without it, so a failure here is left for the step
+        that needs the work to meet again, where it always was."""
+        self._ready = True
+        try:
+            saver.prepare()
+            prepare_sink(self.sink)
+        except Exception as exc:
+            log.debug("getting ready while the server works failed: %r", exc)
 
     def _interrupt(self, done: threading.Event) -> None:
         """First Ctrl-C: ask the server to stop and wait briefly for what it made so far.

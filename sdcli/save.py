@@ -105,6 +105,10 @@ class Saver:
 
         check_output_dir(self.output_dir)
 
+    def prepare(self) -> None:
+        """While the answer is awaited: load what writing an image needs (a head start only)."""
+        import sdcli.pngmeta  # noqa: F401
+
     def _next_index(self) -> int:
         with self._lock:
             self._counter += 1

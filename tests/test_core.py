@@ -66,3 +66,43 @@ def test_a_long_run_keeps_a_count_not_every_image(fake_webui: FakeWebUI, tmp_pat
     assert len(summary.saved.recent) == SavedTally.RECENT
     assert summary.saved.recent[-1].prompt == f"prompt {total - 1}"
     assert len(list(tmp_path.glob("*.png"))) == total
+
+
+class GettingReady:
+    """A sink with a `prepare` step that notes what it saw when called: the server holds the
+    job (paused at its first step), so no answer can have come yet."""
+
+    def __init__(self, fake: FakeWebUI) -> None:
+        self.fake = fake
+        self.events: list[str] = []
+        self.prepared: list[tuple[bool, list[str]]] = []
+
+    def __call__(self, event: object) -> None:
+        self.events.append(type(event).__name__)
+
+    def prepare(self) -> None:
+        self.prepared.append((self.fake.wait_paused(timeout=30), list(self.events)))
+        self.fake.resume()
+
+
+def test_sinks_get_ready_while_the_first_request_is_on_its_way(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    """Runner calls a sink's `prepare` once, while the server works on the first request (not
+    before it is sent, not after the answer, not again for the next one)."""
+    from sdcli.client import WebUIClient
+    from sdcli.events import fanout
+    from sdcli.job import Job
+    from sdcli.run import Runner, run_job
+
+    job = Job(
+        mode="txt2img", values={"steps": 4, "width": 64, "height": 64}, sets={},
+        prompts=["a cat"], batches=2, output_dir=tmp_path, name_template="{index}",
+    )  # fmt: skip
+    sink = GettingReady(fake_webui)
+    fake_webui.pause_at_step(1)
+    with WebUIClient(fake_webui.url, timeout=30) as client:
+        summary = run_job(job, Runner(client, fanout(lambda event: None, sink), progress=False))
+    assert len(summary.saved) == 2 and len(fake_webui.requests_to("/sdapi/v1/txt2img")) == 2
+    assert sink.prepared == [(True, ["UnitStarted"])]
+    assert sink.events.count("ImageSaved") == 2

@@ -333,3 +333,53 @@ def test_the_types_a_warm_generate_loads_compile_nothing(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"  # the modules that made a class with @dataclass
+
+
+# Modules a warm `generate` needs only once the request is on its way: the history's (sqlite3
+# and its store), what saving and recording an answer read (the PNG chunks, the infotext).
+AFTER_THE_REQUEST = ("sqlite3", "sdcli.history.store", "sdcli.pngmeta", "sdcli.infotext")
+_AT_SEND = (
+    "import runpy, socket, sys\n"
+    "at_send = []\n"
+    "sendall = socket.socket.sendall\n"
+    "def watch(self, data, *args):\n"
+    "    if not at_send and bytes(data[:22]) == b'POST /sdapi/v1/txt2img':\n"
+    "        at_send.append(sorted(sys.modules))\n"
+    "    return sendall(self, data, *args)\n"
+    "socket.socket.sendall = watch\n"
+    "sys.argv = ['sdcli', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('sdcli', run_name='__main__')\n"
+    "finally:\n"
+    "    sys.stderr.write('\\nAT_SEND=' + ' '.join(at_send[0] if at_send else ['-']))\n"
+    "    sys.stderr.write('\\nLOADED=' + ' '.join(sorted(sys.modules)) + '\\n')\n"
+)
+
+
+def test_a_warm_generate_sends_its_request_before_loading_the_history(
+    fake_webui: FakeWebUI, tmp_path: Path
+) -> None:
+    """What does not depend on the answer is done while the server works on it: the request
+    goes out before the history's modules are loaded, and the run still records it."""
+    import os
+    import sqlite3
+    import subprocess
+
+    first = generate(fake_webui, tmp_path, "--sampler", "Euler a", "a cat")  # fills the cache
+    assert first.exit_code == 0, first.stderr
+    argv = ["--url", fake_webui.url, "generate", "--sampler", "Euler a", "-o", str(tmp_path)]
+    r = subprocess.run(
+        [sys.executable, "-c", _AT_SEND, *argv, "a dog"],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    at_send = set(r.stderr.rpartition("AT_SEND=")[2].partition("\n")[0].split())
+    loaded = set(r.stderr.rpartition("LOADED=")[2].split())
+    assert "sdcli.run" in at_send  # the snapshot is the generation's, not an empty one
+    assert sorted(m for m in at_send if m.startswith(AFTER_THE_REQUEST)) == []
+    assert set(AFTER_THE_REQUEST) <= loaded  # loaded while the server worked, and used
+    from sdcli.config import data_dir
+
+    with sqlite3.connect(data_dir() / "history.db") as db:
+        rows = db.execute("SELECT prompt, outcome FROM generations ORDER BY id").fetchall()
+    assert rows == [("a cat", "ok"), ("a dog", "ok")]

@@ -1,24 +1,24 @@
 """The history as a sink of a run's events: one row per request, one per saved image.
 
 Recording must never slow or break a generation. Events are only queued on the run's thread;
-a writer thread opens the database (the first time a request starts) and writes them. If the
-database cannot be opened or stays locked, recording stops and `close()` returns one warning;
-the run itself never notices.
+a writer thread opens the database and writes them. It starts while the first request is on
+its way (`prepare`, called by the Runner: sqlite3 and the hashing are loaded then, not before
+the request is sent), else at the next event or at `close()`. If the database cannot be
+opened or stays locked, recording stops and `close()` returns one warning; the run itself
+never notices.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import queue
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sdcli.errors import Interrupted, SdcliError
@@ -32,6 +32,9 @@ from sdcli.events import (
     UnitStarted,
 )
 from sdcli.job import Unit
+
+if TYPE_CHECKING:
+    import sqlite3
 
 # A run waits at most this long at its end for the history to be written (a locked database).
 WRITE_TIMEOUT = 3.0
@@ -76,6 +79,23 @@ class HistoryRecorder:
         if not isinstance(event, kinds):
             return  # progress, retries and warnings are not history
         self._queue.put((time.time(), time.monotonic(), event))
+        # A request about to be sent is only queued: its row is written once it is on its way
+        # (prepare), so the writer's work never holds the request back.
+        if not isinstance(event, UnitStarted):
+            self._start()
+
+    def prepare(self) -> None:
+        """The first request is on its way: load what writing needs, start the writer (which
+        opens the database in its own thread: a locked one must never hold the run)."""
+        import hashlib  # noqa: F401  (file_sha256's; loading OpenSSL takes a few ms)
+        import sqlite3  # noqa: F401
+
+        import sdcli.history.store
+        import sdcli.infotext  # noqa: F401  (server_facts')
+
+        self._start()
+
+    def _start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="sdcli-history", daemon=True)
             self._thread.start()
@@ -83,7 +103,10 @@ class HistoryRecorder:
     def close(self, error: BaseException | None = None) -> str | None:
         """Record how the run ended for requests still open, wait for the writes (bounded)."""
         if self._thread is None:
-            return None
+            if self._queue.empty():
+                return None  # nothing was ever sent
+            self._start()  # the run ended before its first request was on its way
+        assert self._thread is not None
         self._queue.put((time.time(), time.monotonic(), (_END, error)))
         self._thread.join(self.timeout + 1.0)
         if self._thread.is_alive() and self.problem is None:
@@ -95,6 +118,8 @@ class HistoryRecorder:
     # --- the writer thread -------------------------------------------------------------------
 
     def _work(self) -> None:
+        import sqlite3
+
         while True:
             wall, mono, item = self._queue.get()
             try:
@@ -281,6 +306,8 @@ def scrub_command(argv: Sequence[str]) -> list[str]:
 
 def file_sha256(path: Path) -> str | None:
     """The file's sha256 (hex), or None when it cannot be read."""
+    import hashlib
+
     digest = hashlib.sha256()
     try:
         with path.open("rb") as fh:
