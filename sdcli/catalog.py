@@ -4,7 +4,8 @@ fix fields its API leaves without a usable default (names are checked in `sdcli.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sdcli.apitypes import Sampler, Scheduler, SdModel
@@ -42,6 +43,7 @@ class Catalog:
         self._named: dict[str, list[str] | None] = {}  # vaes, styles, extras upscalers…
         self._forge: bool | None = None
         self.broken: dict[str, ApiError] = {}  # list endpoints that failed (5xx): not checked
+        self._asked: dict[str, _Asked] = {}  # lists being fetched ahead (prefetch)
 
     def _cached(self, key: str, fetch: Callable[[], Any]) -> Any:
         """The cache's answer for `key` if fresh, else `fetch()` through `self.fetch`, kept."""
@@ -50,7 +52,8 @@ class Catalog:
             if found:
                 self.from_cache.add(key)
                 return value
-        value = self.fetch(fetch)
+        asked = self._asked.pop(key, None)
+        value = self.fetch(fetch if asked is None else asked.first_try(fetch))
         self.remember(key, value)
         return value
 
@@ -64,6 +67,57 @@ class Catalog:
                 raise
             self.broken[key] = exc
             return None
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Ask the server at once, each in a thread of its own, for the lists among `keys` that
+        are neither known nor cached (and that this catalog's own methods will ask for): a
+        first run, or `--no-cache`, then waits one round trip for them instead of one each.
+
+        Nothing changes but the timing: each list is still taken, checked and cached when a
+        method first asks for it, in the same order, with the answer (or the error) of its
+        request here as its first try (retries, if any, follow as usual). `schedulers` waits
+        for the flavour (SD.Next is never asked for them).
+        """
+        wanted = [k for k in dict.fromkeys(keys) if k in _PREFETCH and not self._known(k)]
+        schedulers = "schedulers" in wanted and "sdnext" in wanted
+        if len(wanted) - schedulers < 2:
+            return  # one request (or a chain of them): nothing to wait for at once
+        _ = self.client.session  # made here: the threads share it (one HTTP session per server)
+        asked = {key: _Asked(getattr(self, _PREFETCH[key])) for key in wanted}
+        self._asked.update(asked)
+        for key, first in asked.items():
+            if key == "schedulers" and schedulers:
+                continue  # asked by the flavour's thread, once it knows it is no SD.Next
+            then = asked["schedulers"] if key == "sdnext" and schedulers else None
+            thread = threading.Thread(
+                target=first.run, args=(then,), name=f"sdcli-list-{key}", daemon=True
+            )
+            thread.start()
+
+    def _known(self, key: str) -> bool:
+        """Whether asking for `key` needs no request: known in this process, or cached."""
+        if key == "sdnext":
+            known = self._sdnext is not None
+        elif key == "schedulers":  # never asked of SD.Next
+            known = self._schedulers_known or self._sdnext is True
+            known = known or (self.cache is not None and self.cache.get("sdnext") == (True, True))
+        elif key == "embeddings":
+            known = key in self._named
+        else:
+            known = getattr(self, "_" + key) is not None
+        return known or (self.cache is not None and self.cache.get(key)[0])
+
+    def _ask_sdnext(self) -> bool:
+        return is_sdnext(self.client)
+
+    def _ask_samplers(self) -> list[Sampler]:
+        return self.client.samplers()
+
+    def _ask_schedulers(self) -> list[Scheduler] | None:
+        return self.client.schedulers()
+
+    def _ask_models(self) -> list[SdModel]:
+        return self.client.sd_models()
 
     def remember(self, key: str, value: Any) -> None:
         if self.cache is not None:
@@ -95,7 +149,7 @@ class Catalog:
 
     def samplers(self) -> list[Sampler]:
         if self._samplers is None:
-            self._samplers = self._cached("samplers", self.client.samplers)
+            self._samplers = self._cached("samplers", self._ask_samplers)
         return self._samplers
 
     def samplers_or_none(self) -> list[Sampler] | None:
@@ -110,14 +164,14 @@ class Catalog:
                 self._schedulers = None
             else:
                 self._schedulers = self._unless_failing(
-                    "schedulers", lambda: self._cached("schedulers", self.client.schedulers)
+                    "schedulers", lambda: self._cached("schedulers", self._ask_schedulers)
                 )
             self._schedulers_known = True
         return self._schedulers
 
     def models(self) -> list[SdModel]:
         if self._models is None:
-            self._models = self._cached("models", self.client.sd_models)
+            self._models = self._cached("models", self._ask_models)
         return self._models
 
     def upscalers(self) -> list[str]:
@@ -211,7 +265,7 @@ class Catalog:
         """SD.Next (by GET /sdapi/v1/version): clip skip is a request field; no per-request
         schedule, no task ids, its own hires fields."""
         if self._sdnext is None:
-            self._sdnext = bool(self._cached("sdnext", lambda: is_sdnext(self.client)))
+            self._sdnext = bool(self._cached("sdnext", self._ask_sdnext))
         return self._sdnext
 
     def held_options(self) -> frozenset[str]:
@@ -231,6 +285,57 @@ class Catalog:
     def known_sdnext(self) -> bool:
         """Whether this is SD.Next as far as already asked (never sends a request)."""
         return self._sdnext is True
+
+
+# What prefetch may ask ahead, and how (the method each list's own accessor calls).
+_PREFETCH = {
+    "sdnext": "_ask_sdnext",
+    "samplers": "_ask_samplers",
+    "schedulers": "_ask_schedulers",
+    "models": "_ask_models",
+    "embeddings": "_ask_embeddings",
+}
+
+
+class _Asked:
+    """One list asked for in a thread of its own: its answer (or error) is the first try of
+    the catalog's fetch; a second try (a retry) asks the server again."""
+
+    def __init__(self, ask: Callable[[], Any]) -> None:
+        self.ask = ask
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: Exception | None = None
+        self.skipped = False  # the list it waited for said it is not needed (SD.Next)
+        self.used = False
+
+    def run(self, then: _Asked | None = None) -> None:
+        try:
+            self.value = self.ask()
+        except Exception as exc:  # raised where the catalog asks for it, as its own would be
+            self.error = exc
+        finally:
+            self.done.set()
+        if then is not None:
+            if self.error is None and self.value is False:
+                then.run()
+            else:
+                then.skipped = True
+                then.done.set()
+
+    def first_try(self, fetch: Callable[[], Any]) -> Callable[[], Any]:
+        def attempt() -> Any:
+            if self.used:
+                return fetch()
+            self.used = True
+            self.done.wait()
+            if self.skipped:
+                return fetch()
+            if self.error is not None:
+                raise self.error
+            return self.value
+
+        return attempt
 
 
 def is_sdnext(client: WebUIClient) -> bool:

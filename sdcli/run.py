@@ -51,7 +51,7 @@ from sdcli.events import (
 from sdcli.job import Job, Unit, unit_values, units
 from sdcli.listcache import ListCache
 from sdcli.names.answer import check_result, check_size
-from sdcli.names.request import Resolved, resolve_names
+from sdcli.names.request import Resolved, lists_needed, resolve_names
 from sdcli.plan import Cells, check_job, first_prompt, job_body, resolve_cells, unit_names
 from sdcli.progress import POLL_INTERVAL, Poller
 from sdcli.save import SavedImage, Saver
@@ -177,6 +177,7 @@ class Runner:
         """Resolve the job's names on this server (warning about what it changed) and pin the
         options the job overrides; the lists read get the same retries as the generation."""
         self.catalog.fetch = lambda call: self.with_retries(job, call)
+        self.catalog.prefetch(lists_needed(job))
         resolved = resolve_names(job.values, self.catalog, job.sets)
         cells = resolve_cells(job, self.catalog)
         notes = dict.fromkeys(n for r in (resolved, *cells.values()) for n in r.notes)

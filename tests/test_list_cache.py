@@ -17,7 +17,7 @@ from sdcli.config import cache_dir
 from sdcli.listcache import ListCache, file_name
 from sdcli.testing.fake_webui import FakeWebUI
 
-from cli_helpers import error_line, generate, run_sdcli, sdcli, warnings
+from cli_helpers import SdcliProcess, error_line, generate, run_sdcli, sdcli, warnings
 
 MakeFake = Callable[..., FakeWebUI]
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -63,6 +63,29 @@ def test_a_cold_run_asks_the_lists_and_pins_once(fake_webui: FakeWebUI, tmp_path
     assert saved["url"] == fake_webui.url and saved["sdcli"] == __version__
     assert {"samplers", "schedulers", "sdnext", "held"} <= set(saved["lists"])
     assert "options" not in saved["lists"]  # never cached: other clients change it
+
+
+def test_a_cold_run_asks_for_its_lists_at_once(
+    fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
+) -> None:
+    """Without the cache, the lists a run is sure to need go out together, not one after
+    another; every name is still checked before anything is generated, and a list that fails
+    stops the run as it would have alone."""
+    fake_webui.fail(SAMPLERS, mode="hang")
+    p = spawn_sdcli(
+        "--url", fake_webui.url, "generate", "--sampler", "Euler a", "--negative", "EasyNegative",
+        "-o", str(tmp_path), "a cat",
+    )  # fmt: skip
+    # while the samplers are held: the flavour, then the schedulers (no SD.Next), the embeddings
+    assert fake_webui.wait_for_request("/sdapi/v1/schedulers", timeout=30)
+    assert fake_webui.wait_for_request("/sdapi/v1/embeddings", timeout=30)
+    assert fake_webui.requests_to("/sdapi/v1/version")
+    fake_webui.release_hangs()  # the held request's connection closes unanswered
+    code, stdout, stderr = p.finish()
+    assert (code, stdout) == (3, "")
+    assert SAMPLERS in error_line(stderr)
+    assert not fake_webui.requests_to(TXT2IMG)
+    assert [r.path for r in fake_webui.requests].count(SAMPLERS) == 1
 
 
 def test_a_sampler_new_since_the_cache_is_fetched_before_any_error(

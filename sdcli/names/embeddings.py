@@ -90,7 +90,7 @@ def embedding_warnings(
         "prompt": str(body.get("prompt") or ""),
         "negative prompt": str(body.get("negative_prompt") or ""),
     }
-    if not any(_looks_like_a_name(w) for p in prompts.values() for w in _words(p)):
+    if not worth_asking(prompts.values()):
         return []
     names = catalog.embeddings()
     if not names:
@@ -117,6 +117,12 @@ def embedding_warnings(
             if name in skipped
         ]
     return warnings
+
+
+def worth_asking(prompts: Iterable[str]) -> bool:
+    """Whether the prompts have a word that looks like an embedding's name: only then is the
+    server asked for its embeddings (`embedding_warnings`)."""
+    return any(_looks_like_a_name(w) for p in prompts for w in _words(p))
 
 
 def _words(prompt: str) -> list[str]:
