@@ -83,6 +83,21 @@ def test_a_failed_request_is_recorded_with_its_error(
     assert run_sdcli("history", "--failed").stdout.split("\t")[0] == str(gen["id"])
 
 
+def test_a_request_that_never_left_is_recorded_as_failed(
+    fake_webui: FakeWebUI, isolated_sdcli_home: Path, tmp_path: Path
+) -> None:
+    """The writer starts once a request is on its way; a run that ends before that (the server
+    gone after the cache checked the names) still records the request it tried."""
+    args = ("--url", fake_webui.url, "generate", "-q", *TINY, "-o", str(tmp_path), "a cat")
+    assert run_sdcli(*args).returncode == 0  # fills the list cache: no list request next time
+    fake_webui.stop()
+    r = run_sdcli(*args)
+    assert r.returncode == 3, r.stderr
+    gens = history(isolated_sdcli_home)
+    assert [g["outcome"] for g in gens] == ["ok", "failed"]
+    assert gens[1]["images"] == [] and "cannot reach" in gens[1]["error"]
+
+
 def test_keep_going_records_each_prompt_with_its_own_outcome(
     fake_webui: FakeWebUI, isolated_sdcli_home: Path, tmp_path: Path
 ) -> None:
