@@ -5,8 +5,12 @@ Library code raises these; only the CLI layer prints them (in one place) and exi
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
+from collections.abc import Callable, Iterator
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -132,3 +136,28 @@ def interruption(exc: BaseException) -> tuple[int, str]:
     """(signal number, " by SIGTERM" or "" for Ctrl-C) of a KeyboardInterrupt or Interrupted."""
     signum = exc.signum if isinstance(exc, (Terminated, Interrupted)) else signal.SIGINT
     return signum, "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+
+
+@contextlib.contextmanager
+def interruptions_held() -> Iterator[None]:
+    """Ctrl-C (or SIGTERM, SIGHUP) that arrives inside the block is raised as it leaves it, not
+    in the middle of it: for short work that must not be left half done (a thread half
+    started). Signals reach the main thread only: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    saved: dict[int, Callable[[int, Any], Any]] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        handler = None if signum is None else signal.getsignal(signum)
+        if signum is not None and callable(handler):  # a Python handler: it raises
+            saved[signum] = handler
+            signal.signal(signum, lambda n, frame: caught.append((n, frame)))
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        if caught:
+            signum, frame = caught[0]
+            saved[signum](signum, frame)  # KeyboardInterrupt or Terminated, as it would have been

@@ -33,6 +33,7 @@ from sdcli.errors import (
     ServerTimeout,
     UsageError,
     interruption,
+    interruptions_held,
 )
 from sdcli.events import (
     Event,
@@ -529,8 +530,9 @@ class Runner:
         that needs the work to meet again, where it always was."""
         self._ready = True
         try:
-            saver.prepare()
-            prepare_sink(self.sink)
+            with interruptions_held():  # a Ctrl-C now is taken once all are ready
+                saver.prepare()
+                prepare_sink(self.sink)
         except Exception as exc:
             log.debug("getting ready while the server works failed: %r", exc)
 

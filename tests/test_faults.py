@@ -331,6 +331,21 @@ def test_ctrl_c_on_sdnext_keeps_its_jpeg_and_warns_of_its_other_size(
     assert "sdcli: warning: the server made a 512x512 image, not the 64x64 asked for" in stderr
 
 
+def test_a_ctrl_c_while_getting_ready_is_raised_once_ready() -> None:
+    """The Runner gets its sinks ready (threads started, modules loaded) while the server
+    works, which is when Ctrl-C is likely: it is taken as that work ends, never in its middle
+    (a writer thread half started could not be joined)."""
+    from sdcli.errors import interruptions_held
+
+    done: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with interruptions_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the rest of the block")
+    assert done == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_second_ctrl_c_quits_at_once_with_130(
     fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
