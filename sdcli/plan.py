@@ -263,6 +263,33 @@ def first_prompt(job: Job) -> Iterator[str]:
     return prompts if first is None else itertools.chain([first], prompts)
 
 
+def lists_needed(job: Job) -> list[str]:
+    """The lists a run of `job` is sure to ask for before its first request (`resolve_names`
+    and the embedding check of `Runner.body`), so they can be asked for at once
+    (`Catalog.prefetch`). Only what it always asks: a key here that the run never asks for
+    would be a request it never made before."""
+    values = job.values
+    sampler, scheduler = values.get("sampler"), values.get("scheduler")
+    keys = []
+    if sampler or scheduler or values.get("clip_skip") is not None:
+        keys.append("sdnext")
+    if sampler or scheduler:
+        keys += ["schedulers", "samplers"]
+    if values.get("model"):
+        keys.append("models")
+    # Every unit's negative prompt is the job's unless drawn from a dynamic one or changed by a
+    # plot's cell; a name-like word in it makes the first unit ask for the embeddings.
+    if not job.axes:
+        from sdcli.names.embeddings import worth_asking
+
+        typed, dynamic = values.get("negative_prompt"), job.dynamic
+        drawn = isinstance(typed, str) and dynamic is not None and dynamic.applies(typed)
+        negative = job_body(job, values, "").get("negative_prompt")
+        if not drawn and isinstance(negative, str) and worth_asking([negative]):
+            keys.append("embeddings")
+    return keys
+
+
 def check_job(job: Job) -> None:
     """Refuse, before any request, settings the body or the server could not take."""
     from sdcli.requestcheck import check_seed_span

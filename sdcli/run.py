@@ -52,8 +52,16 @@ from sdcli.events import (
 from sdcli.job import Job, Unit, unit_values, units
 from sdcli.listcache import ListCache
 from sdcli.names.answer import check_result, check_size
-from sdcli.names.request import Resolved, lists_needed, resolve_names
-from sdcli.plan import Cells, check_job, first_prompt, job_body, resolve_cells, unit_names
+from sdcli.names.request import Resolved, resolve_names
+from sdcli.plan import (
+    Cells,
+    check_job,
+    first_prompt,
+    job_body,
+    lists_needed,
+    resolve_cells,
+    unit_names,
+)
 from sdcli.progress import POLL_INTERVAL, Poller
 from sdcli.save import SavedImage, Saver
 

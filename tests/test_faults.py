@@ -338,10 +338,9 @@ def test_a_ctrl_c_while_getting_ready_is_raised_once_ready() -> None:
     from sdcli.errors import interruptions_held
 
     done: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
-        with interruptions_held():
-            os.kill(os.getpid(), signal.SIGINT)
-            done.append("the rest of the block")
+    with pytest.raises(KeyboardInterrupt), interruptions_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("the rest of the block")
     assert done == ["the rest of the block"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdcli.apitypes import SdModel
 from sdcli.catalog import SDNEXT_HIRES_UPSCALER, Catalog, hires_defaults
@@ -15,9 +15,6 @@ from sdcli.datatypes import frozen
 from sdcli.errors import ApiError, NotFoundError
 from sdcli.names.lookup import resolve_model, resolve_sampler, resolve_upscaler, split_combined
 from sdcli.payload import build_payload
-
-if TYPE_CHECKING:
-    from sdcli.job import Job
 
 
 @frozen
@@ -54,34 +51,6 @@ def resolve_names(
         if not catalog.refetch():
             raise
     return _resolve_names(values, catalog, sets)
-
-
-def lists_needed(job: Job) -> list[str]:
-    """The lists a run of `job` is sure to ask for before its first request (`resolve_names`
-    and the embedding check of `Runner.body`), so they can be asked for at once
-    (`Catalog.prefetch`). Only what it always asks: a key here that the run never asks for
-    would be a request it never made before."""
-    values = job.values
-    sampler, scheduler = values.get("sampler"), values.get("scheduler")
-    keys = []
-    if sampler or scheduler or values.get("clip_skip") is not None:
-        keys.append("sdnext")
-    if sampler or scheduler:
-        keys += ["schedulers", "samplers"]
-    if values.get("model"):
-        keys.append("models")
-    # Every unit's negative prompt is the job's unless drawn from a dynamic one or changed by a
-    # plot's cell; a name-like word in it makes the first unit ask for the embeddings.
-    if not job.axes:
-        from sdcli.names.embeddings import worth_asking
-        from sdcli.plan import job_body
-
-        typed, dynamic = values.get("negative_prompt"), job.dynamic
-        drawn = isinstance(typed, str) and dynamic is not None and dynamic.applies(typed)
-        negative = job_body(job, values, "").get("negative_prompt")
-        if not drawn and isinstance(negative, str) and worth_asking([negative]):
-            keys.append("embeddings")
-    return keys
 
 
 def _resolve_names(
