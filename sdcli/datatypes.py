@@ -23,6 +23,8 @@ from dataclasses import MISSING, FrozenInstanceError
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
+    import inspect
+
     from typing_extensions import dataclass_transform
 else:
 
@@ -44,6 +46,33 @@ class _Layout:
         self.shown = tuple(f.name for f in fields if f.repr)
         self.compared = tuple(f.name for f in fields if f.compare)
         self.hashed = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))
+
+
+class _Factory:
+    def __repr__(self) -> str:
+        return "<factory>"  # how dataclasses shows a default_factory in a signature
+
+
+class _Signature:
+    """`inspect.signature(cls)` (help(), an editor): the fields as `__init__`'s parameters, as
+    dataclasses shows them; worked out when asked, not when the class is made."""
+
+    def __get__(self, obj: object, cls: type) -> inspect.Signature:
+        import inspect
+
+        def default(f: dataclasses.Field[Any]) -> Any:
+            if f.default_factory is not MISSING:
+                return _Factory()
+            return inspect.Parameter.empty if f.default is MISSING else f.default
+
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        return inspect.Signature(
+            [
+                inspect.Parameter(f.name, kind, annotation=f.type, default=default(f))
+                for f in dataclasses.fields(cls)
+            ],
+            return_annotation=None,
+        )
 
 
 def _layout(obj: Any) -> _Layout:
@@ -137,6 +166,7 @@ def _make(cls: _C, *, frozen: bool, eq: bool) -> _C:
     methods: dict[str, object] = {
         "_datatype_layout": _Layout(fields),
         "__init__": _init,
+        "__signature__": _Signature(),
         "__repr__": body.get("__repr__", _repr),
     }
     if eq:

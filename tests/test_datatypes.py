@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import pickle
 from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ def test_construction_repr_and_equality_match_dataclasses(ours: Any, theirs: Any
     assert ours(1) != theirs(1) and ours(1).__eq__(theirs(1)) is NotImplemented
     assert [f.name for f in dataclasses.fields(ours)] == ["a", "b", "c", "d"]
     assert ours.__match_args__ == theirs.__match_args__ == ("a", "b", "c", "d")
+    assert str(inspect.signature(ours)) == str(inspect.signature(theirs))
     assert dataclasses.is_dataclass(ours(1))
     changed = dataclasses.replace(ours(1, c={"k": 1}), b="z")
     assert repr(changed) == repr(dataclasses.replace(theirs(1, c={"k": 1}), b="z"))
