@@ -9,9 +9,9 @@ compiles nothing: the methods below, written once, read the class's fields from 
 on it and behave as the generated ones do. mypy reads the fields through `dataclass_transform`.
 
 Supported: fields with or without a default or a default_factory, `field(repr=, compare=,
-hash=)`, a class's own `__repr__`, `__eq__` or `__hash__`. Not supported (use `@dataclass`
-there): `__post_init__`, `kw_only`, `field(init=False)` (a TypeError when the class is made),
-`InitVar` (its argument is refused).
+hash=)`, a class's own `__repr__`, `__eq__` or `__hash__`. Not supported: `__post_init__`,
+`kw_only`, `field(init=False)` (a TypeError when the class is made), `InitVar` (its argument is
+refused). `__dataclass_params__` records what dataclasses itself was asked for: no methods.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ class _Signature:
             ],
             return_annotation=None,
         )
+
+
+_SIGNATURE = _Signature()
 
 
 def _layout(obj: Any) -> _Layout:
@@ -166,7 +169,7 @@ def _make(cls: _C, *, frozen: bool, eq: bool) -> _C:
     methods: dict[str, object] = {
         "_datatype_layout": _Layout(fields),
         "__init__": _init,
-        "__signature__": _Signature(),
+        "__signature__": _SIGNATURE,
         "__repr__": body.get("__repr__", _repr),
     }
     if eq:
