@@ -28,7 +28,10 @@ from sdcli.job import Unit
 from sdcli.save import SavedImage
 
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from sdcli.cli.pictures import Tile
+    from sdcli.cli.statusline import StatusLine
 
 
 class CliReporter:
@@ -207,6 +210,26 @@ class LivePreview:
             self._tile = None
         return self.rows
 
+    def place(self, stream: TextIO, *, spare: int = 1) -> tuple[list[str], int, int]:
+        """The picture's rows on `stream`'s terminal, the cells left at their right for the text
+        rows (0: too narrow, the picture goes above them) and the terminal's columns."""
+        from sdcli.cli.statusline import beside_room, terminal_columns, terminal_lines
+
+        columns = terminal_columns(stream)
+        picture = self.fit(columns, terminal_lines(stream), spare=spare)
+        room = beside_room(columns, self.columns) if picture else 0
+        return picture, room, columns
+
+    def show(
+        self, status: StatusLine, text: str, rows: list[str], picture: list[str], room: int
+    ) -> None:
+        """The bar (`text`) under `rows`, with `picture` (from `place`) at their left when there
+        is `room`, else above them."""
+        if room:
+            status.show(text, rows, picture=picture, picture_columns=self.columns)
+        else:
+            status.show(text, [*picture, *rows])
+
 
 class LiveReporter(CliReporter):
     """The live bar on stderr (queued state, step n/N, image i/k, elapsed, ETA), one row that
@@ -245,15 +268,7 @@ class LiveReporter(CliReporter):
         self._draw(snapshot.fraction, " · ".join(parts), eta, snapshot.elapsed)
 
     def _draw(self, fraction: float, detail: str, eta: str, elapsed: float) -> None:
-        from sdcli.cli.statusline import (
-            bar_and_tail,
-            bar_cells,
-            beside_room,
-            fit_label,
-            layout,
-            terminal_columns,
-            terminal_lines,
-        )
+        from sdcli.cli.statusline import bar_and_tail, bar_cells, fit_label, layout
 
         minutes, seconds = divmod(int(elapsed), 60)
         clock = f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
@@ -263,20 +278,19 @@ class LiveReporter(CliReporter):
             " ".join(p for p in (percent, detail, eta) if p),
             " ".join(p for p in (detail, eta) if p),
         ]
-        stream = self._status.stream
-        columns = terminal_columns(stream)
-        picture = self._preview.fit(columns, terminal_lines(stream))
-        room = beside_room(columns, self._preview.columns) if picture else 0
+        picture, room, columns = self._preview.place(self._status.stream)
         if room:  # the prompt on a row of its own, the bar under it: both at the picture's right
             cells, tail = bar_and_tail(tails, room)
             bar = bar_cells(fraction, cells, color=self._color) if cells else ""
             label = fit_label(self._prompt, self._suffix, room)
             row = " ".join(p for p in (bar, tail) if p)
-            self._status.show(row, [label], picture=picture, picture_columns=self._preview.columns)
+            self._preview.show(self._status, row, [label], picture, room)
             return
         label, cells, tail = layout(self._prompt, self._suffix, tails, columns)
         bar = bar_cells(fraction, cells, color=self._color) if cells else ""
-        self._status.show(" ".join(p for p in (label, bar, tail) if p), above=picture)
+        self._preview.show(
+            self._status, " ".join(p for p in (label, bar, tail) if p), [], picture, 0
+        )
 
     def image_saved(self, image: SavedImage, unit: Unit | None = None) -> None:
         self._status.hide()  # the request is over: its bar must not come back between paths

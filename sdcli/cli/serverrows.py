@@ -18,11 +18,8 @@ from sdcli.cli import render
 from sdcli.cli.reporter import CliReporter, LivePreview
 from sdcli.cli.statusline import (
     bar_cells,
-    beside_room,
     fit_label,
     layout,
-    terminal_columns,
-    terminal_lines,
 )
 from sdcli.datatypes import mutable
 from sdcli.events import (
@@ -143,20 +140,14 @@ class ServersReporter(CliReporter):
     # --- drawing ---------------------------------------------------------------------------
 
     def _draw(self) -> None:
-        stream = self._status.stream
-        columns = terminal_columns(stream)
-        picture = self._preview.fit(columns, terminal_lines(stream), spare=len(self._rows) + 1)
-        room = beside_room(columns, self._preview.columns) if picture else 0
+        picture, room, columns = self._preview.place(self._status.stream, spare=len(self._rows) + 1)
         width = room + 1 if room else columns  # the rows' functions keep the last column free
         marks = {url: "  " for url in self._rows} if picture else {}
         if picture and self._previewed in marks:
             marks[self._previewed] = "◂ " if room else "▴ "
         rows = [self._server_row(row, width, marks.get(url, "")) for url, row in self._rows.items()]
         run = _cut(self._run_row(), width)
-        if room:
-            self._status.show(run, rows, picture=picture, picture_columns=self._preview.columns)
-        else:
-            self._status.show(run, [*picture, *rows])
+        self._preview.show(self._status, run, rows, picture, room)
 
     def _server_row(self, row: _Row, columns: int, mark: str = "") -> str:
         """`mark`: "◂ " on the row of the server whose preview is at the left, blanks on the
