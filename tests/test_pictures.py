@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyte
 import pytest
@@ -265,6 +266,36 @@ def test_write_all_resumes_inside_a_piece_after_a_short_write(
     with os.fdopen(read, "rb") as pipe:
         assert pipe.read() == b"head;" + b"x" * 4000 + b"end"
     assert len(calls) == 6  # 4,008 bytes, 777 at a time
+
+
+@pytest.mark.parametrize("sequence", [kitty_sequence, iterm_sequence])
+def test_ctrl_c_during_a_picture_lets_it_end_then_interrupts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sequence: Any
+) -> None:
+    """SIGINT after a short write (a terminal reading megabytes of base64): the escape sequence
+    is finished before KeyboardInterrupt goes up, or the terminal would read what follows (the
+    error line, the prompt) as image data."""
+    import signal
+
+    from sdcli.cli import render
+
+    data = (FIXTURES / "sample.png").read_bytes() * 4  # Kitty: 13 chunks
+    pieces = sequence(Tile(data), 10, 5)
+    out = tmp_path / "stderr"
+    stream = io.TextIOWrapper(io.FileIO(out, "w"), encoding="utf-8")
+    monkeypatch.setattr(sys, "stderr", stream)
+    real_writev = os.writev
+
+    def interrupted_writev(fd: int, buffers: list[memoryview]) -> int:
+        written = real_writev(fd, [bytes(buffers[0])[:1000]])  # a short write, then Ctrl-C
+        signal.raise_signal(signal.SIGINT)
+        return written
+
+    monkeypatch.setattr(os, "writev", interrupted_writev)
+    with pytest.raises(KeyboardInterrupt):
+        render.picture(pieces)
+    stream.close()
+    assert out.read_bytes() == _bytes(pieces)  # whole, ST (Kitty) or BEL (iTerm2) at its end
 
 
 def test_a_contact_sheet_puts_tiles_side_by_side_with_captions() -> None:

@@ -115,13 +115,22 @@ def note(message: str) -> None:
 def picture(pieces: Sequence[str | bytes | memoryview]) -> None:
     """A picture (sdcli.cli.pictures) on stderr, above a live bar if one is up: its text through
     the text stream, its image payloads (megabytes of base64) straight to the binary buffer,
-    never decoded into text and encoded back."""
+    never decoded into text and encoded back.
+
+    Ctrl-C (SIGTERM, SIGHUP) waits for the picture's end: a Kitty or iTerm2 escape sequence cut
+    short would make the terminal read the error line and the shell's prompt as image data.
+    Ending it early instead would not do: a Kitty image whose last chunk never comes is still
+    being received (the next image's chunks join it) and cut base64 is no image. The wait is
+    the time the terminal takes to read one picture."""
+    from sdcli.errors import interruptions_held
+
     status = _status
-    if status is None:
-        _write_picture(sys.stderr, pieces)
-        return
-    with status.suspended():
-        _write_picture(sys.stderr, pieces)
+    with interruptions_held():
+        if status is None:
+            _write_picture(sys.stderr, pieces)
+            return
+        with status.suspended():
+            _write_picture(sys.stderr, pieces)
 
 
 def _write_picture(stream: TextIO, pieces: Sequence[str | bytes | memoryview]) -> None:
