@@ -100,12 +100,19 @@ class Catalog:
             known = self._sdnext is not None
         elif key == "schedulers":  # never asked of SD.Next
             known = self._schedulers_known or self._sdnext is True
-            known = known or (self.cache is not None and self.cache.get("sdnext") == (True, True))
+            # a cached flavour is read (and kept) now: it is needed next anyway
+            known = known or (
+                self.cache is not None and self.cache.fresh("sdnext") and self.is_sdnext()
+            )
         elif key == "embeddings":
             known = key in self._named
         else:
             known = getattr(self, "_" + key) is not None
-        return known or (self.cache is not None and self.cache.get(key)[0])
+        return known or (self.cache is not None and self.cache.fresh(key))
+
+    def asks(self, key: str) -> bool:
+        """Whether the list `key` would be asked of the server (neither known nor cached)."""
+        return not self._known(key)
 
     def _ask_sdnext(self) -> bool:
         return is_sdnext(self.client)

@@ -142,16 +142,27 @@ class ListCache:
             return {}
         return {k: v for k, v in data["lists"].items() if isinstance(v, dict)}
 
-    def get(self, key: str) -> tuple[bool, Any]:
-        """(True, the list) when the file has it, younger than `ttl`; else (False, None)."""
+    def _fresh_entry(self, key: str) -> dict[str, Any] | None:
         if not self.read or self.ttl <= 0:
-            return False, None
-        entry = self._load().get(key)
+            return None
+        entry: dict[str, Any] | None = self._load().get(key)
         if entry is None:
-            return False, None
+            return None
         at = entry.get("at")
         age = self.clock() - at if isinstance(at, (int, float)) else -1
         if not 0 <= age < self.ttl:  # a time in the future (a clock set back) counts as stale
+            return None
+        return entry
+
+    def fresh(self, key: str) -> bool:
+        """Whether the file has `key` younger than `ttl`, without decoding it (hundreds of
+        checkpoints): a malformed entry counts here, and `get` still finds it absent."""
+        return self._fresh_entry(key) is not None
+
+    def get(self, key: str) -> tuple[bool, Any]:
+        """(True, the list) when the file has it, younger than `ttl`; else (False, None)."""
+        entry = self._fresh_entry(key)
+        if entry is None:
             return False, None
         try:
             return True, DECODERS[key](entry.get("value"))

@@ -8,7 +8,7 @@ dry run and a real run send the same thing.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -263,11 +263,16 @@ def first_prompt(job: Job) -> Iterator[str]:
     return prompts if first is None else itertools.chain([first], prompts)
 
 
-def lists_needed(job: Job) -> list[str]:
+def lists_needed(job: Job, asked: Callable[[str], bool]) -> list[str]:
     """The lists a run of `job` is sure to ask for before its first request (`resolve_names`
     and the embedding check of `Runner.body`), so they can be asked for at once
     (`Catalog.prefetch`). Only what it always asks: a key here that the run never asks for
-    would be a request it never made before."""
+    would be a request it never made before.
+
+    `asked(key)`: whether that list would be asked of the server (`Catalog.asks`); only those
+    are returned. The embeddings, which take building the body to know, are looked at only
+    when another list is asked too: one request alone has nothing to wait for at once (and a
+    warm run builds nothing here)."""
     values = job.values
     sampler, scheduler = values.get("sampler"), values.get("scheduler")
     keys = []
@@ -277,9 +282,10 @@ def lists_needed(job: Job) -> list[str]:
         keys += ["schedulers", "samplers"]
     if values.get("model"):
         keys.append("models")
+    keys = [key for key in keys if asked(key)]
     # Every unit's negative prompt is the job's unless drawn from a dynamic one or changed by a
     # plot's cell; a name-like word in it makes the first unit ask for the embeddings.
-    if not job.axes:
+    if keys and not job.axes and asked("embeddings"):
         from sdcli.names.embeddings import worth_asking
 
         typed, dynamic = values.get("negative_prompt"), job.dynamic

@@ -186,7 +186,7 @@ class Runner:
         """Resolve the job's names on this server (warning about what it changed) and pin the
         options the job overrides; the lists read get the same retries as the generation."""
         self.catalog.fetch = lambda call: self.with_retries(job, call)
-        self.catalog.prefetch(lists_needed(job))
+        self.catalog.prefetch(lists_needed(job, self.catalog.asks))
         resolved = resolve_names(job.values, self.catalog, job.sets)
         cells = resolve_cells(job, self.catalog)
         notes = dict.fromkeys(n for r in (resolved, *cells.values()) for n in r.notes)

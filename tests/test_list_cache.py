@@ -4,6 +4,7 @@ a wrong answer because of the cache. Real sdcli runs over loopback HTTP against 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -407,3 +408,37 @@ def test_a_style_and_a_lora_new_since_the_cache_are_fetched_before_any_error(
     r = generate(fake_webui, tmp_path, "--style", "noir", "<lora:more_light:0.5> x")
     assert r.exit_code == 0, r.stderr
     assert paths(fake_webui) == [f"POST {TXT2IMG}"]
+
+
+def test_a_warm_run_decodes_each_cached_list_once(
+    fake_webui: FakeWebUI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a list is cached is asked without decoding it (hundreds of checkpoints): a warm
+    run with a sampler, a model and a name-like negative prompt decodes each list it uses once,
+    and builds no body to find the lists a cold run would ask for at once."""
+    from sdcli import listcache, plan
+
+    args = ("--sampler", "Euler a", "--model", "random-sd15", "--negative", "EasyNegative")
+    warm(fake_webui, tmp_path, *args)
+    decoded: list[str] = []
+    for key, decode in listcache.DECODERS.items():
+
+        def counted(raw: Any, key: str = key, decode: Callable[[Any], Any] = decode) -> Any:
+            decoded.append(key)
+            return decode(raw)
+
+        monkeypatch.setitem(listcache.DECODERS, key, counted)
+    built_by: list[str] = []
+    real_job_body = plan.job_body
+
+    def job_body(*args: Any, **kwargs: Any) -> Any:
+        built_by.append(sys._getframe(1).f_code.co_name)
+        return real_job_body(*args, **kwargs)
+
+    monkeypatch.setattr(plan, "job_body", job_body)
+    r = generate(fake_webui, tmp_path, *args, "a dog")
+    assert r.exit_code == 0, r.stderr
+    assert paths(fake_webui) == [f"POST {TXT2IMG}"]
+    assert {"samplers", "models", "sdnext", "embeddings"} <= set(decoded)
+    assert sorted(decoded) == sorted(set(decoded))  # none twice
+    assert "lists_needed" not in built_by and "check_job" in built_by
