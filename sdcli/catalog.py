@@ -5,6 +5,7 @@ fix fields its API leaves without a usable default (names are checked in `sdcli.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -12,6 +13,7 @@ from sdcli.apitypes import Sampler, Scheduler, SdModel
 from sdcli.errors import ApiError
 
 T = TypeVar("T")
+SETTLE_SECONDS = 2.0  # how long a failed run waits for the lists still being fetched ahead
 
 if TYPE_CHECKING:
     from sdcli.client import WebUIClient
@@ -44,6 +46,7 @@ class Catalog:
         self._forge: bool | None = None
         self.broken: dict[str, ApiError] = {}  # list endpoints that failed (5xx): not checked
         self._asked: dict[str, _Asked] = {}  # lists being fetched ahead (prefetch)
+        self._threads: list[threading.Thread] = []  # prefetch's, joined by settle()
 
     def _cached(self, key: str, fetch: Callable[[], Any]) -> Any:
         """The cache's answer for `key` if fresh, else `fetch()` through `self.fetch`, kept."""
@@ -93,6 +96,16 @@ class Catalog:
                 target=first.run, args=(then,), name=f"sdcli-list-{key}", daemon=True
             )
             thread.start()
+            self._threads.append(thread)
+
+    def settle(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait (at most `timeout` seconds in all) for the lists still being fetched ahead: a run
+        that fails on one list must not exit with the others' requests in flight (a daemon
+        thread logging to stderr with --debug as the interpreter shuts down is a fatal error)."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
 
     def _known(self, key: str) -> bool:
         """Whether asking for `key` needs no request: known in this process, or cached."""

@@ -187,8 +187,12 @@ class Runner:
         options the job overrides; the lists read get the same retries as the generation."""
         self.catalog.fetch = lambda call: self.with_retries(job, call)
         self.catalog.prefetch(lists_needed(job, self.catalog.asks))
-        resolved = resolve_names(job.values, self.catalog, job.sets)
-        cells = resolve_cells(job, self.catalog)
+        try:
+            resolved = resolve_names(job.values, self.catalog, job.sets)
+            cells = resolve_cells(job, self.catalog)
+        except BaseException:
+            self.catalog.settle()  # the other lists' requests end before the process does
+            raise
         notes = dict.fromkeys(n for r in (resolved, *cells.values()) for n in r.notes)
         for note in notes:
             self.warn(note)

@@ -10,11 +10,13 @@ needed, so a long `generate -` keeps nothing but the units in flight.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import field
 from typing import TypeVar
 
+from sdcli.catalog import SETTLE_SECONDS
 from sdcli.datatypes import mutable
 from sdcli.errors import (
     ApiError,
@@ -324,10 +326,12 @@ def on_each(
                 if not left[0]:
                     finished.set()
 
-    for index in range(len(items)):
-        threading.Thread(
-            target=work, args=(index,), name=f"sdcli-each-{index}", daemon=True
-        ).start()
+    threads = [
+        threading.Thread(target=work, args=(index,), name=f"sdcli-each-{index}", daemon=True)
+        for index in range(len(items))
+    ]
+    for thread in threads:
+        thread.start()
     try:
         while items and not finished.wait(JOIN_POLL):  # not join(): Scheduler._wait_for_workers
             pass
@@ -335,6 +339,10 @@ def on_each(
         if stop is not None:
             for item in items:
                 stop(item, exc)
+        # told to stop, they end soon: not while the interpreter shuts down (--debug's logging)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         raise
     return results
 
