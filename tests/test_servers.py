@@ -536,3 +536,25 @@ def test_a_terminal_shows_a_server_gone_then_only_the_results(
     assert len(saved) == 3 and all(row.endswith(" · right") for row in saved)
     assert re.fullmatch(r"done: 3 prompts · 3 images · 0 failed · [\d.]+ s", final[-1])
     assert "gone: " not in text and " done · " not in text and leftover_bar(final) == []
+
+
+def test_dry_run_stops_where_a_run_would_stop_and_leaves_out_what_it_would_leave_out(
+    make_fake_webui: MakeFake, closed_port: int, tmp_path: Path
+) -> None:
+    """A server that refuses access (401) stops a run, as it stops the dry run of it (the same
+    line, exit 4); one that cannot be reached is left out of both."""
+    a, locked = make_fake_webui(), make_fake_webui(auth=("me", "s3cret"))
+    gone = f"http://127.0.0.1:{closed_port}"
+    urls = ["--url", a.url, "--url", locked.url]
+    args = ("generate", *TINY, "--model", "qteamix")
+    dry = run_sdcli(*urls, *args, "--dry-run", "a cat")
+    real = run_sdcli(*urls, *args, "-o", str(tmp_path), "a cat")
+    assert (dry.returncode, real.returncode) == (4, 4), dry.stderr
+    assert error_line(dry.stderr) == error_line(real.stderr)
+    assert error_line(dry.stderr).startswith(f"sdcli: error: on {locked.url}: ")
+    assert "refused access" in error_line(dry.stderr)
+    assert dry.stdout == "" and "left out" not in dry.stderr
+    dry = run_sdcli("--url", a.url, "--url", gone, *args, "--dry-run", "a cat")
+    assert dry.returncode == 0, dry.stderr
+    assert f"{gone} left out, as a run would leave it: " in dry.stderr
+    assert json_rows(dry.stdout)[0]["prompt"] == "a cat"

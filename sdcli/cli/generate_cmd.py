@@ -430,12 +430,13 @@ def _dry_run_on_servers(state: AppState, job: Job) -> None:
     """--dry-run over several servers: the names resolved on each (all at once, as a run does),
     then the bodies once if every server would get the same, else once for each group of
     servers that would, each group named on stderr first. A name one server lacks exits 2
-    naming it (the first in order); one that cannot be reached is left out, as in a run."""
+    naming it (the first in order); one that cannot be reached (or answers 5xx) is left out,
+    as in a run; any other error (a 401, a 4xx) stops it there, as it stops a run."""
     import json
 
     from sdcli.plan import dry_run_bodies, first_prompt, resolve_for_dry_run
     from sdcli.run import server_label
-    from sdcli.schedule import on_each
+    from sdcli.schedule import on_each, server_failed
 
     servers = state.servers()
     outcomes = on_each([client for _, client in servers], lambda c: resolve_for_dry_run(c, job))
@@ -449,6 +450,9 @@ def _dry_run_on_servers(state: AppState, job: Job) -> None:
         if isinstance(outcome, BaseException):
             raise outcome
         resolved, error, cells = outcome
+        if error is not None and not server_failed(error):  # a 401, a 4xx: a run stops there
+            error.message = f"on {label}: {error.message}"
+            raise error
         if error is not None or resolved is None:
             render.warn(f"{label} left out, as a run would leave it: {error}")
             unreachable = error
