@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import signal
 import socket
 from collections import Counter
@@ -558,3 +559,27 @@ def test_dry_run_stops_where_a_run_would_stop_and_leaves_out_what_it_would_leave
     assert dry.returncode == 0, dry.stderr
     assert f"{gone} left out, as a run would leave it: " in dry.stderr
     assert json_rows(dry.stdout)[0]["prompt"] == "a cat"
+
+
+def test_dry_run_reads_the_first_prompt_before_asking_and_prints_bodies_as_prompts_come(
+    make_fake_webui: MakeFake, spawn_sdcli: Callable[..., SdcliProcess]
+) -> None:
+    """As a run does: no prompt is refused before any server is asked, and when every server
+    gets the same request each body is printed once its prompt is read, not at the end."""
+    a, b = make_fake_webui(), make_fake_webui()
+    urls = ("--url", a.url, "--url", b.url)
+    args = ("generate", *TINY, "--model", "qteamix", "--dry-run", "-")
+    r = run_sdcli(*urls, *args, input="")
+    assert r.returncode == 2, r.stderr
+    assert a.requests == [] and b.requests == []  # refused before anything was asked
+    dry = spawn_sdcli(*urls, *args)
+    assert dry.proc.stdout is not None
+    for prompt in ("one", "two"):
+        dry.send(prompt)  # stdin stays open: the body comes before its end
+        ready, _, _ = select.select([dry.proc.stdout], [], [], 60)  # a safety net, not a timing
+        assert ready, f"no body for {prompt!r} before the end of stdin"
+        assert json.loads(dry.read_stdout())["prompt"] == prompt
+    close_stdin(dry)
+    code, out, err = dry.finish()
+    assert (code, out) == (0, ""), err
+    assert err == f"the same request for every server: {a.url}, {b.url}\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sdcli.job import Job
     from sdcli.journal.keeper import RunJournal
     from sdcli.names.request import Resolved
-    from sdcli.plan import JobRequest
+    from sdcli.plan import Cells, JobRequest
     from sdcli.run import RunSummary
 
 HELP = """\
@@ -429,9 +429,13 @@ def _dry_run(state: AppState, job: Job) -> None:
 def _dry_run_on_servers(state: AppState, job: Job) -> None:
     """--dry-run over several servers: the names resolved on each (all at once, as a run does),
     then the bodies once if every server would get the same, else once for each group of
-    servers that would, each group named on stderr first. A name one server lacks exits 2
-    naming it (the first in order); one that cannot be reached (or answers 5xx) is left out,
-    as in a run; any other error (a 401, a 4xx) stops it there, as it stops a run."""
+    servers that would, each group named on stderr first. It stops where a run stops: a name
+    one server lacks exits 2 naming it (the first in order), as does any error but one that
+    makes a run leave the server out (it cannot be reached, a 5xx): that one is left out here too.
+
+    As in a run, the first prompt is read before any server is asked; when every server
+    resolved the same names the bodies are printed as the prompts come (`generate -`), else
+    every prompt is read first to group the servers by the bodies they would get."""
     import json
 
     from sdcli.plan import dry_run_bodies, first_prompt, resolve_for_dry_run
@@ -439,9 +443,9 @@ def _dry_run_on_servers(state: AppState, job: Job) -> None:
     from sdcli.schedule import on_each, server_failed
 
     servers = state.servers()
+    prompts = first_prompt(job)
     outcomes = on_each([client for _, client in servers], lambda c: resolve_for_dry_run(c, job))
-    prompts = list(first_prompt(job))
-    groups: dict[str, tuple[list[str], Resolved, list[dict[str, Any]]]] = {}
+    answered: list[tuple[str, Resolved, Cells]] = []
     unreachable = None
     for (server, _), outcome in zip(servers, outcomes, strict=True):
         label = server_label(server.name, server.url)
@@ -457,16 +461,28 @@ def _dry_run_on_servers(state: AppState, job: Job) -> None:
             render.warn(f"{label} left out, as a run would leave it: {error}")
             unreachable = error
             continue
-        bodies = list(dry_run_bodies(job, prompts, resolved, cells))
-        key = json.dumps(bodies, sort_keys=True)
-        groups.setdefault(key, ([], resolved, bodies))[0].append(label)
-    if not groups:
+        answered.append((label, resolved, cells))
+    if not answered:
         assert unreachable is not None
         render.warn("no server answered: names are shown as typed, not as a server would get them")
         for body in dry_run_bodies(job, prompts, None, {}):
             render.result_json(body)
         _upscale_note(job, None)
         return
+    groups: dict[str, tuple[list[str], Resolved, Iterable[dict[str, Any]]]] = {}
+    _, resolved, cells = answered[0]
+    if all((r, c) == (resolved, cells) for _, r, c in answered):  # the same bodies: streamed
+        groups[""] = (
+            [label for label, _, _ in answered],
+            resolved,
+            dry_run_bodies(job, prompts, resolved, cells),
+        )
+    else:
+        texts = list(prompts)
+        for label, resolved, cells in answered:
+            made = list(dry_run_bodies(job, texts, resolved, cells))
+            key = json.dumps(made, sort_keys=True)
+            groups.setdefault(key, ([], resolved, made))[0].append(label)
     for labels, resolved, bodies in groups.values():
         if len(groups) == 1 and unreachable is None:
             render.note(f"the same request for every server: {', '.join(labels)}")
