@@ -6,10 +6,10 @@ when it concerns the whole run) and the server (its base URL), so a queue over s
 can tell them apart. Sinks run on the thread of the Runner that emits: they must be quick and
 must not raise (an exception from a sink ends the run like any other error).
 
-A sink may also have a `prepare()` method: the Runner calls it (`prepare_sink`) once, while its
-first request is on its way, for set-up that does not depend on the answer (imports, starting a
-writer). It is a head start only: a sink works the same when it is never called, and it must
-not raise.
+A sink may also have a `prepare()` method: the Runner calls it (`prepare_sink`) once a run,
+while the run's first request is on its way, for set-up that does not depend on the answer
+(imports, starting a writer). It is a head start only: a sink works the same when it is never
+called, and it must not raise.
 """
 
 from __future__ import annotations

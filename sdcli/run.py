@@ -159,7 +159,7 @@ class Runner:
         # stop(): Ctrl-C reached the main thread while this Runner works in another one
         self._stop: KeyboardInterrupt | None = None
         self._stopping = threading.Event()
-        self._ready = False  # the sinks and the saver had their head start (_get_ready)
+        self._ready = False  # this run's sinks and saver had their head start (_get_ready)
 
     @property
     def label(self) -> str:
@@ -185,6 +185,9 @@ class Runner:
     def prepare(self, job: Job) -> Resolved:
         """Resolve the job's names on this server (warning about what it changed) and pin the
         options the job overrides; the lists read get the same retries as the generation."""
+        # A new run (interactive mode keeps one Runner for every prompt): its saver and sinks
+        # are new, and get their head start at its first request (_get_ready).
+        self._ready = False
         self.catalog.fetch = lambda call: self.with_retries(job, call)
         self.catalog.prefetch(lists_needed(job, self.catalog.asks))
         try:
@@ -536,10 +539,10 @@ class Runner:
         return result
 
     def _get_ready(self, saver: Saver) -> None:
-        """Once per Runner, while its first request is on its way: the saver and the sinks do
-        what does not depend on the answer (imports, starting the history's writer). A head
-        start only: each works the same without it, so a failure here is left for the step
-        that needs the work to meet again, where it always was."""
+        """Once per run (`prepare`), while its first request is on its way: the saver and the
+        sinks do what does not depend on the answer (imports, starting the history's writer).
+        A head start only: each works the same without it, so a failure here is left for the
+        step that needs the work to meet again, where it always was."""
         self._ready = True
         try:
             with interruptions_held():  # a Ctrl-C now is taken once all are ready

@@ -367,3 +367,38 @@ def test_rerun_of_an_unknown_generation_is_a_usage_error(
     r = run_sdcli("--url", fake_webui.url, "interactive", input="/rerun x\n")
     assert r.returncode == 2 and "/rerun ID" in r.stderr
     assert fake_webui.requests_to(TXT2IMG) == []
+
+
+def test_each_prompt_starts_its_history_writer_while_its_request_is_on_its_way(
+    engine: Engine, fake_webui: FakeWebUI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One Runner serves the whole session, and each prompt has a history of its own: every
+    prompt's gets its head start (the writer running) while the server still holds the request,
+    not only at its first image."""
+    from sdcli.history.recorder import HistoryRecorder
+
+    original = HistoryRecorder.prepare
+    prepared = threading.Event()
+    seen: list[tuple[bool, bool]] = []  # (the request still held, the writer running)
+
+    def prepare(recorder: HistoryRecorder) -> None:
+        original(recorder)
+        thread = recorder._thread
+        seen.append((fake_webui.wait_paused(0), thread is not None and thread.is_alive()))
+        prepared.set()
+
+    def hold_until_prepared() -> None:
+        if fake_webui.wait_paused(30):
+            prepared.wait(60)  # a safety net: without the head start, the request goes on after
+        fake_webui.resume()
+
+    monkeypatch.setattr(HistoryRecorder, "prepare", prepare)
+    for prompt in ("one", "two", "three"):
+        prepared.clear()
+        fake_webui.pause_at_step(1)
+        holder = threading.Thread(target=hold_until_prepared)
+        holder.start()
+        engine.generate(prompt)
+        holder.join()
+    assert seen == [(True, True)] * 3
+    assert len(engine.session.images) == 3

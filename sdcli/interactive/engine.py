@@ -34,6 +34,14 @@ class Relay:
         if self.target is not None:
             self.target(event)
 
+    def prepare(self) -> None:
+        """The prompt's request is on its way: its sinks get their head start (the history's
+        writer starts then, not at the first image)."""
+        from sdcli.events import prepare_sink
+
+        if self.target is not None:
+            prepare_sink(self.target)
+
 
 class Engine:
     """One interactive session over one client: `handle(line)` for each line typed."""
