@@ -418,3 +418,25 @@ def test_a_run_over_two_servers_killed_and_resumed_saves_each_unit_once(
     assert r.returncode == 0, r.stderr
     _assert_exactly_as_planned(isolated_sdcli_home, out)
     assert len(list(out.iterdir())) == 8
+
+
+def test_stored_times_are_shown_local_in_full_or_to_the_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`sdcli runs` in a pipe gives the full local time; at a terminal, to the minute (the
+    date alone for another year): one function for both."""
+    import time
+    from datetime import datetime
+
+    from sdcli.journal.store import local_time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30: the half hour shows it is converted
+    time.tzset()
+    try:
+        this_year = f"{datetime.now().year}-03-04T05:06:07.000Z"
+        assert local_time(this_year) == f"{datetime.now().year}-03-04 10:36:07"
+        assert local_time(this_year, short=True) == "03-04 10:36"
+        assert local_time("2001-03-04T20:06:07.000Z", short=True) == "2001-03-05"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

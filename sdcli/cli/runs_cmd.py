@@ -266,10 +266,12 @@ def _table(found: list[RunInfo], width: int) -> None:
     most) to share the room the other columns leave."""
     from rich.cells import cell_len
 
+    from sdcli.journal.store import local_time
+
     fixed = [
         [
             str(info.id),
-            _when(info.created),
+            local_time(info.created, short=True),
             info.state,
             f"{info.done}/{info.total}{'' if info.all_read else '+'}",
             str(info.failed) if info.failed else "",  # a column of blanks is left out
@@ -349,14 +351,6 @@ def _from_here(path: str) -> str:
             return name
         return str(inside) if name == "." else f"~/{inside}"
     return path
-
-
-def _when(stored: str) -> str:
-    """A stored UTC time, local and to the minute: `11-30 16:21` this year, else the date."""
-    from datetime import datetime
-
-    when = datetime.fromisoformat(stored.replace("Z", "+00:00")).astimezone()
-    return when.strftime("%m-%d %H:%M" if when.year == datetime.now().year else "%Y-%m-%d")
 
 
 def _row(info: RunInfo) -> list[str]:

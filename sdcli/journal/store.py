@@ -129,10 +129,13 @@ def utc_now() -> tuple[str, float]:
     return text, now.timestamp()
 
 
-def local_time(stored: str) -> str:
-    """A stored UTC time as the local `2026-11-30 16:21:40`."""
-    when = datetime.fromisoformat(stored.replace("Z", "+00:00"))
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def local_time(stored: str, *, short: bool = False) -> str:
+    """A stored UTC time as the local `2026-11-30 16:21:40`; `short`: to the minute, as
+    `11-30 16:21` this year, else the date (`sdcli runs` at a terminal)."""
+    when = datetime.fromisoformat(stored.replace("Z", "+00:00")).astimezone()
+    if not short:
+        return when.strftime("%Y-%m-%d %H:%M:%S")
+    return when.strftime("%m-%d %H:%M" if when.year == datetime.now().year else "%Y-%m-%d")
 
 
 # --- what `sdcli runs` shows ----------------------------------------------------------------
