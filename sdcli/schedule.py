@@ -38,6 +38,14 @@ T = TypeVar("T")
 Item = TypeVar("Item")  # what on_each works on: a Runner, a client
 
 
+def wait_until(done: threading.Event) -> None:
+    """The main thread waits for its worker threads: until `done` is set, waking every JOIN_POLL
+    (Ctrl-C lands there). Not Thread.join: a Ctrl-C that lands inside join() can leave a running
+    thread marked as ended (CPython's tstate lock)."""
+    while not done.wait(JOIN_POLL):
+        pass
+
+
 def server_failed(error: BaseException) -> bool:
     """An error that says the server, not the unit, is the trouble: it leaves the run."""
     if isinstance(error, ConnectionFailed):  # refused, lost, timed out (after the retries)
@@ -140,18 +148,12 @@ class Scheduler:
         for thread in threads:
             thread.start()
         try:
-            self._wait_for_workers()
+            wait_until(self._finished)  # every worker has ended
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: every server stops
             self._interrupt(exc)
         if self.state.fatal is not None:
             raise self.state.fatal
         return self.summary
-
-    def _wait_for_workers(self) -> None:
-        """Until every worker has ended. Not Thread.join: a Ctrl-C that lands inside join() can
-        leave a running thread marked as ended (CPython's tstate lock)."""
-        while not self._finished.wait(JOIN_POLL):
-            pass
 
     def _interrupt(self, cause: KeyboardInterrupt) -> None:
         """Each server is asked to stop and what it returned is saved; a second Ctrl-C while
@@ -162,7 +164,7 @@ class Scheduler:
             self.cv.notify_all()
         for worker in self.workers:
             worker.runner.stop(cause)
-        self._wait_for_workers()
+        wait_until(self._finished)  # every worker has ended
         signum, by = interruption(cause)
         total = len(self.summary.saved)
         if not total:
@@ -333,8 +335,8 @@ def on_each(
     for thread in threads:
         thread.start()
     try:
-        while items and not finished.wait(JOIN_POLL):  # not join(): Scheduler._wait_for_workers
-            pass
+        if items:
+            wait_until(finished)
     except KeyboardInterrupt as exc:
         if stop is not None:
             for item in items:

@@ -583,3 +583,19 @@ def test_dry_run_reads_the_first_prompt_before_asking_and_prints_bodies_as_promp
     code, out, err = dry.finish()
     assert (code, out) == (0, ""), err
     assert err == f"the same request for every server: {a.url}, {b.url}\n"
+
+
+def test_the_main_thread_waits_for_its_workers_in_one_way() -> None:
+    """`on_each` and the Scheduler wait for their threads with the same `wait_until` (never
+    Thread.join, see its doc): it returns once the event is set, by another thread."""
+    import threading
+
+    from sdcli.schedule import on_each, wait_until
+
+    done = threading.Event()
+    threading.Thread(target=done.set).start()
+    wait_until(done)
+    assert done.is_set()
+    results = on_each([2, 0, 5], lambda n: 10 // n)
+    assert results[0] == 5 and results[2] == 2 and isinstance(results[1], ZeroDivisionError)
+    assert on_each([], lambda n: n) == []
