@@ -60,3 +60,13 @@ def test_the_fake_is_started_so_it_can_be_stopped_without_a_sleep(tmp_path: Path
     assert r.returncode == 0, r.stderr
     [path] = r.stdout.splitlines()
     assert path.startswith("out/") and (tmp_path / path).is_file()
+
+
+def test_changelog_entries_are_wrapped() -> None:
+    """Each CHANGELOG line fits 100 columns, as its entries are wrapped (a diff reads well)."""
+    long = [
+        n
+        for n, line in enumerate((ROOT / "CHANGELOG.md").read_text().splitlines(), 1)
+        if len(line) > 100
+    ]
+    assert long == []
