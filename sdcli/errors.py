@@ -142,22 +142,30 @@ def interruption(exc: BaseException) -> tuple[int, str]:
 def interruptions_held() -> Iterator[None]:
     """Ctrl-C (or SIGTERM, SIGHUP) that arrives inside the block is raised as it leaves it, not
     in the middle of it: for short work that must not be left half done (a thread half
-    started). Signals reach the main thread only: elsewhere the block runs as it is."""
+    started, a picture's escape sequence). A second one is raised at once: whoever presses
+    Ctrl-C again wants out now (a terminal that stopped reading would otherwise hold the
+    block for ever). Signals reach the main thread only: elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[tuple[int, Any]] = []
     saved: dict[int, Callable[[int, Any], Any]] = {}
+
+    def hold(signum: int, frame: Any) -> None:
+        caught.append((signum, frame))
+        if len(caught) > 1:
+            saved[signum](signum, frame)
+
     for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         handler = None if signum is None else signal.getsignal(signum)
         if signum is not None and callable(handler):  # a Python handler: it raises
             saved[signum] = handler
-            signal.signal(signum, lambda n, frame: caught.append((n, frame)))
+            signal.signal(signum, hold)
     try:
         yield
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
-        if caught:
+        if len(caught) == 1:  # a second one has been raised already
             signum, frame = caught[0]
             saved[signum](signum, frame)  # KeyboardInterrupt or Terminated, as it would have been

@@ -345,6 +345,21 @@ def test_a_ctrl_c_while_getting_ready_is_raised_once_ready() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_second_ctrl_c_inside_a_held_block_is_raised_at_once() -> None:
+    """A held block can wait on a terminal that stopped reading (a picture's write): the first
+    Ctrl-C waits for its end, the second quits there and then."""
+    from sdcli.errors import interruptions_held
+
+    done: list[str] = []
+    with pytest.raises(KeyboardInterrupt), interruptions_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("after the first")
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("after the second")
+    assert done == ["after the first"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_second_ctrl_c_quits_at_once_with_130(
     fake_webui: FakeWebUI, spawn_sdcli: Callable[..., SdcliProcess], tmp_path: Path
 ) -> None:
