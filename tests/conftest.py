@@ -3,6 +3,7 @@ nobody listens on, and real sdcli processes that are killed when the test ends."
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,19 @@ import pytest
 from sdcli.testing.fake_webui import FakeWebUI
 
 from cli_helpers import SdcliProcess
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """sdcli runs here as a person starts it: with Ctrl-C and Ctrl-\\ working. A test run
+    started in the background of a script (`pytest &`, a job runner) has SIGINT and SIGQUIT
+    ignored, and every sdcli it starts would inherit that: a Ctrl-C test would then wait for
+    an sdcli that never hears it. An interactive shell resets both for what it runs; so does
+    this, once, for every process the tests start."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
 
 _CLEARED_ENV = (
     "SDCLI_URL",

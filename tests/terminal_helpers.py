@@ -114,13 +114,27 @@ class Terminal:
         while not self._eof:
             left = deadline - time.monotonic()
             if left <= 0:
+                signals = self._signal_state()
                 self.child.kill(9)
-                raise AssertionError(f"sdcli did not exit:\n{self.dump()}")
+                raise AssertionError(f"sdcli did not exit ({signals}):\n{self.dump()}")
             self._pump(min(left, 1.0))
         self.child.wait()
         status = self.child.exitstatus
         self.exit_code = status if status is not None else 128 + (self.child.signalstatus or 0)
         return self.exit_code
+
+    def _signal_state(self) -> str:
+        """The child's pending, blocked, ignored and caught signal masks and the pty's foreground
+        group, for a failure message: a Ctrl-C that never arrived shows there."""
+        try:
+            with open(f"/proc/{self.child.pid}/status") as status:
+                masks = [line.split() for line in status if line.startswith(("Sig", "ShdPnd"))]
+            foreground = os.tcgetpgrp(self.child.child_fd)
+        except OSError as exc:
+            return f"no signal state: {exc}"
+        state = ", ".join(f"{name} {value}" for name, value in masks)
+        group = os.getpgid(self.child.pid or 0)
+        return f"{state}; pty foreground group {foreground}, the child's {group}"
 
     # --- typing ------------------------------------------------------------------------------
 
